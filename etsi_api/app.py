@@ -1,0 +1,27 @@
+"""Flask application factory for one qkms node."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from etsi_api import errors, keys_api, meta_api
+from kms.node import NodeResources
+
+
+def create_app(resources: NodeResources) -> Flask:
+    """A Flask app serving ETSI GS QKD 014 for the node whose parts are ``resources``."""
+    app = Flask("qkms")
+    config = resources.config
+    app.config.update(
+        MAX_CONTENT_LENGTH=config.server.max_request_bytes,
+        QKMS_SAE_ID_FIELD=config.tls.sae_id_field,
+        QKMS_DEFAULT_KEY_SIZE_BITS=config.limits.key_size_bits,
+        JSON_SORT_KEYS=False,
+    )
+    app.json.sort_keys = False
+    app.extensions["qkms.service"] = resources.service
+    app.extensions["qkms.store"] = resources.store
+    errors.init_app(app)
+    app.register_blueprint(keys_api.bp)
+    app.register_blueprint(meta_api.bp)
+    return app

@@ -1,0 +1,34 @@
+"""Who is calling: the SAE behind the TLS client certificate of this request."""
+
+from __future__ import annotations
+
+from flask import current_app, request
+
+from kms.errors import Unauthorized
+from kms.pki import sae_identity_from_der
+
+#: WSGI environ key under which a server (or a test) may hand over the peer's DER certificate.
+PEER_CERT_ENVIRON_KEY = "qkms.peer_cert_der"
+
+
+def peer_certificate_der() -> bytes | None:
+    """The DER client certificate of the current request's TLS connection, if any."""
+    der = request.environ.get(PEER_CERT_ENVIRON_KEY)
+    if der is not None:
+        return der
+    sock = request.environ.get("gunicorn.socket")
+    getpeercert = getattr(sock, "getpeercert", None)
+    return getpeercert(binary_form=True) if getpeercert else None
+
+
+def calling_sae() -> str:
+    """The SAE_ID of the caller; Unauthorized if its certificate maps to no SAE."""
+    der = peer_certificate_der()
+    if der is None:
+        raise Unauthorized("a client certificate is required")
+    service = current_app.extensions["qkms.service"]
+    identity = sae_identity_from_der(der, current_app.config["QKMS_SAE_ID_FIELD"])
+    sae_id = service.sae_for_identity(identity)
+    if sae_id is None:
+        raise Unauthorized("client certificate does not identify an SAE of this KME")
+    return sae_id

@@ -1,0 +1,74 @@
+"""The one place where qkms errors become HTTP statuses and ETSI Error bodies.
+
+ETSI GS QKD 014 defines 400 and 503 with an Error body ({"message", "details"}) and
+401. Everything the framework would answer with another 4xx (unknown route, wrong
+method, oversized body) is a bad request here; anything unexpected is a 503 with a
+generic message, logged in full on the server only.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, jsonify
+from werkzeug.exceptions import HTTPException
+
+from kms.errors import BadRequest, QkmsError, Unauthorized, Unavailable
+
+log = logging.getLogger("qkms.api")
+
+STATUS_BY_ERROR: tuple[tuple[type[QkmsError], int], ...] = (
+    (BadRequest, 400),
+    (Unauthorized, 401),
+    (Unavailable, 503),
+)
+GENERIC_UNAVAILABLE = "service unavailable"
+
+
+def error_body(message: str, details: list | None = None) -> dict:
+    """An ETSI Error object."""
+    body: dict = {"message": message}
+    if details:
+        body["details"] = details
+    return body
+
+
+def status_for(error: QkmsError) -> int:
+    """HTTP status of a domain error; unmapped domain errors are 503."""
+    for error_type, status in STATUS_BY_ERROR:
+        if isinstance(error, error_type):
+            return status
+    return 503
+
+
+def _domain_error(error: QkmsError):
+    status = status_for(error)
+    if status == 503 and not isinstance(error, Unavailable):
+        log.error("unavailable: %s: %s", type(error).__name__, error.message,
+                  exc_info=error.__cause__ is not None)
+        return jsonify(error_body(GENERIC_UNAVAILABLE)), 503
+    return jsonify(error_body(error.message, error.details)), status
+
+
+def _http_error(error: HTTPException):
+    if error.code == 413:
+        message = "request body too large"
+    elif error.code == 405:
+        message = "method not allowed"
+    elif error.code == 404:
+        message = "unknown endpoint"
+    else:
+        message = "bad request"
+    return jsonify(error_body(message)), 400
+
+
+def _unexpected(error: Exception):
+    log.exception("unexpected error while serving a request")
+    return jsonify(error_body(GENERIC_UNAVAILABLE)), 503
+
+
+def init_app(app: Flask) -> None:
+    """Register the error handlers on ``app``."""
+    app.register_error_handler(QkmsError, _domain_error)
+    app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(Exception, _unexpected)

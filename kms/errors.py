@@ -1,0 +1,70 @@
+"""The one exception tree of qkms.
+
+Every error carries a client-safe ``message`` (and optional ``details``) that may be
+shown to a caller, and is mapped to a protocol status in exactly one place
+(``etsi_api.errors``). Server-side context goes to the log, never into ``message``.
+Nothing here may ever carry key material.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class QkmsError(Exception):
+    """Root of all qkms domain errors."""
+
+    message = "internal error"
+
+    def __init__(self, message: str | None = None, details: list[dict[str, Any]] | None = None):
+        self.message = message or self.message
+        self.details = details or []
+        super().__init__(self.message)
+
+
+class BadRequest(QkmsError):
+    """The request is malformed or asks for something the KME does not allow (400)."""
+
+    message = "bad request"
+
+
+class KeysNotFound(BadRequest):
+    """One or more requested key_IDs are unknown to this KME (400, ETSI wording)."""
+
+    message = "one or more keys specified are not found on KME"
+
+
+class ExtensionNotSupported(BadRequest):
+    """An ``extension_mandatory`` parameter is not supported (400, ETSI wording)."""
+
+    message = "not all extension_mandatory parameters are supported"
+
+
+class Unauthorized(QkmsError):
+    """The caller is not entitled to what it asked for (401)."""
+
+    message = "unauthorized"
+
+
+class Unavailable(QkmsError):
+    """The request cannot be served in full right now; nothing was consumed (503)."""
+
+    message = "keys are not available"
+
+
+class ConfigError(QkmsError):
+    """Configuration is invalid; ``message`` names the offending setting's path."""
+
+    message = "invalid configuration"
+
+
+class StoreError(QkmsError):
+    """The key store failed or refused an operation."""
+
+    message = "key store unavailable"
+
+
+class DuplicateKeyId(StoreError):
+    """A key_ID that is being stored already exists (never overwritten)."""
+
+    message = "key_ID already exists"

@@ -1,0 +1,81 @@
+"""Small immutable domain objects: keys, their provenance, key requests."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Where a key's bits came from, recorded with every key for auditors.
+
+    ``sources`` are source kinds (``csprng``, ``qkd-sim``, ``ml-kem``...), ``algorithms``
+    the algorithms involved, ``route`` the KME_IDs the key travelled through.
+    """
+
+    sources: tuple[str, ...]
+    algorithms: tuple[str, ...] = ()
+    route: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, list[str]]:
+        return {"sources": list(self.sources), "algorithms": list(self.algorithms),
+                "route": list(self.route)}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> "Provenance":
+        data = json.loads(text)
+        return cls(tuple(data["sources"]), tuple(data.get("algorithms", ())),
+                   tuple(data.get("route", ())))
+
+
+@dataclass(frozen=True, repr=False)
+class Key:
+    """One delivered or reserved key. ``repr`` never shows the material."""
+
+    key_id: str
+    material: bytes
+    provenance: Provenance
+
+    @property
+    def size_bits(self) -> int:
+        return len(self.material) * 8
+
+    def __repr__(self) -> str:
+        return f"Key(key_id={self.key_id!r}, size_bits={self.size_bits})"
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """A key held at a node for the slave SAEs that have not fetched it yet."""
+
+    key: Key
+    master_id: str
+    slave_ids: frozenset[str]
+
+
+@dataclass(frozen=True)
+class KeyRequest:
+    """A validated ``enc_keys`` request (sizes in bits)."""
+
+    number: int
+    size_bits: int
+    additional_slave_ids: tuple[str, ...] = ()
+    extension_mandatory: tuple[dict[str, Any], ...] = ()
+    extension_optional: tuple[dict[str, Any], ...] = ()
+
+
+@dataclass(frozen=True)
+class KeyBlock:
+    """A run of secret bits from a key source, identical at both ends of a link."""
+
+    block_id: str
+    material: bytes = field(repr=False)
+
+    @property
+    def size_bits(self) -> int:
+        return len(self.material) * 8

@@ -1,0 +1,118 @@
+"""KeyStore on Redis: sealed values, Lua scripts for every check-and-take.
+
+Layout (one hash tag per node so multi-key scripts work on Redis Cluster):
+  qkms:{KME}:res:<key_ID>   hash: sealed, size, prov, master, pending, s:<slave>=1
+Redis expiry destroys a reservation, material included, when its time is up.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import redis
+
+from kms.errors import DuplicateKeyId, KeysNotFound, StoreError, Unauthorized
+from kms.keys import Key, Provenance, Reservation
+from kms.sealing import Sealer
+from kms.store import KeyStore
+
+_RESERVE = """
+for i, k in ipairs(KEYS) do
+  if redis.call('EXISTS', k) == 1 then return i end
+end
+local ttl = tonumber(ARGV[1])
+local at = 2
+for i, k in ipairs(KEYS) do
+  local n = tonumber(ARGV[at + 4])
+  redis.call('HSET', k, 'sealed', ARGV[at], 'size', ARGV[at + 1],
+             'prov', ARGV[at + 2], 'master', ARGV[at + 3], 'pending', n)
+  for j = 1, n do redis.call('HSET', k, 's:' .. ARGV[at + 4 + j], 1) end
+  redis.call('EXPIRE', k, ttl)
+  at = at + 5 + n
+end
+return 0
+"""
+
+_CLAIM = """
+local slave, master = ARGV[1], ARGV[2]
+for i, k in ipairs(KEYS) do
+  if redis.call('HGET', k, 'master') ~= master then return {'unknown', i} end
+end
+for i, k in ipairs(KEYS) do
+  if redis.call('HEXISTS', k, 's:' .. slave) == 0 then return {'unauthorized', i} end
+end
+local out = {'ok'}
+for i, k in ipairs(KEYS) do
+  local v = redis.call('HMGET', k, 'sealed', 'prov')
+  out[#out + 1] = v[1]
+  out[#out + 1] = v[2]
+  redis.call('HDEL', k, 's:' .. slave)
+  if redis.call('HINCRBY', k, 'pending', -1) <= 0 then redis.call('DEL', k) end
+end
+return out
+"""
+
+class RedisKeyStore(KeyStore):
+    """Reservations in one Redis (standalone, Sentinel-managed or Cluster)."""
+
+    def __init__(self, client: redis.Redis, sealer: Sealer, kme_id: str):
+        self._redis = client
+        self._sealer = sealer
+        self._prefix = f"qkms:{{{kme_id}}}:res:"
+        self._reserve = client.register_script(_RESERVE)
+        self._claim = client.register_script(_CLAIM)
+
+    def _key(self, key_id: str) -> str:
+        return self._prefix + key_id
+
+    def _record(self, reservation: Reservation) -> list[bytes | str | int]:
+        key = reservation.key
+        slaves = sorted(reservation.slave_ids)
+        sealed = self._sealer.seal(key.material, key.key_id)
+        return [sealed, key.size_bits, key.provenance.to_json(), reservation.master_id,
+                len(slaves), *slaves]
+
+    def reserve(self, reservations: Sequence[Reservation], ttl_s: int) -> None:
+        if not reservations:
+            return
+        keys = [self._key(r.key.key_id) for r in reservations]
+        args: list = [ttl_s]
+        for reservation in reservations:
+            args.extend(self._record(reservation))
+        clash = self._call(self._reserve, keys, args)
+        if clash:
+            raise DuplicateKeyId()
+
+    def claim(self, key_ids: Sequence[str], slave_id: str, master_id: str) -> list[Key]:
+        keys = [self._key(key_id) for key_id in key_ids]
+        reply = self._call(self._claim, keys, [slave_id, master_id])
+        verdict = reply[0].decode()
+        if verdict == "unknown":
+            raise KeysNotFound(details=[{"key_ID": key_ids[int(reply[1]) - 1]}])
+        if verdict == "unauthorized":
+            raise Unauthorized("caller is not a slave SAE of the requested keys")
+        pairs = zip(reply[1::2], reply[2::2])
+        return [Key(key_id, self._sealer.unseal(sealed, key_id), Provenance.from_json(prov))
+                for key_id, (sealed, prov) in zip(key_ids, pairs)]
+
+    def pending_count(self) -> int:
+        count = 0
+        for _ in self._redis.scan_iter(match=self._prefix + "*", count=1000):
+            count += 1
+        return count
+
+    def ping(self) -> bool:
+        try:
+            return bool(self._redis.ping())
+        except redis.RedisError:
+            return False
+
+    def close(self) -> None:
+        self._redis.close()
+
+    @staticmethod
+    def _call(script, keys: list[str], args: list):
+        try:
+            return script(keys=keys, args=args)
+        except redis.RedisError as exc:
+            raise StoreError() from exc

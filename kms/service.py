@@ -1,0 +1,135 @@
+"""The key service: status, enc_keys and dec_keys as domain operations.
+
+It knows nothing of HTTP or Redis; the API layer hands it authenticated SAE ids and
+validated requests, and maps its exceptions to protocol errors.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from kms import audit
+from kms.config import NodeConfig
+from kms.errors import BadRequest, ExtensionNotSupported, Unavailable
+from kms.keys import Key, KeyRequest, Reservation
+from kms.sources import KeySource
+from kms.store import KeyStore
+
+
+@dataclass(frozen=True)
+class KeyStatus:
+    """What ETSI 014 ``status`` reports for one master/slave pair (sizes in bits)."""
+
+    source_kme_id: str
+    target_kme_id: str
+    master_sae_id: str
+    slave_sae_id: str
+    key_size_bits: int
+    stored_key_count: int
+    max_key_count: int
+    max_keys_per_request: int
+    max_key_size_bits: int
+    min_key_size_bits: int
+    max_sae_id_count: int
+    extension: dict[str, Any] = field(default_factory=dict)
+
+
+class KeyService:
+    """Serves keys for the SAEs attached to one node."""
+
+    def __init__(self, config: NodeConfig, store: KeyStore, local_source: KeySource):
+        self._config = config
+        self._store = store
+        self._local_source = local_source
+        self._identities = {sae.identity: sae.id for sae in config.saes}
+
+    @property
+    def kme_id(self) -> str:
+        return self._config.kme_id
+
+    def sae_for_identity(self, identity: str | None) -> str | None:
+        """The SAE whose certificate carries ``identity``, or None."""
+        return self._identities.get(identity) if identity is not None else None
+
+    def status(self, master_id: str, slave_id: str) -> KeyStatus:
+        """Status of the key supply from ``master_id`` to ``slave_id``."""
+        self._require_known_slave(slave_id, master_id)
+        limits = self._config.limits
+        source = self._local_source.health()
+        return KeyStatus(
+            self.kme_id, self.kme_id, master_id, slave_id, limits.key_size_bits,
+            limits.max_key_count, limits.max_key_count, limits.max_keys_per_request,
+            limits.max_key_size_bits, limits.min_key_size_bits, limits.max_sae_id_count,
+            {"qkms_source": {"kind": self._local_source.kind, "state": source.state}},
+        )
+
+    def enc_keys(self, master_id: str, slave_id: str, request: KeyRequest) -> list[Key]:
+        """New keys for ``master_id``, reserved for ``slave_id`` and any additional slaves."""
+        slaves = self._validate(master_id, slave_id, request)
+        keys = self._new_keys(request.number, request.size_bits)
+        reservations = [Reservation(key, master_id, slaves) for key in keys]
+        self._store.reserve(reservations, self._config.reservation_ttl_s)
+        audit.record("enc_keys", master_id, [k.key_id for k in keys], slaves=sorted(slaves),
+                     size_bits=request.size_bits)
+        return keys
+
+    def dec_keys(self, slave_id: str, master_id: str, key_ids: Sequence[str]) -> list[Key]:
+        """The keys ``master_id`` obtained earlier, for their slave ``slave_id``; all or none."""
+        if not key_ids:
+            raise BadRequest("key_IDs must list at least one key_ID")
+        if len(set(key_ids)) != len(key_ids):
+            raise BadRequest("key_IDs must not repeat a key_ID")
+        if len(key_ids) > self._config.limits.max_keys_per_request:
+            raise BadRequest(f"at most {self._config.limits.max_keys_per_request} key_IDs per request")
+        if self._config.sae(master_id) is None:
+            raise BadRequest("unknown master_SAE_ID", [{"master_SAE_ID": master_id}])
+        keys = self._store.claim(key_ids, slave_id, master_id)
+        audit.record("dec_keys", slave_id, key_ids, master=master_id)
+        return keys
+
+    def _require_known_slave(self, slave_id: str, master_id: str) -> None:
+        if self._config.sae(slave_id) is None:
+            raise BadRequest("unknown slave_SAE_ID", [{"slave_SAE_ID": slave_id}])
+        if slave_id == master_id:
+            raise BadRequest("slave_SAE_ID must differ from the master SAE")
+
+    def _validate(self, master_id: str, slave_id: str, request: KeyRequest) -> frozenset[str]:
+        self._require_known_slave(slave_id, master_id)
+        if request.extension_mandatory:
+            names = sorted({name for ext in request.extension_mandatory for name in ext})
+            raise ExtensionNotSupported(details=[{"extension_mandatory": names}])
+        self._validate_size(request)
+        return self._slaves(master_id, slave_id, request.additional_slave_ids)
+
+    def _validate_size(self, request: KeyRequest) -> None:
+        limits = self._config.limits
+        if request.size_bits % 8:
+            raise BadRequest("size shall be a multiple of 8")
+        if not limits.min_key_size_bits <= request.size_bits <= limits.max_key_size_bits:
+            raise BadRequest(f"size must be between {limits.min_key_size_bits} and "
+                             f"{limits.max_key_size_bits} bits")
+        if not 1 <= request.number <= limits.max_keys_per_request:
+            raise BadRequest(f"number must be between 1 and {limits.max_keys_per_request}")
+
+    def _slaves(self, master_id: str, slave_id: str, additional: Sequence[str]) -> frozenset[str]:
+        if len(additional) > self._config.limits.max_sae_id_count:
+            raise BadRequest(f"at most {self._config.limits.max_sae_id_count} additional_slave_SAE_IDs")
+        slaves = [slave_id, *additional]
+        if len(set(slaves)) != len(slaves):
+            raise BadRequest("additional_slave_SAE_IDs must not repeat a slave")
+        for extra in additional:
+            self._require_known_slave(extra, master_id)
+        return frozenset(slaves)
+
+    def _new_keys(self, number: int, size_bits: int) -> list[Key]:
+        size_bytes = size_bits // 8
+        blocks = self._local_source.fetch(number * size_bits)
+        material = b"".join(block.material for block in blocks)
+        if len(material) < number * size_bytes:
+            raise Unavailable()
+        provenance = self._local_source.provenance
+        return [Key(str(uuid.uuid4()), material[i * size_bytes:(i + 1) * size_bytes], provenance)
+                for i in range(number)]

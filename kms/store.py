@@ -1,0 +1,49 @@
+"""The key store contract.
+
+A store holds reservations: keys handed to a master SAE and waiting for their slave
+SAEs. Implementations must make every check-and-take atomic in the backend itself
+(never with Python locks), because several worker processes and replicas of a node
+share one store. Key material is sealed before it leaves the process.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+
+from kms.keys import Key, Reservation
+
+
+class KeyStore(ABC):
+    """Reservations of keys for slave SAEs, with all-or-nothing semantics."""
+
+    @abstractmethod
+    def reserve(self, reservations: Sequence[Reservation], ttl_s: int) -> None:
+        """Store every reservation, or none.
+
+        Raises DuplicateKeyId (storing nothing) if any key_ID already exists. Each
+        reservation is destroyed, material included, ``ttl_s`` seconds after this call
+        unless all its slaves have claimed it before.
+        """
+
+    @abstractmethod
+    def claim(self, key_ids: Sequence[str], slave_id: str, master_id: str) -> list[Key]:
+        """Hand ``slave_id`` every listed key, or none, in the order asked.
+
+        Raises KeysNotFound if any key_ID is unknown (or was reserved by another
+        master), Unauthorized if ``slave_id`` is not a pending slave of every key; in
+        both cases nothing changes. On success ``slave_id`` is removed from each key's
+        pending slaves and a key with no pending slave left is deleted.
+        """
+
+    @abstractmethod
+    def pending_count(self) -> int:
+        """How many reservations are currently held (for status and metrics)."""
+
+    @abstractmethod
+    def ping(self) -> bool:
+        """True if the backend answers."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release connections; the stored data stays."""

@@ -1,0 +1,3 @@
+from qkms.cli import main
+
+main()

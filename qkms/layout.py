@@ -1,0 +1,97 @@
+"""Writing a ready-to-run qkms directory: PKI, KEKs, node configs and a manifest.
+
+    DIR/pki/ca.crt, ca.key
+    DIR/nodes/<KME_ID>/{node.crt,node.key,kek.hex,config.yaml,data/}
+    DIR/saes/<SAE_ID>.crt, .key
+    DIR/manifest.json
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from kms.pki import CertificateAuthority
+from kms.pki.files import write_atomic
+from kms.sealing import new_kek_hex
+
+
+@dataclass(frozen=True)
+class NodePlan:
+    """One node to write: its KME_ID, its SAEs and its port."""
+
+    kme_id: str
+    sae_ids: tuple[str, ...]
+    port: int
+
+
+@dataclass
+class Manifest:
+    """Where everything was written; printed by ``qkms init --json``."""
+
+    ca: str
+    nodes: dict[str, dict[str, str]] = field(default_factory=dict)
+    saes: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {"ca": self.ca, "nodes": self.nodes, "saes": self.saes}
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """An ephemeral TCP port that was free a moment ago."""
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def node_config(plan: NodePlan, ca_path: Path) -> dict:
+    """The YAML document of one node (paths relative to the node's directory)."""
+    return {
+        "kme_id": plan.kme_id,
+        "listen": {"host": "127.0.0.1", "port": plan.port},
+        "tls": {"cert": "node.crt", "key": "node.key", "ca": os.path.relpath(ca_path, ca_path.parent.parent / "nodes" / plan.kme_id),
+                "sae_id_field": "subject_cn"},
+        "saes": [{"id": sae_id} for sae_id in plan.sae_ids],
+        "kek": {"file": "kek.hex"},
+        "redis": {"data_dir": "data"},
+        "reservation_ttl_s": 3600,
+    }
+
+
+def write_node(root: Path, ca: CertificateAuthority, plan: NodePlan, manifest: Manifest) -> Path:
+    """Write one node's certificate, KEK and config; return the config path."""
+    node_dir = root / "nodes" / plan.kme_id
+    node_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    ca.issue_node_certificate(plan.kme_id).save(node_dir / "node.crt", node_dir / "node.key")
+    write_atomic(node_dir / "kek.hex", new_kek_hex().encode() + b"\n", 0o600)
+    config_path = node_dir / "config.yaml"
+    config_path.write_text(yaml.safe_dump(node_config(plan, root / "pki" / "ca.crt"), sort_keys=False))
+    manifest.nodes[plan.kme_id] = {"config": str(config_path), "url": f"https://127.0.0.1:{plan.port}"}
+    return config_path
+
+
+def write_sae(root: Path, ca: CertificateAuthority, sae_id: str, kme_id: str, manifest: Manifest) -> None:
+    """Write one SAE's client certificate and key."""
+    cert, key = root / "saes" / f"{sae_id}.crt", root / "saes" / f"{sae_id}.key"
+    ca.issue_sae_certificate(sae_id).save(cert, key)
+    manifest.saes[sae_id] = {"node": kme_id, "cert": str(cert), "key": str(key)}
+
+
+def write_layout(root: Path, plans: list[NodePlan]) -> Manifest:
+    """Create the CA and every node and SAE of ``plans`` under ``root``."""
+    root = root.resolve()
+    (root / "pki").mkdir(parents=True, exist_ok=True, mode=0o700)
+    ca = CertificateAuthority.create()
+    ca.save(root / "pki" / "ca.crt", root / "pki" / "ca.key")
+    manifest = Manifest(ca=str(root / "pki" / "ca.crt"))
+    for plan in plans:
+        write_node(root, ca, plan, manifest)
+        for sae_id in plan.sae_ids:
+            write_sae(root, ca, sae_id, plan.kme_id, manifest)
+    (root / "manifest.json").write_text(json.dumps(manifest.to_dict(), indent=2) + "\n")
+    return manifest

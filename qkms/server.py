@@ -1,0 +1,72 @@
+"""Running a node: embedded Redis (if no URL is configured) plus gunicorn over mutual TLS.
+
+The gunicorn master owns the embedded Redis: it starts it before forking workers and
+stops it after the last worker is gone. Each worker opens its own connections.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+
+from gunicorn.app.base import BaseApplication
+
+from etsi_api.app import create_app
+from kms.config import NodeConfig
+from kms.embedded_redis import EmbeddedRedis
+from kms.node import NodeResources
+
+log = logging.getLogger("qkms.server")
+
+
+def _tls12_or_newer(config, default_ssl_context_factory) -> ssl.SSLContext:
+    context = default_ssl_context_factory()
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    return context
+
+
+class NodeServer(BaseApplication):
+    """gunicorn with threaded workers (keep-alive), TLS with required client certificates."""
+
+    def __init__(self, config: NodeConfig, redis_url: str):
+        self._config = config
+        self._redis_url = redis_url
+        super().__init__()
+
+    def load_config(self) -> None:
+        node, server = self._config, self._config.server
+        settings = {
+            "bind": f"{node.listen.host}:{node.listen.port}",
+            "workers": server.workers,
+            "worker_class": "gthread",
+            "threads": server.threads,
+            "keepalive": server.keepalive_s,
+            "certfile": str(node.tls.cert),
+            "keyfile": str(node.tls.key),
+            "ca_certs": str(node.tls.ca),
+            "cert_reqs": ssl.CERT_REQUIRED,
+            "ssl_context": _tls12_or_newer,
+            "do_handshake_on_connect": True,
+            "accesslog": None,
+            "proc_name": f"qkms-{node.kme_id}",
+            "graceful_timeout": 10,
+            "timeout": 60,
+            "control_socket_disable": True,
+        }
+        for name, value in settings.items():
+            self.cfg.set(name, value)
+
+    def load(self):
+        resources = NodeResources.open(self._config, self._redis_url)
+        return create_app(resources)
+
+
+def serve(config: NodeConfig) -> None:
+    """Run the node until SIGTERM/SIGINT; stop the embedded Redis afterwards."""
+    embedded = None if config.redis.url else EmbeddedRedis(config.redis.data_dir, config.redis.appendfsync)
+    redis_url = config.redis.url or embedded.start().url
+    try:
+        NodeServer(config, redis_url).run()
+    finally:
+        if embedded is not None:
+            embedded.stop()

@@ -1,0 +1,88 @@
+"""Shared fixtures: real Redis servers, real node processes, ETSI clients."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from adapters.etsi014_client import Etsi014Client
+from kms.embedded_redis import EmbeddedRedis
+from qkms.layout import NodePlan, free_port, write_layout
+from tests.support.processes import NodeProcess, RedisServerProcess
+
+
+@pytest.fixture
+def embedded_redis(tmp_path: Path) -> Iterator[EmbeddedRedis]:
+    with EmbeddedRedis(tmp_path / "redis") as server:
+        yield server
+
+
+@pytest.fixture
+def external_redis(tmp_path: Path) -> Iterator[RedisServerProcess]:
+    (tmp_path / "ext-redis").mkdir()
+    server = RedisServerProcess(free_port(), tmp_path / "ext-redis").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["embedded", "external"])
+def redis_url(request) -> str:
+    """A URL for each kind of Redis the product supports."""
+    server = request.getfixturevalue(f"{request.param}_redis")
+    return server.url
+
+
+class SingleNode:
+    """A written single-node layout plus its running ``qkms serve`` process."""
+
+    def __init__(self, root: Path, saes: tuple[str, ...], config_overrides: dict | None = None):
+        self.root = root
+        self.manifest = write_layout(root, [NodePlan("KME-1", saes, free_port())]).to_dict()
+        node = self.manifest["nodes"]["KME-1"]
+        self.config_path = Path(node["config"])
+        self.url = node["url"]
+        if config_overrides:
+            self.override(config_overrides)
+        port = int(self.url.rsplit(":", 1)[1])
+        self.process = NodeProcess(self.config_path, port, root / "node.log")
+        self._clients: list[Etsi014Client] = []
+
+    def override(self, updates: dict) -> None:
+        data = yaml.safe_load(self.config_path.read_text())
+        for key, value in updates.items():
+            if isinstance(value, dict):
+                data.setdefault(key, {}).update(value)
+            else:
+                data[key] = value
+        self.config_path.write_text(yaml.safe_dump(data, sort_keys=False))
+
+    def client(self, sae_id: str) -> Etsi014Client:
+        sae = self.manifest["saes"][sae_id]
+        client = Etsi014Client(self.url, sae["cert"], sae["key"], self.manifest["ca"])
+        self._clients.append(client)
+        return client
+
+    def close_clients(self) -> None:
+        for client in self._clients:
+            client.close()
+
+
+@pytest.fixture
+def make_node(tmp_path: Path):
+    """Factory: write a single-node layout and start it; everything is stopped afterwards."""
+    nodes: list[SingleNode] = []
+
+    def factory(saes=("sae-1", "sae-2", "sae-3"), config_overrides=None, start=True) -> SingleNode:
+        node = SingleNode(tmp_path / f"net{len(nodes)}", tuple(saes), config_overrides)
+        nodes.append(node)
+        if start:
+            node.process.start()
+        return node
+
+    yield factory
+    for node in nodes:
+        node.close_clients()
+        node.process.stop()

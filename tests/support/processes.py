@@ -1,0 +1,130 @@
+"""Real processes for tests: qkms nodes and redis-server, on loopback, always stopped."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import redis
+
+
+def wait_for_port(host: str, port: int, timeout_s: float, process: subprocess.Popen | None = None) -> None:
+    """Wait until something accepts TCP connections on host:port."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"process exited with {process.returncode} before listening")
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listening on {host}:{port} after {timeout_s}s")
+
+
+def stop_process(process: subprocess.Popen, timeout_s: float = 20) -> int:
+    """SIGTERM, then SIGKILL if it does not exit; returns the exit code."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    return process.returncode
+
+
+@dataclass
+class NodeProcess:
+    """A ``qkms serve`` subprocess whose stderr goes to ``log_path``."""
+
+    config_path: Path
+    port: int
+    log_path: Path
+    process: subprocess.Popen | None = None
+    env: dict[str, str] = field(default_factory=dict)
+
+    def start(self, timeout_s: float = 30) -> "NodeProcess":
+        log = open(self.log_path, "ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "qkms", "serve", "--config", str(self.config_path)],
+            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **self.env})
+        log.close()
+        wait_for_port("127.0.0.1", self.port, timeout_s, self.process)
+        return self
+
+    def stop(self) -> int:
+        return stop_process(self.process) if self.process else 0
+
+    def kill9(self) -> None:
+        """SIGKILL the node's master process (workers and embedded Redis follow)."""
+        self.process.kill()
+        self.process.wait()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and _port_open(self.port):
+            time.sleep(0.05)
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def _port_open(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
+@dataclass
+class RedisServerProcess:
+    """A separately started Debian ``redis-server`` on a loopback port."""
+
+    port: int
+    data_dir: Path
+    process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> "RedisServerProcess":
+        self.process = subprocess.Popen(
+            [external_redis_binary(), "--port", str(self.port), "--bind", "127.0.0.1",
+             "--dir", str(self.data_dir), "--appendonly", "yes", "--appendfsync", "always",
+             "--save", "", "--protected-mode", "yes"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            try:
+                if redis.Redis.from_url(self.url).ping():
+                    return self
+            except redis.ConnectionError:
+                time.sleep(0.05)
+        raise TimeoutError("redis-server did not start")
+
+    def stop(self) -> None:
+        if self.process:
+            stop_process(self.process)
+
+
+def external_redis_binary() -> str:
+    """The Debian redis-server (installed by ``make test``); skip with a reason if absent."""
+    path = shutil.which("redis-server") or ("/usr/bin/redis-server" if Path("/usr/bin/redis-server").exists() else None)
+    if path is None:
+        pytest.skip("redis-server is not installed on this machine (make test installs it with apt-get)")
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
