@@ -47,8 +47,7 @@ class Etsi014Client:
     def __init__(self, base_url: str, cert: Path | str, key: Path | str, ca: Path | str,
                  timeout_s: float = 30.0):
         self._http = httpx.Client(base_url=base_url.rstrip("/") + "/api/v1/keys/",
-                                  cert=(str(cert), str(key)), verify=_ssl_context(ca),
-                                  timeout=timeout_s)
+                                  verify=client_tls_context(ca, cert, key), timeout=timeout_s)
 
     def request(self, method: str, path: str, **kwargs) -> httpx.Response:
         """A raw request relative to ``/api/v1/keys/`` (for tests of error paths)."""
@@ -101,8 +100,12 @@ class Etsi014Client:
         self.close()
 
 
-def _ssl_context(ca: Path | str) -> ssl.SSLContext:
-    return ssl.create_default_context(cafile=str(ca))
+def client_tls_context(ca: Path | str, cert: Path | str, key: Path | str) -> ssl.SSLContext:
+    """TLS >= 1.2 client context trusting ``ca`` and presenting ``cert``/``key``."""
+    context = ssl.create_default_context(cafile=str(ca))
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(str(cert), str(key))
+    return context
 
 
 def _quote(sae_id: str) -> str:

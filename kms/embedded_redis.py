@@ -79,10 +79,7 @@ class EmbeddedRedis:
     def start(self) -> "EmbeddedRedis":
         """Start the server and wait until it answers PING."""
         self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        if self.socket_path.exists():
-            if self._answers():
-                raise StoreError(f"embedded Redis for {self.data_dir} is already running")
-            self.socket_path.unlink()
+        self._wait_for_previous_server()
         conf = self.data_dir / "redis.conf"
         conf.write_text(self._config_text())
         self._process = subprocess.Popen([redis_server_binary(), str(conf)], preexec_fn=_die_with_parent,
@@ -90,6 +87,15 @@ class EmbeddedRedis:
         self._owner_pid = os.getpid()
         self._wait_until_up()
         return self
+
+    def _wait_for_previous_server(self, grace_s: float = 10.0) -> None:
+        """A server of a crashed predecessor gets SIGTERM and flushes; give it time to exit."""
+        deadline = time.monotonic() + grace_s
+        while self.socket_path.exists() and self._answers():
+            if time.monotonic() > deadline:
+                raise StoreError(f"embedded Redis for {self.data_dir} is already running")
+            time.sleep(0.05)
+        self.socket_path.unlink(missing_ok=True)
 
     def _wait_until_up(self) -> None:
         deadline = time.monotonic() + self._start_timeout_s

@@ -66,4 +66,14 @@ def serve(config_path: Path) -> None:
     run_node(config)
 
 
+@main.command()
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path), default=".demo")
+def demo(directory: Path) -> None:
+    """Run the demo in DIRECTORY (recreated): a node and a real ETSI 014 key exchange."""
+    from qkms.demo import run_single_node_demo
+
+    if not run_single_node_demo(directory, Console(width=120)):
+        raise SystemExit(1)
+
+
 main.add_command(pki)

@@ -6,11 +6,12 @@ from __future__ import annotations
 import base64
 import ssl
 import uuid
+import warnings
 
 import httpx
 import pytest
 
-from adapters.etsi014_client import Etsi014Error
+from adapters.etsi014_client import Etsi014Error, client_tls_context
 from kms.pki import CertificateAuthority
 from tests.conftest import SingleNode
 
@@ -207,8 +208,7 @@ def test_unknown_route_and_method_are_400(master):
 def test_certificate_of_unknown_sae_is_401(node, tmp_path):
     ca = CertificateAuthority.load(node.root / "pki" / "ca.crt", node.root / "pki" / "ca.key")
     ca.issue_sae_certificate("stranger").save(tmp_path / "s.crt", tmp_path / "s.key")
-    with httpx.Client(cert=(str(tmp_path / "s.crt"), str(tmp_path / "s.key")),
-                      verify=ssl.create_default_context(cafile=node.manifest["ca"])) as client:
+    with httpx.Client(verify=client_tls_context(node.manifest["ca"], tmp_path / "s.crt", tmp_path / "s.key")) as client:
         response = client.get(f"{node.url}/api/v1/keys/sae-2/status")
     assert response.status_code == 401
 
@@ -222,15 +222,16 @@ def test_client_without_certificate_is_refused(node):
 def test_certificate_from_another_ca_is_refused(node, tmp_path):
     rogue = CertificateAuthority.create("rogue CA")
     rogue.issue_sae_certificate("sae-1").save(tmp_path / "r.crt", tmp_path / "r.key")
-    with httpx.Client(cert=(str(tmp_path / "r.crt"), str(tmp_path / "r.key")),
-                      verify=ssl.create_default_context(cafile=node.manifest["ca"])) as client:
+    with httpx.Client(verify=client_tls_context(node.manifest["ca"], tmp_path / "r.crt", tmp_path / "r.key")) as client:
         with pytest.raises(httpx.HTTPError):
             client.get(f"{node.url}/api/v1/keys/sae-2/status")
 
 
 def test_tls_below_1_2_is_refused(node):
     context = ssl.create_default_context(cafile=node.manifest["ca"])
-    context.maximum_version = ssl.TLSVersion.TLSv1_1
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        context.maximum_version = ssl.TLSVersion.TLSv1_1
     with httpx.Client(verify=context) as client, pytest.raises(httpx.HTTPError):
         client.get(f"{node.url}/api/v1/keys/sae-2/status")
 
