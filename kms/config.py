@@ -155,6 +155,16 @@ def parse_config(data: Any, base_dir: Path = Path(".")) -> NodeConfig:
     return _resolve_paths(config, base_dir.resolve())
 
 
+def check_files(config: NodeConfig) -> None:
+    """Fail early, naming the setting, when a file the node must read is missing."""
+    for name in ("cert", "key", "ca"):
+        path = getattr(config.tls, name)
+        if not path.is_file():
+            raise ConfigError(f"tls.{name}: file not found: {path}")
+    if config.kek.file is not None and not config.kek.file.is_file():
+        raise ConfigError(f"kek.file: file not found: {config.kek.file}")
+
+
 def load_config(path: Path | str) -> NodeConfig:
     """Read and validate a node's YAML configuration file."""
     path = Path(path)

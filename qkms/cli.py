@@ -11,7 +11,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from kms.config import load_config
+from kms.config import check_files, load_config
 from kms.errors import QkmsError
 from qkms.cli_pki import pki
 from qkms.layout import NodePlan, free_port, write_layout
@@ -61,6 +61,7 @@ def serve(config_path: Path) -> None:
                         format="%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s")
     try:
         config = load_config(config_path)
+        check_files(config)
     except QkmsError as exc:
         raise click.ClickException(exc.message) from None
     run_node(config)

@@ -1,0 +1,265 @@
+"""Packaging: the example configuration, the Dockerfile and what it installs.
+
+Docker cannot run here, so the slow test repeats the Dockerfile's install steps
+by hand: build the project wheel from the Docker build context (the repository
+filtered by .dockerignore), install it into a fresh venv, and run ``qkms``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import typing
+import zipfile
+from fnmatch import fnmatchcase
+from pathlib import Path, PurePosixPath
+
+import pytest
+import yaml
+from pydantic import BaseModel
+
+from kms.config import NodeConfig, load_config
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = REPO_ROOT / "config" / "example.yaml"
+CONFIG_README = REPO_ROOT / "config" / "README.md"
+DOCKERFILE = REPO_ROOT / "Dockerfile"
+DOCKERIGNORE = REPO_ROOT / ".dockerignore"
+
+
+# ------------------------------------------------------------------ example config
+
+
+def _model_of(annotation: typing.Any) -> tuple[type[BaseModel] | None, bool]:
+    """(the pydantic model inside ``annotation``, whether it is a list of them)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation, False
+    if typing.get_origin(annotation) is tuple:
+        inner = typing.get_args(annotation)[0]
+        if isinstance(inner, type) and issubclass(inner, BaseModel):
+            return inner, True
+    return None, False
+
+
+def setting_paths(model: type[BaseModel] = NodeConfig, prefix: str = "") -> list[str]:
+    """Every leaf setting of the schema, e.g. 'tls.sae_id_field', 'saes[i].cert_identity'."""
+    paths = []
+    for name, field in model.model_fields.items():
+        path = f"{prefix}{name}"
+        sub, is_list = _model_of(field.annotation)
+        if sub is None:
+            paths.append(path)
+        else:
+            if is_list:
+                paths.append(path)
+            paths.extend(setting_paths(sub, f"{path}[i]." if is_list else f"{path}."))
+    return paths
+
+
+def test_example_config_loads() -> None:
+    config = load_config(EXAMPLE)
+    assert config.kme_id
+    assert config.saes
+    # Relative paths are resolved against config/, and no secret is inline.
+    assert config.tls.key.is_absolute() and config.tls.key.parent == EXAMPLE.parent
+    assert config.kek.file is not None and config.kek.env is None
+
+
+def test_example_config_names_every_top_level_setting() -> None:
+    text = EXAMPLE.read_text()
+    document = yaml.safe_load(text)
+    for name in NodeConfig.model_fields:
+        assert re.search(rf"^{name}:", text, re.MULTILINE), f"{name} missing from example.yaml"
+        assert name in document, f"{name} is only in a comment of example.yaml"
+
+
+def test_example_config_mentions_every_nested_setting() -> None:
+    text = EXAMPLE.read_text()
+    for path in setting_paths():
+        leaf = path.rsplit(".", 1)[-1].removesuffix("[i]")
+        assert re.search(rf"^\s*(#\s*)?(- )?{leaf}:", text, re.MULTILINE), f"{path} missing from example.yaml"
+
+
+def test_example_config_mentions_every_sae_id_field_choice() -> None:
+    text = EXAMPLE.read_text()
+    for choice in typing.get_args(NodeConfig.model_fields["tls"].annotation.model_fields["sae_id_field"].annotation):
+        assert choice in text
+
+
+def test_config_readme_documents_every_setting() -> None:
+    text = CONFIG_README.read_text()
+    for path in setting_paths():
+        assert f"`{path}`" in text, f"{path} missing from config/README.md"
+
+
+# ------------------------------------------------------------------ Dockerfile
+
+
+def dockerfile_instructions(text: str) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) pairs, with comments dropped and continuations joined."""
+    instructions, pending = [], ""
+    for line in text.splitlines():
+        stripped = line.strip()
+        if not pending and (not stripped or stripped.startswith("#")):
+            continue
+        if stripped.startswith("#"):
+            continue
+        if stripped.endswith("\\"):
+            pending += stripped[:-1] + " "
+            continue
+        full = (pending + stripped).strip()
+        pending = ""
+        keyword, _, arguments = full.partition(" ")
+        instructions.append((keyword.upper(), arguments.strip()))
+    return instructions
+
+
+def stages(instructions: list[tuple[str, str]]) -> list[list[tuple[str, str]]]:
+    out: list[list[tuple[str, str]]] = []
+    for instruction in instructions:
+        if instruction[0] == "FROM":
+            out.append([])
+        out[-1].append(instruction)
+    return out
+
+
+def test_dockerfile_is_multi_stage_non_root_and_runs_qkms() -> None:
+    builder, runtime = stages(dockerfile_instructions(DOCKERFILE.read_text()))
+
+    assert re.fullmatch(r"python:3\.11-slim\S* AS builder", builder[0][1], re.IGNORECASE)
+    assert any(kw == "RUN" and "pip wheel" in args for kw, args in builder)
+
+    assert runtime[0][1].startswith("python:3.11-slim")
+    runtime_args = dict(runtime)
+    assert "--from=builder" in " ".join(args for kw, args in runtime if kw == "COPY")
+    assert any(kw == "RUN" and "pip install" in args for kw, args in runtime)
+
+    users = [args for kw, args in runtime if kw == "USER"]
+    assert users, "runtime stage has no USER"
+    user = users[-1].split(":")[0]
+    assert user not in ("root", "0")
+    assert any(kw == "RUN" and re.search(r"useradd .*--uid \d+.* qkms\b", args) for kw, args in runtime)
+
+    assert runtime_args["WORKDIR"] == "/var/lib/qkms"
+    volumes = json.loads(runtime_args["VOLUME"])
+    assert "/etc/qkms" in volumes and "/var/lib/qkms" in volumes
+    assert runtime_args["EXPOSE"] == "8443"
+    assert json.loads(runtime_args["ENTRYPOINT"]) == ["qkms"]
+    assert json.loads(runtime_args["CMD"]) == ["serve", "--config", "/etc/qkms/config.yaml"]
+
+
+# ------------------------------------------------------------------ build context
+
+
+def dockerignore_patterns() -> list[str]:
+    lines = (line.strip() for line in DOCKERIGNORE.read_text().splitlines())
+    patterns = [line for line in lines if line and not line.startswith("#")]
+    assert not any(p.startswith("!") for p in patterns), "the matcher below knows no exceptions"
+    return patterns
+
+
+def ignored(relative: PurePosixPath, patterns: list[str]) -> bool:
+    """Docker's rule, minimally: a path is out if it or one of its parents matches."""
+    for depth in range(1, len(relative.parts) + 1):
+        prefix = "/".join(relative.parts[:depth])
+        for pattern in patterns:
+            if pattern.startswith("**/"):
+                if fnmatchcase(relative.parts[depth - 1], pattern[3:]):
+                    return True
+            elif fnmatchcase(prefix, pattern.rstrip("/")):
+                return True
+    return False
+
+
+def copy_build_context(destination: Path) -> Path:
+    """Copy the repository as `docker build .` would send it."""
+    patterns = dockerignore_patterns()
+
+    def ignore(directory: str, names: list[str]) -> list[str]:
+        base = PurePosixPath(Path(directory).relative_to(REPO_ROOT).as_posix())
+        return [name for name in names if ignored(base / name, patterns)]
+
+    shutil.copytree(REPO_ROOT, destination, ignore=ignore)
+    return destination
+
+
+def test_dockerignore_keeps_what_the_build_needs_and_drops_the_rest() -> None:
+    patterns = dockerignore_patterns()
+    for needed in ("pyproject.toml", "kms/config.py", "etsi_api/openapi.yaml", "qkms/cli.py",
+                   "adapters/__init__.py", "config/example.yaml"):
+        assert not ignored(PurePosixPath(needed), patterns), needed
+    for dropped in (".venv/bin/python", ".git/HEAD", ".demo/pki/ca.key", "kms/__pycache__/x.pyc",
+                    ".pytest_cache/v", "qkms.egg-info/PKG-INFO", "nodes/KME-1/kek.hex"):
+        assert ignored(PurePosixPath(dropped), patterns), dropped
+
+
+# ------------------------------------------------------------------ install, as the Dockerfile does
+
+
+def run(command: list[str | Path], cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME")}
+    env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
+    result = subprocess.run([str(part) for part in command], cwd=cwd, env=env, capture_output=True,
+                            text=True, timeout=timeout)
+    assert result.returncode == 0, (
+        f"{shlex.join(str(p) for p in command)} exited {result.returncode}\n"
+        f"stdout:\n{result.stdout[-4000:]}\nstderr:\n{result.stderr[-4000:]}"
+    )
+    return result
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1200)
+def test_wheel_installs_into_a_fresh_venv_and_runs(tmp_path: Path) -> None:
+    # Builder stage: `pip wheel --no-deps` of the build context. Building from a copy
+    # also keeps setuptools' build/ and *.egg-info out of the working tree.
+    context = copy_build_context(tmp_path / "context")
+    assert not (context / ".venv").exists() and not (context / ".git").exists()
+    dist = tmp_path / "dist"
+    run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--wheel-dir", dist, context], cwd=tmp_path)
+    wheels = list(dist.glob("qkms-*.whl"))
+    assert len(wheels) == 1, wheels
+    with zipfile.ZipFile(wheels[0]) as wheel:
+        names = wheel.namelist()
+    assert "etsi_api/openapi.yaml" in names
+    assert not any(name.startswith("tests/") for name in names)
+
+    # Runtime stage: a clean interpreter environment, `pip install` the wheel
+    # (dependencies from the package index).
+    venv = tmp_path / "venv"
+    run([sys.executable, "-m", "venv", venv], cwd=tmp_path)
+    python, qkms = venv / "bin" / "python", venv / "bin" / "qkms"
+    run([python, "-m", "pip", "install", "--no-cache-dir", wheels[0]], cwd=tmp_path, timeout=1100)
+
+    help_text = run([qkms, "--help"], cwd=tmp_path).stdout
+    for command in ("init", "serve", "pki"):
+        assert command in help_text
+
+    manifest = json.loads(run([qkms, "init", tmp_path / "n", "--json"], cwd=tmp_path).stdout)
+    node_config = Path(manifest["nodes"]["KME-1"]["config"])
+    assert node_config.is_file() and Path(manifest["ca"]).is_file()
+    assert {"sae-1", "sae-2"} <= set(manifest["saes"])
+
+    # The installed package (not the source tree) carries the OpenAPI document and
+    # the embedded redis-server, and reads the config `qkms init` wrote.
+    probe = (
+        "import json, subprocess, importlib.resources as r, etsi_api, kms;"
+        "from kms.config import load_config;"
+        "from kms.embedded_redis import redis_server_binary;"
+        f"c = load_config({str(node_config)!r});"
+        "v = subprocess.run([redis_server_binary(), '--version'], capture_output=True, text=True, check=True);"
+        "print(json.dumps({'etsi_api': etsi_api.__file__, 'kms': kms.__file__,"
+        " 'openapi': r.files('etsi_api').joinpath('openapi.yaml').is_file(),"
+        " 'kme_id': c.kme_id, 'redis': v.stdout}))"
+    )
+    facts = json.loads(run([python, "-c", probe], cwd=tmp_path).stdout)
+    site_packages = str(venv / "lib")
+    assert facts["etsi_api"].startswith(site_packages) and facts["kms"].startswith(site_packages)
+    assert facts["openapi"] is True
+    assert facts["kme_id"] == "KME-1"
+    assert "Redis server" in facts["redis"]
