@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Flask
 
-from etsi_api import errors, keys_api, meta_api
+from etsi_api import errors, keys_api, km_api, meta_api
 from kms.node import NodeResources
 
 
@@ -16,12 +16,16 @@ def create_app(resources: NodeResources) -> Flask:
         MAX_CONTENT_LENGTH=config.server.max_request_bytes,
         QKMS_SAE_ID_FIELD=config.tls.sae_id_field,
         QKMS_DEFAULT_KEY_SIZE_BITS=config.limits.key_size_bits,
+        QKMS_NODE_CONFIG=config,
         JSON_SORT_KEYS=False,
     )
     app.json.sort_keys = False
     app.extensions["qkms.service"] = resources.service
     app.extensions["qkms.store"] = resources.store
+    if resources.network is not None:
+        app.extensions["qkms.network"] = resources.network
     errors.init_app(app)
     app.register_blueprint(keys_api.bp)
     app.register_blueprint(meta_api.bp)
+    app.register_blueprint(km_api.bp)
     return app

@@ -92,6 +92,36 @@ class ServerConfig(_Frozen):
     max_request_bytes: int = Field(65536, ge=1024, le=16 * 1024 * 1024)
 
 
+class PeerConfig(_Frozen):
+    """Another node of the network: where its KM channel answers and which SAEs it serves."""
+
+    kme_id: str = Field(pattern=SAE_ID_PATTERN)
+    url: str = Field(pattern=r"^https://")
+    saes: tuple[str, ...] = ()
+
+
+class LinkConfig(_Frozen):
+    """A key-producing link between two nodes; ``source`` is validated by its own kind."""
+
+    id: str = Field(pattern=SAE_ID_PATTERN)
+    nodes: tuple[str, str]
+    source: dict[str, Any] = Field(default_factory=lambda: {"kind": "simulated"})
+
+    @field_validator("nodes")
+    @classmethod
+    def _two_ends(cls, nodes: tuple[str, str]) -> tuple[str, str]:
+        if nodes[0] == nodes[1]:
+            raise ValueError("a link joins two different nodes")
+        return nodes
+
+    @field_validator("source")
+    @classmethod
+    def _has_kind(cls, source: dict[str, Any]) -> dict[str, Any]:
+        if not isinstance(source.get("kind"), str):
+            raise ValueError("source.kind must name a key source")
+        return source
+
+
 class NodeConfig(_Frozen):
     kme_id: str = Field(pattern=SAE_ID_PATTERN)
     listen: ListenConfig = ListenConfig()
@@ -102,6 +132,9 @@ class NodeConfig(_Frozen):
     kek: KekConfig
     reservation_ttl_s: int = Field(3600, ge=1, le=30 * 24 * 3600)
     server: ServerConfig = ServerConfig()
+    peers: tuple[PeerConfig, ...] = ()
+    links: tuple[LinkConfig, ...] = ()
+    km_timeout_s: float = Field(5.0, gt=0, le=120)
 
     @field_validator("saes")
     @classmethod
@@ -113,9 +146,39 @@ class NodeConfig(_Frozen):
                 raise ValueError(f"duplicate SAE {attr}: {', '.join(duplicates)}")
         return saes
 
+    @model_validator(mode="after")
+    def _consistent_network(self) -> "NodeConfig":
+        nodes = [self.kme_id, *(peer.kme_id for peer in self.peers)]
+        if len(set(nodes)) != len(nodes):
+            raise ValueError("peers: KME_IDs must be unique and differ from kme_id")
+        saes = [sae.id for sae in self.saes] + [s for peer in self.peers for s in peer.saes]
+        if len(set(saes)) != len(saes):
+            raise ValueError("an SAE_ID may be attached to one node only")
+        link_ids = [link.id for link in self.links]
+        if len(set(link_ids)) != len(link_ids):
+            raise ValueError("links: ids must be unique")
+        for index, link in enumerate(self.links):
+            unknown = [n for n in link.nodes if n not in nodes]
+            if unknown:
+                raise ValueError(f"links[{index}].nodes: unknown node {unknown[0]}")
+        return self
+
     def sae(self, sae_id: str) -> SaeConfig | None:
         """The SAE with this id attached to this node, if any."""
         return next((sae for sae in self.saes if sae.id == sae_id), None)
+
+    def node_of_sae(self, sae_id: str) -> str | None:
+        """The KME_ID of the node an SAE is attached to, if it is known."""
+        if self.sae(sae_id) is not None:
+            return self.kme_id
+        return next((peer.kme_id for peer in self.peers if sae_id in peer.saes), None)
+
+    def peer(self, kme_id: str) -> PeerConfig | None:
+        return next((peer for peer in self.peers if peer.kme_id == kme_id), None)
+
+    def local_links(self) -> tuple[LinkConfig, ...]:
+        """The links this node is an end of."""
+        return tuple(link for link in self.links if self.kme_id in link.nodes)
 
 
 def format_location(loc: tuple[Any, ...]) -> str:

@@ -28,9 +28,12 @@ class Provenance:
 
     @classmethod
     def from_json(cls, text: str | bytes) -> "Provenance":
-        data = json.loads(text)
-        return cls(tuple(data["sources"]), tuple(data.get("algorithms", ())),
-                   tuple(data.get("route", ())))
+        return cls.from_json_dict(json.loads(text))
+
+    @classmethod
+    def from_json_dict(cls, data: dict) -> "Provenance":
+        return cls(tuple(map(str, data["sources"])), tuple(map(str, data.get("algorithms", ()))),
+                   tuple(map(str, data.get("route", ()))))
 
 
 @dataclass(frozen=True, repr=False)
@@ -71,10 +74,15 @@ class KeyRequest:
 
 @dataclass(frozen=True)
 class KeyBlock:
-    """A run of secret bits from a key source, identical at both ends of a link."""
+    """A run of secret bits from a key source, identical at both ends of a link.
+
+    ``sequence`` orders a link's blocks (e.g. the QKD frame number); both ends see
+    the same block under the same id and sequence.
+    """
 
     block_id: str
     material: bytes = field(repr=False)
+    sequence: int = 0
 
     @property
     def size_bits(self) -> int:

@@ -7,7 +7,12 @@ from dataclasses import dataclass
 import redis
 
 from kms.config import NodeConfig
+from kms.link_board import RedisLinkBoard
+from kms.network import KeyNetwork
+from kms.pools import PoolStore
+from kms.redis_pool import RedisPoolStore
 from kms.redis_store import RedisKeyStore
+from kms.relay import PeerTransport
 from kms.sealing import Sealer, load_kek
 from kms.service import KeyService
 from kms.source_registry import build_source
@@ -29,14 +34,24 @@ class NodeResources:
     store: KeyStore
     service: KeyService
     local_source: KeySource
+    network: KeyNetwork | None = None
+    pools: PoolStore | None = None
+    board: RedisLinkBoard | None = None
 
     @classmethod
-    def open(cls, config: NodeConfig, redis_url: str) -> "NodeResources":
+    def open(cls, config: NodeConfig, redis_url: str, transport: PeerTransport | None = None) -> "NodeResources":
+        """Connect to Redis and assemble the node; ``transport`` is the KM channel (needed
+        when the config has peers)."""
+        client = redis_client(redis_url)
         sealer = Sealer(load_kek(config.kek.file, config.kek.env), config.kme_id)
-        store = RedisKeyStore(redis_client(redis_url), sealer, config.kme_id)
+        store = RedisKeyStore(client, sealer, config.kme_id)
         local_source = build_source("csprng", {}, SourceContext(kme_id=config.kme_id))
         local_source.start()
-        return cls(config, store, KeyService(config, store, local_source), local_source)
+        pools = RedisPoolStore(client, sealer, config.kme_id)
+        board = RedisLinkBoard(client, config.kme_id)
+        network = KeyNetwork(config, store, pools, board, transport) if transport is not None else None
+        return cls(config, store, KeyService(config, store, local_source, network), local_source,
+                   network, pools, board)
 
     def close(self) -> None:
         self.local_source.stop()

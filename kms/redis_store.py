@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import redis
 
-from kms.errors import DuplicateKeyId, KeysNotFound, StoreError, Unauthorized
+from kms.errors import BadRequest, DuplicateKeyId, KeysNotFound, StoreError, Unauthorized
 from kms.keys import Key, Provenance, Reservation
 from kms.sealing import Sealer
 from kms.store import KeyStore
@@ -21,15 +21,18 @@ for i, k in ipairs(KEYS) do
   if redis.call('EXISTS', k) == 1 then return i end
 end
 local ttl = tonumber(ARGV[1])
-local at = 2
+local index = ARGV[2]
+local at = 3
 for i, k in ipairs(KEYS) do
   local n = tonumber(ARGV[at + 4])
   redis.call('HSET', k, 'sealed', ARGV[at], 'size', ARGV[at + 1],
              'prov', ARGV[at + 2], 'master', ARGV[at + 3], 'pending', n)
   for j = 1, n do redis.call('HSET', k, 's:' .. ARGV[at + 4 + j], 1) end
   redis.call('EXPIRE', k, ttl)
+  if index ~= '' then redis.call('SADD', index, k) end
   at = at + 5 + n
 end
+if index ~= '' then redis.call('EXPIRE', index, ttl) end
 return 0
 """
 
@@ -52,6 +55,24 @@ end
 return out
 """
 
+_BEGIN = """
+if redis.call('SET', KEYS[1], 'busy', 'NX', 'EX', ARGV[1]) then return 'new' end
+return redis.call('GET', KEYS[1])
+"""
+
+_ABORT = """
+local n = 0
+for _, k in ipairs(redis.call('SMEMBERS', KEYS[2])) do n = n + redis.call('DEL', k) end
+redis.call('DEL', KEYS[2])
+redis.call('SET', KEYS[1], 'aborted', 'EX', ARGV[1])
+return n
+"""
+
+# How long request outcomes are remembered (retries arrive within seconds).
+REQUEST_MEMORY_S = 3600
+REQUEST_BUSY_S = 60
+
+
 class RedisKeyStore(KeyStore):
     """Reservations in one Redis (standalone, Sentinel-managed or Cluster)."""
 
@@ -59,8 +80,11 @@ class RedisKeyStore(KeyStore):
         self._redis = client
         self._sealer = sealer
         self._prefix = f"qkms:{{{kme_id}}}:res:"
+        self._requests = f"qkms:{{{kme_id}}}:req:"
         self._reserve = client.register_script(_RESERVE)
         self._claim = client.register_script(_CLAIM)
+        self._begin = client.register_script(_BEGIN)
+        self._abort = client.register_script(_ABORT)
 
     def _key(self, key_id: str) -> str:
         return self._prefix + key_id
@@ -72,11 +96,13 @@ class RedisKeyStore(KeyStore):
         return [sealed, key.size_bits, key.provenance.to_json(), reservation.master_id,
                 len(slaves), *slaves]
 
-    def reserve(self, reservations: Sequence[Reservation], ttl_s: int) -> None:
+    def reserve(self, reservations: Sequence[Reservation], ttl_s: int, request_id: str | None = None) -> None:
         if not reservations:
             return
         keys = [self._key(r.key.key_id) for r in reservations]
-        args: list = [ttl_s]
+        if len(set(keys)) != len(keys):
+            raise DuplicateKeyId()
+        args: list = [ttl_s, self._requests + request_id + ":keys" if request_id else ""]
         for reservation in reservations:
             args.extend(self._record(reservation))
         clash = self._call(self._reserve, keys, args)
@@ -84,6 +110,8 @@ class RedisKeyStore(KeyStore):
             raise DuplicateKeyId()
 
     def claim(self, key_ids: Sequence[str], slave_id: str, master_id: str) -> list[Key]:
+        if len(set(key_ids)) != len(key_ids):
+            raise BadRequest("key_IDs must not repeat a key_ID")
         keys = [self._key(key_id) for key_id in key_ids]
         reply = self._call(self._claim, keys, [slave_id, master_id])
         verdict = reply[0].decode()
@@ -94,6 +122,19 @@ class RedisKeyStore(KeyStore):
         pairs = zip(reply[1::2], reply[2::2])
         return [Key(key_id, self._sealer.unseal(sealed, key_id), Provenance.from_json(prov))
                 for key_id, (sealed, prov) in zip(key_ids, pairs)]
+
+    def begin_request(self, request_id: str) -> str:
+        return self._call(self._begin, [self._requests + request_id], [REQUEST_BUSY_S]).decode()
+
+    def end_request(self, request_id: str, succeeded: bool) -> None:
+        try:
+            self._redis.set(self._requests + request_id, "done" if succeeded else "failed", ex=REQUEST_MEMORY_S)
+        except redis.RedisError as exc:
+            raise StoreError() from exc
+
+    def abort_request(self, request_id: str) -> int:
+        keys = [self._requests + request_id, self._requests + request_id + ":keys"]
+        return int(self._call(self._abort, keys, [REQUEST_MEMORY_S]))
 
     def pending_count(self) -> int:
         count = 0

@@ -31,7 +31,8 @@ class Sealer:
         self._context = context.encode()
 
     def _aad(self, identity: str) -> bytes:
-        return b"|".join((_FORMAT, self._context, identity.encode()))
+        parts = (_FORMAT, self._context, identity.encode())
+        return b"".join(len(part).to_bytes(4, "big") + part for part in parts)
 
     def seal(self, material: bytes, identity: str) -> bytes:
         """Return nonce || ciphertext+tag for ``material`` bound to ``identity``."""
@@ -41,9 +42,11 @@ class Sealer:
     def unseal(self, sealed: bytes, identity: str) -> bytes:
         """Inverse of :meth:`seal`; raises StoreError if tampered or misbound."""
         nonce, body = sealed[:NONCE_SIZE_BYTES], sealed[NONCE_SIZE_BYTES:]
+        if len(nonce) != NONCE_SIZE_BYTES:
+            raise StoreError("sealed value failed authentication")
         try:
             return self._aead.decrypt(nonce, body, self._aad(identity))
-        except InvalidTag:
+        except (InvalidTag, ValueError):
             raise StoreError("sealed value failed authentication") from None
 
 

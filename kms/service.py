@@ -15,6 +15,7 @@ from kms import audit
 from kms.config import NodeConfig
 from kms.errors import BadRequest, ExtensionNotSupported, Unavailable
 from kms.keys import Key, KeyRequest, Reservation
+from kms.network import KeyNetwork
 from kms.sources import KeySource
 from kms.store import KeyStore
 
@@ -40,10 +41,12 @@ class KeyStatus:
 class KeyService:
     """Serves keys for the SAEs attached to one node."""
 
-    def __init__(self, config: NodeConfig, store: KeyStore, local_source: KeySource):
+    def __init__(self, config: NodeConfig, store: KeyStore, local_source: KeySource,
+                 network: KeyNetwork | None = None):
         self._config = config
         self._store = store
         self._local_source = local_source
+        self._network = network
         self._identities = {sae.identity: sae.id for sae in config.saes}
 
     @property
@@ -55,25 +58,52 @@ class KeyService:
         return self._identities.get(identity) if identity is not None else None
 
     def status(self, master_id: str, slave_id: str) -> KeyStatus:
-        """Status of the key supply from ``master_id`` to ``slave_id``."""
-        self._require_known_slave(slave_id, master_id)
+        """Status of the key supply from ``master_id`` to ``slave_id`` (``target`` is the slave's node)."""
+        target = self._node_of_slave(slave_id, master_id)
         limits = self._config.limits
-        source = self._local_source.health()
+        if target == self.kme_id:
+            stored, extension = limits.max_key_count, {"kind": self._local_source.kind,
+                                                       "state": self._local_source.health().state}
+        else:
+            stored = min(limits.max_key_count, self._network.available_keys(target, limits.key_size_bits))
+            extension = {"route": self._route_names(target, limits.key_size_bits)}
         return KeyStatus(
-            self.kme_id, self.kme_id, master_id, slave_id, limits.key_size_bits,
-            limits.max_key_count, limits.max_key_count, limits.max_keys_per_request,
+            self.kme_id, target, master_id, slave_id, limits.key_size_bits,
+            stored, limits.max_key_count, limits.max_keys_per_request,
             limits.max_key_size_bits, limits.min_key_size_bits, limits.max_sae_id_count,
-            {"qkms_source": {"kind": self._local_source.kind, "state": source.state}},
+            {"qkms_source": extension},
         )
 
+    def _route_names(self, target: str, size_bits: int) -> list[str]:
+        try:
+            route = self._network.route_to(target, size_bits)
+        except Unavailable:
+            return []
+        return [self.kme_id, *(hop.receiver for hop in route)]
+
     def enc_keys(self, master_id: str, slave_id: str, request: KeyRequest) -> list[Key]:
-        """New keys for ``master_id``, reserved for ``slave_id`` and any additional slaves."""
+        """New keys for ``master_id``, reserved for ``slave_id`` and any additional slaves,
+        on whatever nodes they are attached to. All slaves' nodes hold the keys before
+        this returns; on failure none does."""
         slaves = self._validate(master_id, slave_id, request)
-        keys = self._new_keys(request.number, request.size_bits)
-        reservations = [Reservation(key, master_id, slaves) for key in keys]
-        self._store.reserve(reservations, self._config.reservation_ttl_s)
+        by_node: dict[str, set[str]] = {}
+        for slave in slaves:
+            by_node.setdefault(self._config.node_of_sae(slave), set()).add(slave)
+        local = frozenset(by_node.pop(self.kme_id, ()))
+        remote = {node: frozenset(saes) for node, saes in by_node.items()}
+        def commit_local(keys: list[Key], request_id: str | None) -> None:
+            if local:
+                self._store.reserve([Reservation(key, master_id, local) for key in keys],
+                                    self._config.reservation_ttl_s, request_id)
+
+        if remote:
+            keys = self._network.originate(master_id, remote, request.number, request.size_bits,
+                                           self._config.reservation_ttl_s, commit_local)
+        else:
+            keys = self._new_keys(request.number, request.size_bits)
+            commit_local(keys, None)
         audit.record("enc_keys", master_id, [k.key_id for k in keys], slaves=sorted(slaves),
-                     size_bits=request.size_bits)
+                     size_bits=request.size_bits, nodes=sorted([*remote, *([self.kme_id] if local else [])]))
         return keys
 
     def dec_keys(self, slave_id: str, master_id: str, key_ids: Sequence[str]) -> list[Key]:
@@ -90,11 +120,18 @@ class KeyService:
         audit.record("dec_keys", slave_id, key_ids, master=master_id)
         return keys
 
-    def _require_known_slave(self, slave_id: str, master_id: str) -> None:
-        if self._config.sae(slave_id) is None:
+    def _node_of_slave(self, slave_id: str, master_id: str) -> str:
+        node = self._config.node_of_sae(slave_id)
+        if node is None:
             raise BadRequest("unknown slave_SAE_ID", [{"slave_SAE_ID": slave_id}])
         if slave_id == master_id:
             raise BadRequest("slave_SAE_ID must differ from the master SAE")
+        if node != self.kme_id and self._network is None:
+            raise Unavailable("this node has no KM channel to the slave's node")
+        return node
+
+    def _require_known_slave(self, slave_id: str, master_id: str) -> None:
+        self._node_of_slave(slave_id, master_id)
 
     def _validate(self, master_id: str, slave_id: str, request: KeyRequest) -> frozenset[str]:
         self._require_known_slave(slave_id, master_id)

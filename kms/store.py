@@ -18,13 +18,31 @@ class KeyStore(ABC):
     """Reservations of keys for slave SAEs, with all-or-nothing semantics."""
 
     @abstractmethod
-    def reserve(self, reservations: Sequence[Reservation], ttl_s: int) -> None:
+    def reserve(self, reservations: Sequence[Reservation], ttl_s: int, request_id: str | None = None) -> None:
         """Store every reservation, or none.
 
         Raises DuplicateKeyId (storing nothing) if any key_ID already exists. Each
         reservation is destroyed, material included, ``ttl_s`` seconds after this call
-        unless all its slaves have claimed it before.
+        unless all its slaves have claimed it before. With ``request_id`` the key_IDs
+        are remembered so that :meth:`abort_request` can destroy them again.
         """
+
+    @abstractmethod
+    def begin_request(self, request_id: str) -> str:
+        """Mark a node-to-node request as in progress, once.
+
+        Returns ``"new"`` the first time, else its state: ``"busy"`` (still running),
+        ``"done"``, ``"failed"`` or ``"aborted"``. This makes retried requests idempotent.
+        """
+
+    @abstractmethod
+    def end_request(self, request_id: str, succeeded: bool) -> None:
+        """Record the outcome of a request started with :meth:`begin_request`."""
+
+    @abstractmethod
+    def abort_request(self, request_id: str) -> int:
+        """Destroy the reservations made under ``request_id`` and refuse it from now on;
+        returns how many reservations were destroyed."""
 
     @abstractmethod
     def claim(self, key_ids: Sequence[str], slave_id: str, master_id: str) -> list[Key]:

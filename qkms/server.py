@@ -12,6 +12,7 @@ import ssl
 from gunicorn.app.base import BaseApplication
 
 from etsi_api.app import create_app
+from etsi_api.km_client import HttpPeerTransport
 from kms.config import NodeConfig
 from kms.embedded_redis import EmbeddedRedis
 from kms.node import NodeResources
@@ -57,7 +58,8 @@ class NodeServer(BaseApplication):
             self.cfg.set(name, value)
 
     def load(self):
-        resources = NodeResources.open(self._config, self._redis_url)
+        transport = HttpPeerTransport(self._config) if self._config.peers else None
+        resources = NodeResources.open(self._config, self._redis_url, transport)
         return create_app(resources)
 
 

@@ -1,0 +1,81 @@
+"""The KM channel: node-to-node endpoints, for peer KMEs only (node certificates).
+
+Every request is authenticated by the caller's node certificate (SAN URI
+``urn:qkms:kme:<KME_ID>``) and must come from a configured peer; relay hops must come
+from the hop's sender and pool syncs from the pool half's owner.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, current_app, jsonify, request
+
+from etsi_api import km_wire
+from etsi_api.auth import peer_certificate_der
+from etsi_api.parsing import parse_json_object
+from kms.errors import BadRequest, Unauthorized
+from kms.network import KeyNetwork
+from kms.pki import KME_URN_PREFIX, sae_identity_from_der
+
+bp = Blueprint("km", __name__, url_prefix="/km/v1")
+
+
+def _network() -> KeyNetwork:
+    network = current_app.extensions.get("qkms.network")
+    if network is None:
+        raise Unauthorized("this node has no KM channel")
+    return network
+
+
+def calling_peer() -> str:
+    """The KME_ID of the calling node; Unauthorized unless it is a configured peer."""
+    der = peer_certificate_der()
+    uri = sae_identity_from_der(der, "san_uri") if der else None
+    if not uri or not uri.startswith(KME_URN_PREFIX):
+        raise Unauthorized("a node certificate is required")
+    kme_id = uri[len(KME_URN_PREFIX):]
+    if current_app.config["QKMS_NODE_CONFIG"].peer(kme_id) is None:
+        raise Unauthorized("caller is not a peer of this node")
+    return kme_id
+
+
+def _body() -> dict:
+    return parse_json_object(request.get_data(cache=False), required=True)
+
+
+@bp.post("/relay")
+def relay():
+    peer = calling_peer()
+    relay_request = km_wire.relay_from_json(_body())
+    hop = relay_request.hop
+    if hop.sender != peer or hop.receiver != _network().kme_id:
+        raise Unauthorized("relay hop does not run from the caller to this node")
+    _network().receive(relay_request)
+    return jsonify({"request_id": relay_request.request_id, "result": "reserved"
+                    if relay_request.is_last_hop else "forwarded"})
+
+
+@bp.post("/abort")
+def abort():
+    calling_peer()
+    request_id = _body().get("request_id")
+    if not isinstance(request_id, str) or not request_id:
+        raise BadRequest("request_id must be a non-empty string")
+    return jsonify({"request_id": request_id, "destroyed": _network().abort(request_id)})
+
+
+@bp.post("/pool/sync")
+def pool_sync():
+    peer = calling_peer()
+    body = _body()
+    link_id, owner = body.get("link"), body.get("owner")
+    sequence, offset = body.get("sequence"), body.get("offset")
+    if owner != peer or not all(isinstance(v, int) and v >= 0 for v in (sequence, offset)):
+        raise BadRequest("pool sync names the caller's own half and a non-negative position")
+    dropped = _network().discard_before(link_id, owner, sequence, offset)
+    return jsonify({"link": link_id, "owner": owner, "discarded_bytes": dropped})
+
+
+@bp.get("/links")
+def links():
+    calling_peer()
+    return jsonify(km_wire.halves_to_json(_network().local_halves()))

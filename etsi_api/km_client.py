@@ -1,0 +1,81 @@
+"""The KM channel's client side: PeerTransport over HTTPS with the node's certificate.
+
+Relay requests carry a request_id, so a retry after a lost answer is recognised by
+the peer and never carves or reserves twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import httpx
+
+from adapters.etsi014_client import client_tls_context
+from etsi_api import km_wire
+from kms.config import NodeConfig
+from kms.errors import Unavailable
+from kms.link_board import LinkHalf
+from kms.relay import PeerTransport, RelayRequest
+
+log = logging.getLogger("qkms.km")
+
+RETRY_DELAYS_S = (0.05, 0.2, 0.5)
+
+
+class HttpPeerTransport(PeerTransport):
+    """One keep-alive HTTPS client per peer, mutual TLS with this node's certificate."""
+
+    def __init__(self, config: NodeConfig):
+        context = client_tls_context(config.tls.ca, config.tls.cert, config.tls.key)
+        self._clients = {peer.kme_id: httpx.Client(base_url=peer.url.rstrip("/") + "/km/v1/", verify=context,
+                                                   timeout=config.km_timeout_s)
+                         for peer in config.peers}
+
+    def _client(self, peer: str) -> httpx.Client:
+        client = self._clients.get(peer)
+        if client is None:
+            raise Unavailable(f"no KM channel to {peer}")
+        return client
+
+    def _call(self, peer: str, method: str, path: str, body: Any = None, retries: int = len(RETRY_DELAYS_S)) -> Any:
+        for attempt in range(retries + 1):
+            try:
+                response = self._client(peer).request(method, path, json=body)
+            except httpx.TransportError as exc:
+                reason = f"{type(exc).__name__}"
+            else:
+                if response.status_code == 200:
+                    return response.json()
+                reason = f"{response.status_code} {_message(response)}"
+                if response.status_code != 503:
+                    break
+            if attempt < retries:
+                time.sleep(RETRY_DELAYS_S[attempt])
+        log.warning("KM %s %s at %s failed: %s", method, path, peer, reason)
+        raise Unavailable(f"peer {peer} did not accept the request")
+
+    def relay(self, peer: str, request: RelayRequest) -> None:
+        self._call(peer, "POST", "relay", km_wire.relay_to_json(request))
+
+    def abort(self, peer: str, request_id: str) -> None:
+        self._call(peer, "POST", "abort", {"request_id": request_id})
+
+    def sync_pool(self, peer: str, link_id: str, owner: str, sequence: int, offset: int) -> None:
+        self._call(peer, "POST", "pool/sync", {"link": link_id, "owner": owner, "sequence": sequence,
+                                               "offset": offset}, retries=0)
+
+    def link_halves(self, peer: str) -> list[LinkHalf]:
+        return km_wire.halves_from_json(self._call(peer, "GET", "links", retries=0))
+
+    def close(self) -> None:
+        for client in self._clients.values():
+            client.close()
+
+
+def _message(response: httpx.Response) -> str:
+    try:
+        return str(response.json().get("message", ""))[:200]
+    except ValueError:
+        return ""

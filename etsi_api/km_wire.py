@@ -1,0 +1,70 @@
+"""JSON of the KM channel (node to node). Field names live here and nowhere else."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Any
+
+from kms.errors import BadRequest
+from kms.keys import Provenance
+from kms.link_board import LinkHalf
+from kms.pools import Segment
+from kms.relay import HopKey, RelayRequest
+from kms.routing import Hop
+
+
+def relay_to_json(request: RelayRequest) -> dict[str, Any]:
+    return {
+        "request_id": request.request_id,
+        "route": [{"link": h.link_id, "from": h.sender, "to": h.receiver} for h in request.route],
+        "hop_index": request.hop_index,
+        "master_SAE_ID": request.master_id,
+        "slave_SAE_IDs": sorted(request.slave_ids),
+        "size": request.size_bits,
+        "ttl_s": request.ttl_s,
+        "provenance": request.provenance.to_dict(),
+        "keys": [{"key_ID": k.key_id, "segments": [s.to_list() for s in k.segments],
+                  "otp": base64.b64encode(k.ciphertext).decode() if k.ciphertext is not None else None}
+                 for k in request.keys],
+    }
+
+
+def relay_from_json(data: Any) -> RelayRequest:
+    """Parse a relay request; any malformation is a BadRequest."""
+    try:
+        route = tuple(Hop(h["link"], h["from"], h["to"]) for h in data["route"])
+        request = RelayRequest(
+            request_id=_str(data["request_id"]), route=route, hop_index=int(data["hop_index"]),
+            master_id=_str(data["master_SAE_ID"]), slave_ids=frozenset(map(_str, data["slave_SAE_IDs"])),
+            size_bits=int(data["size"]), ttl_s=int(data["ttl_s"]),
+            provenance=Provenance.from_json_dict(data["provenance"]),
+            keys=tuple(_hop_key(k) for k in data["keys"]))
+    except (KeyError, TypeError, ValueError, binascii.Error) as exc:
+        raise BadRequest(f"malformed relay request ({type(exc).__name__})") from None
+    if not 0 <= request.hop_index < len(route) or not request.keys:
+        raise BadRequest("malformed relay request (hop_index or keys)")
+    return request
+
+
+def _str(value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise ValueError("expected a non-empty string")
+    return value
+
+
+def _hop_key(item: dict) -> HopKey:
+    otp = item.get("otp")
+    return HopKey(_str(item["key_ID"]), tuple(Segment.from_list(s) for s in item["segments"]),
+                  base64.b64decode(otp, validate=True) if otp is not None else None)
+
+
+def halves_to_json(halves: list[LinkHalf]) -> dict[str, Any]:
+    return {"links": [{"link": h.link_id, "owner": h.owner, "available_bits": h.available_bits,
+                       "state": h.state, "reason": h.reason, "metrics": h.metrics,
+                       "observed_at": h.observed_at} for h in halves]}
+
+
+def halves_from_json(data: Any) -> list[LinkHalf]:
+    return [LinkHalf(h["link"], h["owner"], int(h["available_bits"]), h["state"], h["reason"],
+                     dict(h["metrics"]), float(h["observed_at"])) for h in data["links"]]

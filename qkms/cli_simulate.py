@@ -1,0 +1,109 @@
+"""``qkms simulate``: run the simulated decoy-state BB84 link from the command line.
+
+Progress goes to stderr; with ``--json`` stdout holds exactly one JSON object.  Key
+material is never printed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import click
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+from adapters.qkd_sim import analytic
+from adapters.qkd_sim.channel import EVE_MODELS, EveSpec
+from adapters.qkd_sim.engine import LinkStats, run_link
+from adapters.qkd_sim.errors import InvalidLinkParams
+from adapters.qkd_sim.params import PRESETS, LinkParams, preset
+from adapters.qkd_sim.sweep import plot_sweep, simulate_points
+
+JSON_FIELDS = ("length_km", "pulses", "qber", "sifted_bits", "secret_bits",
+               "secret_bits_per_pulse", "reconciliation_efficiency", "y1_lower", "e1_upper",
+               "phase_error_upper", "asymptotic_bits_per_pulse", "frames", "frames_failed",
+               "leaked_ec_bits", "aborted", "abort_reason", "mu", "nu", "eve")
+
+
+def _json_safe(value):
+    return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
+def _run_with_progress(params: LinkParams, pulses: int, seed: int, eve: EveSpec | None) -> LinkStats:
+    with Progress(console=Console(stderr=True), transient=True) as bar:
+        tasks = {"simulate": bar.add_task("simulating pulses", total=pulses),
+                 "reconcile": bar.add_task("reconciling frames", total=None)}
+
+        def progress(stage: str, done: int, total: int) -> None:
+            bar.update(tasks[stage], advance=done, total=total)
+
+        return run_link(params, pulses, seed, eve, progress).stats
+
+
+def _table(stats: LinkStats, params: LinkParams) -> Table:
+    table = Table(title=f"Simulated link, {stats.length_km:g} km, {stats.pulses:.3g} pulses")
+    table.add_column("quantity")
+    table.add_column("value", justify="right")
+    seconds = stats.pulses / params.pulse_rate_hz
+    rows = [("QBER (sampled)", f"{stats.qber:.2%}"), ("sifted bits", f"{stats.sifted_bits}"),
+            ("sifted rate", f"{stats.sifted_bits / seconds:.4g} bit/s"),
+            ("reconciliation efficiency f", f"{stats.reconciliation_efficiency:.3f}"),
+            ("Y1 lower bound", f"{stats.y1_lower:.4g}"), ("e1 upper bound", f"{stats.e1_upper:.2%}"),
+            ("phase error upper bound", f"{stats.phase_error_upper:.2%}"),
+            ("finite-key length", f"{stats.secret_bits} bits"),
+            ("secret rate", f"{stats.secret_bits / seconds:.4g} bit/s "
+                            f"({stats.secret_bits_per_pulse:.3g} bit/pulse)"),
+            ("asymptotic estimate", f"{stats.asymptotic_bits_per_pulse:.3g} bit/pulse"),
+            ("status", f"ABORTED: {stats.abort_reason}" if stats.aborted else "key produced")]
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
+@click.command("simulate")
+@click.option("--preset", "preset_name", type=click.Choice(sorted(PRESETS)), default="gys",
+              show_default=True, help="Named link parameter set.")
+@click.option("--length-km", type=float, default=25.0, show_default=True)
+@click.option("--mu", type=float, default=None, help="Signal intensity (default: preset).")
+@click.option("--nu", type=float, default=None, help="Weak decoy intensity (default: preset).")
+@click.option("--pulses", type=int, default=10**7, show_default=True)
+@click.option("--seed", type=int, default=1, show_default=True)
+@click.option("--eve", type=click.Choice(sorted(EVE_MODELS)), default=None)
+@click.option("--eve-fraction", type=float, default=1.0, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
+@click.option("--analytic", "as_analytic", is_flag=True, help="Asymptotic rates, no simulation.")
+@click.option("--sweep", "sweep_prefix", default=None, metavar="OUT_PREFIX",
+              help="Write a rate-vs-distance plot to OUT_PREFIX.png and OUT_PREFIX.svg.")
+def simulate(preset_name, length_km, mu, nu, pulses, seed, eve, eve_fraction, as_json,
+             as_analytic, sweep_prefix):
+    """Simulate a decoy-state BB84 link and report QBER, decoy bounds and key length."""
+    changes = {k: v for k, v in dict(length_km=length_km, mu=mu, nu=nu).items() if v is not None}
+    try:
+        params = preset(preset_name, **changes)
+        attack = EveSpec(eve, eve_fraction) if eve else None
+    except InvalidLinkParams as exc:
+        raise click.BadParameter(str(exc)) from None
+    if sweep_prefix:
+        points = simulate_points(params, [0.0, 25.0, 50.0], pulses, seed)
+        for path in plot_sweep(params, points, sweep_prefix):
+            click.echo(str(path), err=as_json)
+        if not as_json:
+            return
+    if as_analytic:
+        result = {"length_km": params.length_km, "mu": params.mu, "nu": params.nu,
+                  "secret_bits_per_pulse": analytic.vacuum_weak_decoy_rate(params),
+                  "infinite_decoy_bits_per_pulse": analytic.infinite_decoy_rate(params),
+                  "no_decoy_bits_per_pulse": analytic.optimal_rate(analytic.no_decoy_rate, params,
+                                                                   params.length_km)[0],
+                  "plob_bits_per_pulse": analytic.plob_bound(params),
+                  "transmittance": analytic.transmittance(params)}
+        click.echo(json.dumps(result) if as_json else "\n".join(f"{k}: {v:.6g}" for k, v in result.items()))
+        return
+    stats = _run_with_progress(params, pulses, seed, attack)
+    if as_json:
+        data = stats.as_dict()
+        click.echo(json.dumps({k: _json_safe(data[k]) for k in JSON_FIELDS}))
+    else:
+        Console().print(_table(stats, params))

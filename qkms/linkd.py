@@ -1,0 +1,158 @@
+"""The link manager: one process per node that runs the node's link key sources.
+
+It moves blocks from each source into the pools (split between the link's two ends
+by owner), publishes the node's link halves on the link board, polls its peers'
+halves for routing, and periodically tells each peer how far this node has used its
+own half so the peer can drop what was used or skipped (pool sync).
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+from kms.config import LinkConfig, NodeConfig
+from kms.errors import QkmsError
+from kms.link_board import LinkHalf, RedisLinkBoard
+from kms.pools import PoolStore, owner_of
+from kms.relay import PeerTransport
+from kms.source_registry import build_source
+from kms.sources import KeySource, SourceContext
+
+log = logging.getLogger("qkms.linkd")
+
+FILL_INTERVAL_S = 0.2
+PUBLISH_INTERVAL_S = 1.0
+POLL_INTERVAL_S = 2.0
+SYNC_INTERVAL_S = 5.0
+# Only positions this old are synced, so a relay still in flight is never pre-empted.
+SYNC_LAG_S = 15.0
+MAX_FETCH_BITS = 1 << 40
+
+
+@dataclass
+class LinkEnd:
+    """One local link: its config, its source, and the history of this end's pool head."""
+
+    config: LinkConfig
+    peer: str
+    source: KeySource
+    heads: deque = field(default_factory=lambda: deque(maxlen=64))
+
+
+def build_link_ends(config: NodeConfig) -> list[LinkEnd]:
+    """Instantiate the key source of every link this node is an end of."""
+    ends = []
+    for index, link in enumerate(config.local_links()):
+        peer = next(n for n in link.nodes if n != config.kme_id)
+        section = {k: v for k, v in link.source.items() if k != "kind"}
+        context = SourceContext(config.kme_id, peer, link.id, str(config.redis.data_dir.parent))
+        try:
+            source = build_source(link.source["kind"], section, context)
+        except QkmsError as exc:
+            raise QkmsError(f"links[{index}].source.{exc.message}") from None
+        ends.append(LinkEnd(link, peer, source))
+    return ends
+
+
+class LinkManager:
+    """Runs until ``stop()``; every step is safe to repeat after a crash."""
+
+    def __init__(self, config: NodeConfig, pools: PoolStore, board: RedisLinkBoard,
+                 transport: PeerTransport, ends: list[LinkEnd]):
+        self._config = config
+        self._pools = pools
+        self._board = board
+        self._transport = transport
+        self._ends = ends
+        self._stopping = threading.Event()
+
+    def fill(self) -> int:
+        """Move every ready block into the pools; returns how many were added."""
+        added = 0
+        for end in self._ends:
+            blocks = end.source.fetch(MAX_FETCH_BITS)
+            for block in blocks:
+                added += self._pools.add_blocks(end.config.id, owner_of(block, end.config.nodes), [block])
+        return added
+
+    def own_halves(self) -> list[LinkHalf]:
+        now = time.time()
+        halves = []
+        for end in self._ends:
+            health = end.source.health()
+            bits = self._pools.available_bits(end.config.id, self._config.kme_id)
+            halves.append(LinkHalf(end.config.id, self._config.kme_id, bits, health.state, health.reason,
+                                   dict(health.metrics), now))
+        return halves
+
+    def poll_peers(self) -> None:
+        for peer in self._config.peers:
+            try:
+                halves = [h for h in self._transport.link_halves(peer.kme_id) if h.owner == peer.kme_id]
+            except QkmsError:
+                continue
+            self._board.publish(halves)
+
+    def sync_pools(self) -> None:
+        now = time.monotonic()
+        for end in self._ends:
+            head = self._pools.head(end.config.id, self._config.kme_id)
+            if head is not None:
+                end.heads.append((now, head))
+            old = [h for t, h in end.heads if now - t >= SYNC_LAG_S]
+            if old:
+                try:
+                    self._transport.sync_pool(end.peer, end.config.id, self._config.kme_id, *old[-1])
+                except QkmsError:
+                    continue
+
+    def run(self) -> None:
+        for end in self._ends:
+            end.source.start()
+        due = {"publish": 0.0, "poll": 0.0, "sync": time.monotonic() + SYNC_INTERVAL_S}
+        try:
+            while not self._stopping.wait(FILL_INTERVAL_S):
+                self._step(due)
+        finally:
+            for end in self._ends:
+                end.source.stop()
+
+    def _step(self, due: dict[str, float]) -> None:
+        try:
+            self.fill()
+            now = time.monotonic()
+            if now >= due["publish"]:
+                self._board.publish(self.own_halves())
+                due["publish"] = now + PUBLISH_INTERVAL_S
+            if now >= due["poll"]:
+                self.poll_peers()
+                due["poll"] = now + POLL_INTERVAL_S
+            if now >= due["sync"]:
+                self.sync_pools()
+                due["sync"] = now + SYNC_INTERVAL_S
+        except QkmsError as exc:
+            log.warning("link manager step failed: %s", exc.message)
+
+    def stop(self, *_args) -> None:
+        self._stopping.set()
+
+
+def run_link_manager(config: NodeConfig, redis_url: str) -> None:
+    """Entry point of the link-manager process (``qkms linkd``)."""
+    from etsi_api.km_client import HttpPeerTransport
+    from kms.node import NodeResources
+
+    transport = HttpPeerTransport(config)
+    resources = NodeResources.open(config, redis_url, transport)
+    manager = LinkManager(config, resources.pools, resources.board, transport, build_link_ends(config))
+    signal.signal(signal.SIGTERM, manager.stop)
+    signal.signal(signal.SIGINT, manager.stop)
+    log.info("link manager of %s running %d link(s)", config.kme_id, len(manager._ends))
+    manager.run()
+    transport.close()
+    resources.close()
