@@ -126,7 +126,7 @@ class NodeConfig(_Frozen):
     kme_id: str = Field(pattern=SAE_ID_PATTERN)
     listen: ListenConfig = ListenConfig()
     tls: TlsConfig
-    saes: tuple[SaeConfig, ...] = Field(min_length=1)
+    saes: tuple[SaeConfig, ...] = ()
     limits: LimitsConfig = LimitsConfig()
     redis: RedisConfig = RedisConfig()
     kek: KekConfig
@@ -135,6 +135,8 @@ class NodeConfig(_Frozen):
     peers: tuple[PeerConfig, ...] = ()
     links: tuple[LinkConfig, ...] = ()
     km_timeout_s: float = Field(5.0, gt=0, le=120)
+    #: Set by the loader: the directory relative paths (also in source sections) resolve against.
+    config_dir: Path = Field(Path("."), exclude=True)
 
     @field_validator("saes")
     @classmethod
@@ -204,7 +206,7 @@ def _resolve_paths(config: NodeConfig, base: Path) -> NodeConfig:
     tls = config.tls.model_copy(update={k: resolve(getattr(config.tls, k)) for k in ("cert", "key", "ca")})
     redis = config.redis.model_copy(update={"data_dir": resolve(config.redis.data_dir)})
     kek = config.kek.model_copy(update={"file": resolve(config.kek.file)})
-    return config.model_copy(update={"tls": tls, "redis": redis, "kek": kek})
+    return config.model_copy(update={"tls": tls, "redis": redis, "kek": kek, "config_dir": base})
 
 
 def parse_config(data: Any, base_dir: Path = Path(".")) -> NodeConfig:

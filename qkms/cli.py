@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import sys
+import threading
 from pathlib import Path
 
 import click
@@ -14,9 +16,14 @@ from rich.table import Table
 from kms.config import check_files, load_config
 from kms.errors import QkmsError
 from qkms.cli_pki import pki
-from qkms.layout import NodePlan, free_port, write_layout
+from qkms.layout import DEMO_LINK_SOURCE, LinkPlan, NodePlan, free_port, write_layout
 
 DEFAULT_SAES = ("sae-1", "sae-2")
+
+
+def _configure_logging() -> None:
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s")
 
 
 @click.group()
@@ -27,28 +34,90 @@ def main() -> None:
 
 @main.command()
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--sae", "sae_ids", multiple=True, help="SAE_ID to create (repeatable; default sae-1, sae-2).")
-@click.option("--kme-id", default="KME-1", show_default=True, help="KME_ID of the node.")
-@click.option("--port", type=int, default=0, help="Listen port (default: a free port).")
+@click.option("--node", "node_ids", multiple=True, help="KME_ID of a node (repeatable; default one node KME-1).")
+@click.option("--link", "link_specs", multiple=True, help="A link between two nodes, NODE-NODE (repeatable).")
+@click.option("--sae", "sae_specs", multiple=True,
+              help="SAE to create: ID or ID@NODE (repeatable; default sae-1, sae-2 on a single node, "
+                   "one sae-<node> per node in a network).")
+@click.option("--length-km", type=float, default=20.0, show_default=True, help="Fibre length of simulated links.")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
-def init(directory: Path, sae_ids: tuple[str, ...], kme_id: str, port: int, as_json: bool) -> None:
-    """Write a ready-to-run node with its CA, certificates, KEK and config into DIRECTORY."""
+def init(directory: Path, node_ids: tuple[str, ...], link_specs: tuple[str, ...], sae_specs: tuple[str, ...],
+         length_km: float, as_json: bool) -> None:
+    """Write a ready-to-run node or network (CA, certificates, KEKs, configs) into DIRECTORY."""
     if (directory / "manifest.json").exists():
         raise click.ClickException(f"{directory} already holds a qkms layout")
-    plan = NodePlan(kme_id, tuple(sae_ids) or DEFAULT_SAES, port or free_port())
     try:
-        manifest = write_layout(directory, [plan])
-    except QkmsError as exc:
-        raise click.ClickException(exc.message) from None
+        plans, links = plan_network(node_ids or ("KME-1",), link_specs, sae_specs, length_km)
+        manifest = write_layout(directory, plans, links)
+    except (QkmsError, ValueError) as exc:
+        raise click.ClickException(getattr(exc, "message", str(exc))) from None
     if as_json:
         click.echo(json.dumps(manifest.to_dict(), indent=2))
         return
-    table = Table("SAE", "node", "certificate")
-    for sae_id, entry in manifest.saes.items():
-        table.add_row(sae_id, entry["node"], entry["cert"])
+    _print_manifest(manifest.to_dict(), links)
+
+
+def plan_network(node_ids, link_specs, sae_specs, length_km: float) -> tuple[list[NodePlan], list[LinkPlan]]:
+    """Turn --node/--link/--sae options into plans; ValueError names a bad option."""
+    if len(set(node_ids)) != len(node_ids):
+        raise ValueError("--node: each KME_ID once")
+    saes: dict[str, list[str]] = {node: [] for node in node_ids}
+    for spec in sae_specs:
+        sae_id, _, node = spec.partition("@")
+        node = node or (node_ids[0] if len(node_ids) == 1 else "")
+        if node not in saes:
+            raise ValueError(f"--sae {spec}: name its node as ID@NODE (one of {', '.join(node_ids)})")
+        saes[node].append(sae_id)
+    if not sae_specs:
+        defaults = {node_ids[0]: list(DEFAULT_SAES)} if len(node_ids) == 1 else \
+            {node: [f"sae-{node.lower()}"] for node in node_ids}
+        saes.update(defaults)
+    links = [LinkPlan(spec, _link_ends(spec, node_ids), {**DEMO_LINK_SOURCE, "length_km": length_km})
+             for spec in link_specs]
+    return [NodePlan(node, tuple(saes[node]), free_port()) for node in node_ids], links
+
+
+def _link_ends(spec: str, node_ids) -> tuple[str, str]:
+    for split in range(1, len(spec)):
+        a, b = spec[:split], spec[split + 1:]
+        if spec[split] == "-" and a in node_ids and b in node_ids and a != b:
+            return a, b
+    raise ValueError(f"--link {spec}: expected NODE-NODE with two different --node KME_IDs")
+
+
+def _print_manifest(manifest: dict, links: list[LinkPlan]) -> None:
     console = Console()
-    console.print(f"node {kme_id}: config {manifest.nodes[kme_id]['config']}, {manifest.nodes[kme_id]['url']}")
-    console.print(table)
+    nodes = Table("node", "url", "config", title="nodes")
+    for kme_id, entry in manifest["nodes"].items():
+        nodes.add_row(kme_id, entry["url"], entry["config"])
+    saes = Table("SAE", "node", "certificate", title="SAEs")
+    for sae_id, entry in manifest["saes"].items():
+        saes.add_row(sae_id, entry["node"], entry["cert"])
+    console.print(nodes, saes)
+    for link in links:
+        console.print(f"link {link.link_id}: {link.nodes[0]} <-> {link.nodes[1]} ({link.source['kind']})")
+
+
+@main.command()
+@click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
+def up(directory: Path) -> None:
+    """Start every node of DIRECTORY (written by `qkms init`); Ctrl-C stops them all."""
+    from qkms.runner import start_all, stop_all
+
+    nodes = start_all(directory)
+    console = Console()
+    for node in nodes:
+        console.print(f"{node.kme_id} listening at {node.url} (log {node.log_path})")
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        while not stop.wait(0.5) and all(n.process.poll() is None for n in nodes):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        console.print("stopping all nodes")
+        stop_all(nodes)
 
 
 @main.command()
@@ -57,14 +126,24 @@ def serve(config_path: Path) -> None:
     """Run one node until SIGTERM or Ctrl-C."""
     from qkms.server import serve as run_node
 
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s")
+    _configure_logging()
     try:
         config = load_config(config_path)
         check_files(config)
     except QkmsError as exc:
         raise click.ClickException(exc.message) from None
-    run_node(config)
+    run_node(config, config_path)
+
+
+@main.command(hidden=True)
+@click.option("--config", "config_path", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--redis-url", required=True)
+def linkd(config_path: Path, redis_url: str) -> None:
+    """The link manager of one node (started by `qkms serve`)."""
+    from qkms.linkd import run_link_manager
+
+    _configure_logging()
+    run_link_manager(load_config(config_path), redis_url)
 
 
 @main.command()

@@ -30,6 +30,20 @@ class NodePlan:
     port: int
 
 
+@dataclass(frozen=True)
+class LinkPlan:
+    """One link to write: its id, its two nodes and its key source section."""
+
+    link_id: str
+    nodes: tuple[str, str]
+    source: dict = field(default_factory=dict)
+
+
+#: Default source of links written by ``qkms init``: a simulated decoy-state BB84 link
+#: over 20 km of GYS fibre, sped up so that pools fill within seconds.
+DEMO_LINK_SOURCE = {"kind": "simulated", "preset": "gys", "length_km": 20, "frame_interval_s": 1.0}
+
+
 @dataclass
 class Manifest:
     """Where everything was written; printed by ``qkms init --json``."""
@@ -49,28 +63,41 @@ def free_port(host: str = "127.0.0.1") -> int:
         return sock.getsockname()[1]
 
 
-def node_config(plan: NodePlan, ca_path: Path) -> dict:
+def node_config(plan: NodePlan, plans: list[NodePlan], links: list[LinkPlan]) -> dict:
     """The YAML document of one node (paths relative to the node's directory)."""
-    return {
+    config = {
         "kme_id": plan.kme_id,
         "listen": {"host": "127.0.0.1", "port": plan.port},
-        "tls": {"cert": "node.crt", "key": "node.key", "ca": os.path.relpath(ca_path, ca_path.parent.parent / "nodes" / plan.kme_id),
-                "sae_id_field": "subject_cn"},
+        "tls": {"cert": "node.crt", "key": "node.key", "ca": "../../pki/ca.crt", "sae_id_field": "subject_cn"},
         "saes": [{"id": sae_id} for sae_id in plan.sae_ids],
         "kek": {"file": "kek.hex"},
         "redis": {"data_dir": "data"},
         "reservation_ttl_s": 3600,
     }
+    if len(plans) > 1:
+        config["peers"] = [{"kme_id": p.kme_id, "url": f"https://127.0.0.1:{p.port}", "saes": list(p.sae_ids)}
+                           for p in plans if p.kme_id != plan.kme_id]
+        config["links"] = [{"id": link.link_id, "nodes": list(link.nodes), "source": _link_source(link, plan)}
+                           for link in links]
+    return config
 
 
-def write_node(root: Path, ca: CertificateAuthority, plan: NodePlan, manifest: Manifest) -> Path:
+def _link_source(link: LinkPlan, plan: NodePlan) -> dict:
+    """Full source settings at the link's ends; elsewhere only its kind (for routing)."""
+    if plan.kme_id not in link.nodes:
+        return {"kind": link.source["kind"]}
+    return {**link.source, "seed_file": f"links/{link.link_id}.seed"}
+
+
+def write_node(root: Path, ca: CertificateAuthority, plan: NodePlan, manifest: Manifest,
+               plans: list[NodePlan], links: list[LinkPlan]) -> Path:
     """Write one node's certificate, KEK and config; return the config path."""
     node_dir = root / "nodes" / plan.kme_id
     node_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     ca.issue_node_certificate(plan.kme_id).save(node_dir / "node.crt", node_dir / "node.key")
     write_atomic(node_dir / "kek.hex", new_kek_hex().encode() + b"\n", 0o600)
     config_path = node_dir / "config.yaml"
-    config_path.write_text(yaml.safe_dump(node_config(plan, root / "pki" / "ca.crt"), sort_keys=False))
+    config_path.write_text(yaml.safe_dump(node_config(plan, plans, links), sort_keys=False))
     manifest.nodes[plan.kme_id] = {"config": str(config_path), "url": f"https://127.0.0.1:{plan.port}"}
     return config_path
 
@@ -82,16 +109,26 @@ def write_sae(root: Path, ca: CertificateAuthority, sae_id: str, kme_id: str, ma
     manifest.saes[sae_id] = {"node": kme_id, "cert": str(cert), "key": str(key)}
 
 
-def write_layout(root: Path, plans: list[NodePlan]) -> Manifest:
-    """Create the CA and every node and SAE of ``plans`` under ``root``."""
+def write_link_seeds(root: Path, links: list[LinkPlan]) -> None:
+    """One shared secret per simulated link, copied into both ends' directories."""
+    for link in links:
+        seed = os.urandom(32).hex().encode() + b"\n"
+        for kme_id in link.nodes:
+            write_atomic(root / "nodes" / kme_id / "links" / f"{link.link_id}.seed", seed, 0o600)
+
+
+def write_layout(root: Path, plans: list[NodePlan], links: list[LinkPlan] = ()) -> Manifest:
+    """Create the CA and every node, link and SAE of ``plans`` under ``root``."""
     root = root.resolve()
+    links = list(links)
     (root / "pki").mkdir(parents=True, exist_ok=True, mode=0o700)
     ca = CertificateAuthority.create()
     ca.save(root / "pki" / "ca.crt", root / "pki" / "ca.key")
     manifest = Manifest(ca=str(root / "pki" / "ca.crt"))
     for plan in plans:
-        write_node(root, ca, plan, manifest)
+        write_node(root, ca, plan, manifest, plans, links)
         for sae_id in plan.sae_ids:
             write_sae(root, ca, sae_id, plan.kme_id, manifest)
+    write_link_seeds(root, links)
     (root / "manifest.json").write_text(json.dumps(manifest.to_dict(), indent=2) + "\n")
     return manifest

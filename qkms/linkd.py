@@ -50,7 +50,7 @@ def build_link_ends(config: NodeConfig) -> list[LinkEnd]:
     for index, link in enumerate(config.local_links()):
         peer = next(n for n in link.nodes if n != config.kme_id)
         section = {k: v for k, v in link.source.items() if k != "kind"}
-        context = SourceContext(config.kme_id, peer, link.id, str(config.redis.data_dir.parent))
+        context = SourceContext(config.kme_id, peer, link.id, str(config.config_dir))
         try:
             source = build_source(link.source["kind"], section, context)
         except QkmsError as exc:

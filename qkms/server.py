@@ -7,14 +7,18 @@ stops it after the last worker is gone. Each worker opens its own connections.
 from __future__ import annotations
 
 import logging
+import os
 import ssl
+import subprocess
+import sys
+from pathlib import Path
 
 from gunicorn.app.base import BaseApplication
 
 from etsi_api.app import create_app
 from etsi_api.km_client import HttpPeerTransport
 from kms.config import NodeConfig
-from kms.embedded_redis import EmbeddedRedis
+from kms.embedded_redis import EmbeddedRedis, die_with_parent
 from kms.node import NodeResources
 
 log = logging.getLogger("qkms.server")
@@ -63,12 +67,34 @@ class NodeServer(BaseApplication):
         return create_app(resources)
 
 
-def serve(config: NodeConfig) -> None:
-    """Run the node until SIGTERM/SIGINT; stop the embedded Redis afterwards."""
+def start_link_manager(config_path: Path, redis_url: str) -> subprocess.Popen:
+    """The node's link manager as a child process that dies with this one."""
+    return subprocess.Popen([sys.executable, "-m", "qkms", "linkd", "--config", str(config_path),
+                             "--redis-url", redis_url], preexec_fn=die_with_parent)
+
+
+def serve(config: NodeConfig, config_path: Path) -> None:
+    """Run the node until SIGTERM/SIGINT: embedded Redis (unless a URL is configured),
+    the link manager (if the node has links) and the HTTPS workers; stop them all after."""
     embedded = None if config.redis.url else EmbeddedRedis(config.redis.data_dir, config.redis.appendfsync)
     redis_url = config.redis.url or embedded.start().url
+    owner = os.getpid()
+    link_manager = start_link_manager(config_path, redis_url) if config.local_links() else None
     try:
         NodeServer(config, redis_url).run()
     finally:
-        if embedded is not None:
-            embedded.stop()
+        if os.getpid() == owner:
+            if link_manager is not None:
+                stop_child(link_manager)
+            if embedded is not None:
+                embedded.stop()
+
+
+def stop_child(process: subprocess.Popen, timeout_s: float = 10) -> None:
+    """SIGTERM a child process, SIGKILL it if it lingers."""
+    process.terminate()
+    try:
+        process.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()

@@ -1,0 +1,80 @@
+"""Starting and stopping the nodes of a ``qkms init`` directory as child processes."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+
+@dataclass
+class RunningNode:
+    """One ``qkms serve`` child and where its output goes."""
+
+    kme_id: str
+    url: str
+    process: subprocess.Popen
+    log_path: Path
+
+
+def load_manifest(directory: Path) -> dict:
+    """The manifest written by ``qkms init``."""
+    return json.loads((directory / "manifest.json").read_text())
+
+
+def start_node(kme_id: str, entry: dict, log_dir: Path) -> RunningNode:
+    log_path = log_dir / f"{kme_id}.log"
+    with open(log_path, "ab") as log:
+        process = subprocess.Popen([sys.executable, "-m", "qkms", "serve", "--config", entry["config"]],
+                                   stdout=log, stderr=subprocess.STDOUT)
+    return RunningNode(kme_id, entry["url"], process, log_path)
+
+
+def wait_listening(node: RunningNode, timeout_s: float = 30) -> None:
+    """Wait until the node accepts TCP connections (its workers then start serving)."""
+    address = urlparse(node.url)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if node.process.poll() is not None:
+            raise RuntimeError(f"node {node.kme_id} exited; see {node.log_path}")
+        try:
+            with socket.create_connection((address.hostname, address.port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"node {node.kme_id} did not start listening; see {node.log_path}")
+
+
+def start_all(directory: Path) -> list[RunningNode]:
+    """Start every node of the directory and wait until all listen."""
+    manifest = load_manifest(directory)
+    log_dir = directory / "logs"
+    log_dir.mkdir(exist_ok=True)
+    nodes = [start_node(kme_id, entry, log_dir) for kme_id, entry in manifest["nodes"].items()]
+    try:
+        for node in nodes:
+            wait_listening(node)
+    except BaseException:
+        stop_all(nodes)
+        raise
+    return nodes
+
+
+def stop_all(nodes: list[RunningNode], timeout_s: float = 30) -> None:
+    """SIGTERM every node, then SIGKILL whatever is still running."""
+    for node in nodes:
+        if node.process.poll() is None:
+            node.process.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    for node in nodes:
+        try:
+            node.process.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            node.process.kill()
+            node.process.wait()
