@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from kms.errors import ConfigError
 
@@ -135,8 +135,12 @@ class NodeConfig(_Frozen):
     peers: tuple[PeerConfig, ...] = ()
     links: tuple[LinkConfig, ...] = ()
     km_timeout_s: float = Field(5.0, gt=0, le=120)
-    #: Set by the loader: the directory relative paths (also in source sections) resolve against.
-    config_dir: Path = Field(Path("."), exclude=True)
+    _config_dir: Path = PrivateAttr(default=Path("."))
+
+    @property
+    def config_dir(self) -> Path:
+        """The directory relative paths (also in source sections) resolve against."""
+        return self._config_dir
 
     @field_validator("saes")
     @classmethod
@@ -206,7 +210,9 @@ def _resolve_paths(config: NodeConfig, base: Path) -> NodeConfig:
     tls = config.tls.model_copy(update={k: resolve(getattr(config.tls, k)) for k in ("cert", "key", "ca")})
     redis = config.redis.model_copy(update={"data_dir": resolve(config.redis.data_dir)})
     kek = config.kek.model_copy(update={"file": resolve(config.kek.file)})
-    return config.model_copy(update={"tls": tls, "redis": redis, "kek": kek, "config_dir": base})
+    resolved = config.model_copy(update={"tls": tls, "redis": redis, "kek": kek})
+    resolved._config_dir = base
+    return resolved
 
 
 def parse_config(data: Any, base_dir: Path = Path(".")) -> NodeConfig:
