@@ -16,6 +16,7 @@ from rich.table import Table
 from kms.config import check_files, load_config
 from kms.errors import QkmsError
 from qkms.cli_pki import pki
+from qkms.cli_simulate import simulate
 from qkms.layout import DEMO_LINK_SOURCE, LinkPlan, NodePlan, free_port, write_layout
 
 DEFAULT_SAES = ("sae-1", "sae-2")
@@ -157,3 +158,4 @@ def demo(directory: Path) -> None:
 
 
 main.add_command(pki)
+main.add_command(simulate)

@@ -1,0 +1,146 @@
+"""Top-level engine: one simulated link run from pulses to two independent final keys.
+
+    run = run_link(preset("gys", length_km=50), pulses=10**8, seed=1)
+    run.stats.secret_bits, run.keys_match
+
+Stages: Monte Carlo (:mod:`montecarlo`), QBER sample and decoy bounds
+(:mod:`estimation`), Cascade + verification (:mod:`postprocessing`), finite-key length
+(:mod:`finite_key`, Lim et al. 2014), Toeplitz privacy amplification.  Each stage can
+abort with a human-readable reason.  Every random choice comes from
+``numpy.random.SeedSequence(seed)``, so a seed fixes both keys bit for bit.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from collections.abc import Callable
+
+import numpy as np
+
+from adapters.qkd_sim.channel import EveSpec, make_channel
+from adapters.qkd_sim.estimation import (asymptotic_rate_from_counts, finite_bounds,
+                                         qber_abort_reason, sample_qber, yield_and_error_bounds)
+from adapters.qkd_sim.finite_key import secret_length
+from adapters.qkd_sim.montecarlo import DetectionTally, simulate_pulses
+from adapters.qkd_sim.params import LinkParams
+from adapters.qkd_sim.postprocessing import (privacy_amplification, reconcile_frames,
+                                             split_frames)
+
+Progress = Callable[[str, int, int], None]
+
+
+@dataclasses.dataclass(frozen=True)
+class LinkStats:
+    """Everything measured in a run; contains no key material."""
+
+    length_km: float
+    pulses: int
+    mu: float
+    nu: float
+    eve: str | None
+    gains: tuple[float, float, float]
+    error_rates: tuple[float, float, float]
+    sifted_bits: int
+    qber: float
+    pe_sample_bits: int
+    y1_lower: float
+    e1_upper: float
+    asymptotic_bits_per_pulse: float
+    frames: int = 0
+    frames_failed: int = 0
+    reconciled_bits: int = 0
+    corrected_qber: float = float("nan")
+    leaked_ec_bits: int = 0
+    reconciliation_efficiency: float = float("nan")
+    phase_error_upper: float = 0.5
+    secret_bits: int = 0
+    aborted: bool = False
+    abort_reason: str | None = None
+
+    @property
+    def secret_bits_per_pulse(self) -> float:
+        """Final key bits per emitted pulse."""
+        return self.secret_bits / self.pulses if self.pulses else 0.0
+
+    def as_dict(self) -> dict:
+        """JSON-ready dict, including the derived per-pulse rate."""
+        return dataclasses.asdict(self) | {"secret_bits_per_pulse": self.secret_bits_per_pulse}
+
+
+@dataclasses.dataclass(frozen=True)
+class LinkRun:
+    """A run's statistics and each party's final key (never printed: repr=False)."""
+
+    stats: LinkStats
+    alice_key: bytes = dataclasses.field(default=b"", repr=False)
+    bob_key: bytes = dataclasses.field(default=b"", repr=False)
+
+    @property
+    def keys_match(self) -> bool:
+        """Compare SHA-256 digests of the two keys (as the parties would over the wire)."""
+        return bool(self.alice_key) and (hashlib.sha256(self.alice_key).digest()
+                                         == hashlib.sha256(self.bob_key).digest())
+
+
+def _base_stats(params: LinkParams, pulses: int, eve: EveSpec | None,
+                tally: DetectionTally, sifted: int) -> dict:
+    return dict(length_km=params.length_km, pulses=pulses, mu=params.mu, nu=params.nu,
+                eve=None if eve is None else f"{eve.kind}:{eve.fraction:g}",
+                gains=tuple(map(float, tally.gains())),
+                error_rates=tuple(map(float, tally.error_rates())), sifted_bits=sifted,
+                asymptotic_bits_per_pulse=asymptotic_rate_from_counts(tally, params))
+
+
+def run_link(params: LinkParams, pulses: int, seed: int, eve: EveSpec | None = None,
+             progress: Progress | None = None) -> LinkRun:
+    """Simulate ``pulses`` pulses and post-process them into two independent keys."""
+    if pulses <= 0:
+        raise ValueError(f"pulses: must be > 0 (got {pulses})")
+    mc_rng, sample_rng, public_rng = (np.random.default_rng(s)
+                                      for s in np.random.SeedSequence(seed).spawn(3))
+    report = (lambda stage: (lambda n: progress(stage, n, pulses))) if progress else (lambda s: None)
+    tally, keys = simulate_pulses(params, pulses, mc_rng, make_channel(params, eve), report("simulate"))
+    sample = sample_qber(keys, params.pe_fraction, sample_rng)
+    bounds = finite_bounds(tally, params)
+    y1, e1 = yield_and_error_bounds(bounds, tally, params)
+    stats = dict(_base_stats(params, pulses, eve, tally, keys.alice.size), qber=sample.qber,
+                 pe_sample_bits=sample.sample_bits, y1_lower=y1, e1_upper=e1)
+    reason = _pre_reconciliation_abort(sample, bounds, keys.alice.size, params)
+    if reason:
+        return LinkRun(LinkStats(**stats, aborted=True, abort_reason=reason))
+    return _post_process(params, keys, sample, bounds, stats, public_rng, progress)
+
+
+def _pre_reconciliation_abort(sample, bounds, sifted: int, params: LinkParams) -> str | None:
+    if sifted < 2:
+        return "no sifted key: too few detections for this length and pulse count"
+    reason = qber_abort_reason(sample.qber, params)
+    if reason:
+        return reason
+    if bounds.s_z1 <= 0.0:
+        return ("decoy-state bound gives no single-photon detections (Y1 lower bound 0): "
+                "cannot show security, possible photon-number-splitting attack or too few pulses")
+    return None
+
+
+def _post_process(params, keys, sample, bounds, stats, public_rng, progress) -> LinkRun:
+    alice_frames = split_frames(keys.alice[sample.keep])
+    bob_frames = split_frames(keys.bob[sample.keep])
+    total = alice_frames.shape[0]
+    report = (lambda n: progress("reconcile", n, total)) if progress else None
+    rec = reconcile_frames(alice_frames, bob_frames, sample.qber, params.eps_cor, public_rng, report)
+    dropped = keys.alice.size - rec.alice.size  # sample, remainder and failed frames
+    length = secret_length(bounds, rec.leaked_bits, dropped, params.eps_sec, params.eps_cor)
+    secret = (length.length_bits // 8) * 8
+    stats |= dict(frames=rec.frames, frames_failed=rec.frames_failed, reconciled_bits=rec.alice.size,
+                  corrected_qber=rec.corrected_qber, leaked_ec_bits=rec.leaked_bits,
+                  reconciliation_efficiency=rec.efficiency, phase_error_upper=length.phase_error)
+    if secret <= 0:
+        reason = (f"finite-key bound gives no positive key: s_Z1 >= {length.s_z1:.0f}, "
+                  f"phase error <= {length.phase_error:.1%}, EC leak {rec.leaked_bits} bits")
+        return LinkRun(LinkStats(**stats, aborted=True, abort_reason=reason))
+    seed = public_rng.integers(0, 2, rec.alice.size + secret - 1, dtype=np.uint8)
+    alice_key = privacy_amplification(rec.alice, seed, secret)
+    bob_key = privacy_amplification(rec.bob, seed, secret)
+    return LinkRun(LinkStats(**stats, secret_bits=secret), alice_key, bob_key)

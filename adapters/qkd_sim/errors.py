@@ -1,0 +1,16 @@
+"""Exceptions raised by the simulated QKD link.
+
+One small tree: callers catch :class:`QkdSimError`; bad configuration is also a
+``ValueError`` so generic validation code treats it as such.
+"""
+
+
+class QkdSimError(Exception):
+    """Base class of every error raised by ``adapters.qkd_sim``."""
+
+
+class InvalidLinkParams(QkdSimError, ValueError):
+    """A link parameter is out of its physical or protocol range.
+
+    The message names the offending field, e.g. ``"mu: must be > nu (got 0.1)"``.
+    """

@@ -1,0 +1,53 @@
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from qkms.cli_simulate import JSON_FIELDS, simulate
+
+
+def _invoke(*args):
+    result = CliRunner().invoke(simulate, list(args))
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def test_json_fields_present_and_sane():
+    out = _invoke("--json", "--preset", "snspd-illustrative", "--pulses", "8000000", "--seed", "3")
+    data = json.loads(out.stdout)
+    assert set(JSON_FIELDS) <= set(data)
+    assert data["pulses"] == 8_000_000 and data["length_km"] == 25.0
+    assert 0.0 < data["qber"] < 0.05 and data["sifted_bits"] > 100_000
+    assert data["aborted"] is False and data["secret_bits"] > 0
+    assert data["secret_bits_per_pulse"] == pytest.approx(data["secret_bits"] / 8_000_000)
+    assert data["y1_lower"] > 0 and 0 < data["e1_upper"] < 0.5
+
+
+def test_json_eve_reports_abort_reason():
+    out = _invoke("--json", "--pulses", "2000000", "--preset", "snspd-illustrative",
+                  "--eve", "intercept-resend", "--eve-fraction", "1.0")
+    data = json.loads(out.stdout)
+    assert data["aborted"] and "possible eavesdropper" in data["abort_reason"]
+
+
+def test_analytic_fields():
+    data = json.loads(_invoke("--analytic", "--json", "--length-km", "50").stdout)
+    assert 0 < data["secret_bits_per_pulse"] < data["plob_bits_per_pulse"]
+    assert data["mu"] == 0.48
+
+
+def test_table_output():
+    out = _invoke("--pulses", "1000000", "--length-km", "10")
+    assert "QBER" in out.stdout and "finite-key length" in out.stdout
+
+
+def test_bad_parameter_is_reported():
+    result = CliRunner().invoke(simulate, ["--mu", "0.01"])
+    assert result.exit_code != 0 and "mu: must be > nu" in result.output
+
+
+def test_sweep_writes_png_and_svg(tmp_path):
+    prefix = tmp_path / "rate"
+    _invoke("--sweep", str(prefix), "--pulses", "200000", "--preset", "snspd-illustrative")
+    assert (tmp_path / "rate.png").stat().st_size > 1000
+    assert (tmp_path / "rate.svg").read_text().startswith("<?xml")

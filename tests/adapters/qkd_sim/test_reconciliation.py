@@ -1,0 +1,79 @@
+"""Cascade (Brassard-Salvail 1993; Martinez-Mateo et al. QIC 15, 453 (2015)) and verification."""
+
+import numpy as np
+import pytest
+
+from adapters.qkd_sim.cascade import CascadeAlice, reconcile
+from adapters.qkd_sim.classical import PublicChannel
+from adapters.qkd_sim.entropy import binary_entropy
+from adapters.qkd_sim.postprocessing import reconcile_frames
+from adapters.qkd_sim.toeplitz import toeplitz_hash, toeplitz_hash_naive
+from adapters.qkd_sim.verification import tag_bits, verification_tags, verified_frames
+
+
+def _bsc(frames, bits, qber, seed):
+    rng = np.random.default_rng(seed)
+    alice = rng.integers(0, 2, (frames, bits), dtype=np.uint8)
+    return alice, alice ^ (rng.random((frames, bits)) < qber).astype(np.uint8)
+
+
+@pytest.mark.parametrize("qber", [0.01, 0.02, 0.05])
+def test_cascade_corrects_a_batch_with_efficiency_below_1_12(qber):
+    alice, bob = _bsc(48, 10_000, qber, seed=int(qber * 1000))
+    bob_before = bob.copy()
+    fixed, channel = reconcile(alice, bob, qber, public_seed=1)
+    assert np.array_equal(bob, bob_before)  # Bob's input untouched; he works on his copy
+    ok = np.all(fixed == alice, axis=1)
+    assert ok.sum() >= 47
+    errors = np.count_nonzero(alice != bob_before, axis=1)
+    f = channel.leaked_bits / (10_000 * binary_entropy(errors / 10_000))
+    assert f.mean() < 1.12
+
+
+def test_every_parity_is_counted():
+    channel = PublicChannel(3)
+    alice = CascadeAlice(np.zeros((3, 8), np.uint8), channel)
+    from adapters.qkd_sim.cascade import make_passes
+    alice.start_pass(make_passes([2], 8, 0)[0])
+    alice.answer(0, 2, np.array([0, 0, 2]), np.array([0, 1, 1]))
+    assert channel.leaked_bits.tolist() == [2, 0, 1]
+
+
+def test_error_free_frames_leak_only_block_parities():
+    alice, _ = _bsc(4, 4096, 0.0, seed=2)
+    fixed, channel = reconcile(alice, alice.copy(), 0.01, public_seed=3, n_passes=4)
+    # blocks of 64, 512, 2048, 2048 bits: 64 + 8 + 2 + 2 parities per frame
+    assert channel.leaked_bits.tolist() == [76] * 4
+    assert np.array_equal(fixed, alice)
+
+
+@pytest.mark.parametrize("n, m, block", [(50, 20, 8), (300, 120, 64), (1000, 999, 128), (17, 1, 4)])
+def test_toeplitz_fft_equals_naive_product(n, m, block):
+    rng = np.random.default_rng(n)
+    x = rng.integers(0, 2, (3, n), dtype=np.uint8)
+    seed = rng.integers(0, 2, n + m - 1, dtype=np.uint8)
+    expected = toeplitz_hash_naive(x, seed, m)
+    assert np.array_equal(toeplitz_hash(x, seed, m, block_bits=block), expected)
+    assert np.array_equal(toeplitz_hash(x, seed, m), expected)
+
+
+def test_verification_catches_an_error_injected_after_reconciliation():
+    alice, bob = _bsc(8, 10_000, 0.02, seed=4)
+    fixed, _ = reconcile(alice, bob, 0.02, public_seed=5)
+    fixed[3, 1234] ^= 1  # an error Cascade did not see
+    t = tag_bits(8, 1e-15)
+    seed = np.random.default_rng(6).integers(0, 2, 10_000 + t - 1, dtype=np.uint8)
+    ok = verified_frames(verification_tags(alice, seed, t), fixed, seed)
+    assert not ok[3]
+    assert ok.sum() == np.all(fixed == alice, axis=1).sum()
+    assert t == 53
+
+
+def test_reconciled_keys_identical_across_a_thousand_frames():
+    alice, bob = _bsc(1000, 10_000, 0.03, seed=7)
+    rec = reconcile_frames(alice, bob, 0.03, 1e-15, np.random.default_rng(8))
+    assert rec.frames == 1000 and rec.frames_failed <= 20
+    assert rec.alice.size == (1000 - rec.frames_failed) * 10_000
+    import hashlib
+    assert hashlib.sha256(np.packbits(rec.alice)).digest() == hashlib.sha256(np.packbits(rec.bob)).digest()
+    assert 1.0 < rec.efficiency < 1.12
