@@ -91,6 +91,16 @@ class PoolStore(ABC):
         """Unused bits in the owner's half."""
 
     @abstractmethod
-    def digest(self, link_id: str, owner: str) -> str:
-        """SHA-256 over the remaining unused bits and their positions (for checking that both
-        ends hold the same pool, without revealing it)."""
+    def usage_bits(self, link_id: str, owner: str) -> dict[str, int]:
+        """Cumulative bits of the owner's half: ``carved_bits`` (used by the owner),
+        ``taken_bits`` (used as the peer) and ``discarded_bits`` (dropped by pool sync)."""
+
+    @abstractmethod
+    def last_sequence(self, link_id: str, owner: str) -> int | None:
+        """Sequence of the newest block held in the owner's half, or None if empty."""
+
+    @abstractmethod
+    def block_digests(self, link_id: str, owner: str) -> dict[int, str]:
+        """Per block sequence, SHA-256 over the block's remaining unused bytes and their
+        positions: lets an operator or a test check that both ends hold the same pool
+        without revealing it."""

@@ -5,6 +5,7 @@ share a Redis Cluster slot):
   qkms:{N|L}:pool:O:z          zset  block_id scored by sequence
   qkms:{N|L}:pool:O:bits       int   unused bits in this half
   qkms:{N|L}:pool:O:hw         int   highest sequence ever added (a block is never re-added)
+  qkms:{N|L}:pool:O:stats      hash  carved_bits, taken_bits, discarded_bits (cumulative)
   qkms:{N|L}:pool:O:b:<block>  hash  sealed, len, left, seq
   qkms:{N|L}:pool:O:u:<block>  string, one byte per key byte: "\\1" once used
 """
@@ -86,6 +87,7 @@ for _, id in ipairs(order) do
   spend(KEYS[1], bprefix, uprefix, id, tonumber(h[1]) - state[id][2])
 end
 redis.call('DECRBY', KEYS[2], total * 8)
+redis.call('HINCRBY', KEYS[3], 'carved_bits', total * 8)
 return out
 """
 
@@ -122,6 +124,7 @@ for i = 3, #ARGV, 3 do
   spend(KEYS[1], bprefix, uprefix, id, len)
 end
 redis.call('DECRBY', KEYS[2], total * 8)
+redis.call('HINCRBY', KEYS[3], 'taken_bits', total * 8)
 return out
 """
 
@@ -145,6 +148,7 @@ if offset > 0 then
   end
 end
 redis.call('DECRBY', KEYS[2], dropped * 8)
+redis.call('HINCRBY', KEYS[3], 'discarded_bits', dropped * 8)
 return dropped
 """
 
@@ -166,7 +170,11 @@ class RedisPoolStore(PoolStore):
 
     def _keys(self, link_id: str, owner: str) -> list[str]:
         base = self._base(link_id, owner)
-        return [base + "z", base + "bits", base + "hw"]
+        return [base + "z", base + "bits", base + "hw", base + "stats"]
+
+    def _use_keys(self, link_id: str, owner: str) -> list[str]:
+        z, bits, _, stats = self._keys(link_id, owner)
+        return [z, bits, stats]
 
     def _prefixes(self, link_id: str, owner: str) -> list[str]:
         base = self._base(link_id, owner)
@@ -180,10 +188,10 @@ class RedisPoolStore(PoolStore):
         for block in sorted(blocks, key=lambda b: b.sequence):
             sealed = self._sealer.seal(block.material, self._identity(link_id, block.block_id))
             args += [block.block_id, block.sequence, len(block.material), sealed]
-        return int(self._run(self._add, self._keys(link_id, owner), args)) if blocks else 0
+        return int(self._run(self._add, self._keys(link_id, owner)[:3], args)) if blocks else 0
 
     def carve(self, link_id: str, owner: str, sizes_bytes: Sequence[int]) -> list[Carved]:
-        reply = self._run(self._carve, self._keys(link_id, owner)[:2],
+        reply = self._run(self._carve, self._use_keys(link_id, owner),
                           [*self._prefixes(link_id, owner), *sizes_bytes])
         if reply[0] == b"short":
             raise Unavailable("not enough key material on the link")
@@ -202,14 +210,14 @@ class RedisPoolStore(PoolStore):
         for segments in keys:
             for seg in segments:
                 args += [seg.block_id, seg.offset, seg.length]
-        reply = self._run(self._take, self._keys(link_id, owner)[:2], args)
+        reply = self._run(self._take, self._use_keys(link_id, owner), args)
         if reply[0] != b"ok":
             raise PoolMismatch(f"pool segment {reply[0].decode()}: block {reply[1].decode()}")
         blocks = self._unseal_pairs(link_id, reply[1:])
         return [_cut(blocks, segments) for segments in keys]
 
     def discard_before(self, link_id: str, owner: str, sequence: int, offset: int) -> int:
-        return int(self._run(self._discard, self._keys(link_id, owner)[:2],
+        return int(self._run(self._discard, self._use_keys(link_id, owner),
                              [*self._prefixes(link_id, owner), sequence, offset]))
 
     def head(self, link_id: str, owner: str) -> tuple[int, int] | None:
@@ -223,19 +231,29 @@ class RedisPoolStore(PoolStore):
     def available_bits(self, link_id: str, owner: str) -> int:
         return int(self._redis.get(self._keys(link_id, owner)[1]) or 0)
 
-    def digest(self, link_id: str, owner: str) -> str:
-        hasher = hashlib.sha256()
+    def usage_bits(self, link_id: str, owner: str) -> dict[str, int]:
+        raw = self._redis.hgetall(self._keys(link_id, owner)[3])
+        return {name: int(raw.get(name.encode(), 0)) for name in ("carved_bits", "taken_bits", "discarded_bits")}
+
+    def last_sequence(self, link_id: str, owner: str) -> int | None:
+        last = self._redis.zrange(self._keys(link_id, owner)[0], -1, -1, withscores=True)
+        return int(last[0][1]) if last else None
+
+    def block_digests(self, link_id: str, owner: str) -> dict[int, str]:
         bprefix, uprefix = self._prefixes(link_id, owner)
-        for raw_id in self._redis.zrange(self._keys(link_id, owner)[0], 0, -1):
+        digests = {}
+        for raw_id, sequence in self._redis.zrange(self._keys(link_id, owner)[0], 0, -1, withscores=True):
             block_id = raw_id.decode()
             sealed, length = self._redis.hmget(bprefix + block_id, "sealed", "len")
+            if sealed is None:
+                continue
             material = np.frombuffer(self._sealer.unseal(sealed, self._identity(link_id, block_id)), np.uint8)
             used = np.zeros(int(length), np.uint8)
             marks = np.frombuffer(self._redis.get(uprefix + block_id) or b"", np.uint8)
             used[:marks.size] = marks
             free = np.flatnonzero(used == 0)
-            hasher.update(block_id.encode() + b"|" + free.astype("<u4").tobytes() + material[free].tobytes())
-        return hasher.hexdigest()
+            digests[int(sequence)] = hashlib.sha256(free.astype("<u4").tobytes() + material[free].tobytes()).hexdigest()
+        return digests
 
     def _unseal_pairs(self, link_id: str, flat: list) -> dict[str, bytes]:
         return {flat[i].decode(): self._sealer.unseal(flat[i + 1], self._identity(link_id, flat[i].decode()))

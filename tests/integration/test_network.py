@@ -1,0 +1,222 @@
+"""A chain of four real node processes (A-B-C-D), each with its own embedded Redis,
+joined by simulated QKD links: adjacent delivery, 3-hop trusted-node relay, multicast
+across nodes, a peer down and back, a node killed -9 during traffic, concurrent masters.
+
+After each scenario the invariants hold: no key_ID or key bytes delivered twice,
+every delivered key retrievable exactly once by each slave, and the pools at both
+ends of every link identical. Assertions compare counts and digests, never key bytes.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import httpx
+import pytest
+
+from adapters.etsi014_client import Etsi014Error
+from tests.support.network import LocalNetwork
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+# Short fibre, large frames: the chain's pools fill within seconds.
+FAST_LINK = {"kind": "simulated", "preset": "gys", "length_km": 5, "frame_interval_s": 1.0,
+             "pulses_per_frame": 4_000_000}
+SAES = {"A": ("sae-a", "sae-a2"), "B": ("sae-b",), "C": ("sae-c",), "D": ("sae-d",)}
+
+
+class Ledger:
+    """Every key an SAE received, to check exactly-once delivery across the module."""
+
+    def __init__(self):
+        self.material: dict[str, bytes] = {}
+        self.fetches: dict[tuple[str, str], int] = {}
+        self.lock = threading.Lock()
+
+    def issued(self, keys) -> None:
+        with self.lock:
+            for key in keys:
+                assert key.key_id not in self.material, "key_ID issued twice"
+                self.material[key.key_id] = key.material
+
+    def fetched(self, slave: str, keys) -> None:
+        with self.lock:
+            for key in keys:
+                self.fetches[(slave, key.key_id)] = self.fetches.get((slave, key.key_id), 0) + 1
+                assert self.material.get(key.key_id) == key.material, "slave got other bytes than the master"
+
+    def check(self) -> None:
+        materials = list(self.material.values())
+        assert len(set(materials)) == len(materials), "two key_IDs carried the same bytes"
+        assert all(count == 1 for count in self.fetches.values()), "a key was delivered twice to one slave"
+
+
+@pytest.fixture(scope="module")
+def net(tmp_path_factory):
+    network = LocalNetwork(tmp_path_factory.mktemp("chain"), SAES,
+                           [("A", "B"), ("B", "C"), ("C", "D")], FAST_LINK)
+    network.start()
+    yield network
+    network.close()
+
+
+@pytest.fixture(scope="module")
+def ledger():
+    return Ledger()
+
+
+def deliver(net, ledger, master_sae, slaves, number=4, size_bits=256):
+    """enc_keys at the master, dec_keys at every slave; returns the key_IDs."""
+    master = net.client(master_sae)
+    keys = master.enc_keys(slaves[0], number=number, size_bits=size_bits, additional_slaves=slaves[1:])
+    ledger.issued(keys)
+    ids = [k.key_id for k in keys]
+    for slave in slaves:
+        ledger.fetched(slave, net.client(slave).dec_keys(master_sae, ids))
+        with pytest.raises(Etsi014Error) as again:
+            net.client(slave).dec_keys(master_sae, ids[:1])
+        assert again.value.status == 400
+    return ids
+
+
+def assert_pools_identical(net: LocalNetwork) -> None:
+    """Sync each follower to its owner's head (as the link manager does), then compare every block both hold."""
+    for link in net.links:
+        for owner in link.nodes:
+            follower = next(n for n in link.nodes if n != owner)
+            leader_pools, follower_pools = net.pools(owner), net.pools(follower)
+            head = leader_pools.head(link.link_id, owner)
+            if head is not None:
+                follower_pools.discard_before(link.link_id, owner, *head)
+            mine = leader_pools.block_digests(link.link_id, owner)
+            theirs = follower_pools.block_digests(link.link_id, owner)
+            common = set(mine) & set(theirs)
+            assert common, f"{link.link_id}/{owner}: no block held at both ends"
+            differing = [seq for seq in common if mine[seq] != theirs[seq]]
+            assert differing == [], f"{link.link_id}/{owner}: blocks differ between the ends"
+
+
+def test_pools_fill_and_status_reports_the_route(net):
+    status = net.wait_for_keys(net.client("sae-a"), "sae-d", 32)
+    assert status["source_KME_ID"] == "A" and status["target_KME_ID"] == "D"
+    assert status["status_extension"]["qkms_source"]["route"] == ["A", "B", "C", "D"]
+
+
+def test_adjacent_delivery(net, ledger):
+    net.wait_for_keys(net.client("sae-a"), "sae-b", 16)
+    ids = deliver(net, ledger, "sae-a", ["sae-b"], number=8)
+    assert len(ids) == 8
+    ledger.check()
+    assert_pools_identical(net)
+
+
+def test_three_hop_relay_records_its_route(net, ledger):
+    net.wait_for_keys(net.client("sae-a"), "sae-d", 16)
+    keys = net.client("sae-a").enc_keys("sae-d", number=4, size_bits=512)
+    ledger.issued(keys)
+    provenance = keys[0].extension["qkms_provenance"]
+    assert provenance["route"] == ["A", "B", "C", "D"]
+    assert "qkd-sim" in provenance["sources"] and "one-time-pad" in provenance["algorithms"]
+    ledger.fetched("sae-d", net.client("sae-d").dec_keys("sae-a", [k.key_id for k in keys]))
+    ledger.check()
+    assert_pools_identical(net)
+
+
+def test_each_hop_consumes_exactly_the_key_size(net, ledger):
+    net.wait_for_keys(net.client("sae-d"), "sae-a", 16)
+    def usage():
+        return {(link.link_id, owner, end): net.pools(end).usage_bits(link.link_id, owner)
+                for link in net.links for owner in link.nodes for end in link.nodes}
+
+    before = usage()
+    deliver(net, ledger, "sae-d", ["sae-a"], number=2, size_bits=256)
+    after = usage()
+    for link_id, sender in (("C-D", "D"), ("B-C", "C"), ("A-B", "B")):
+        receiver = next(n for n in link_id.split("-") if n != sender)
+        carved = after[(link_id, sender, sender)]["carved_bits"] - before[(link_id, sender, sender)]["carved_bits"]
+        taken = after[(link_id, sender, receiver)]["taken_bits"] - before[(link_id, sender, receiver)]["taken_bits"]
+        assert carved == taken == 512, f"hop {sender}->{receiver} over {link_id}"
+
+
+def test_multicast_across_nodes_each_slave_fetches_once(net, ledger):
+    net.wait_for_keys(net.client("sae-a"), "sae-d", 16)
+    deliver(net, ledger, "sae-a", ["sae-d", "sae-b", "sae-a2"], number=3)
+    ledger.check()
+    assert_pools_identical(net)
+
+
+def test_concurrent_masters_on_several_nodes(net, ledger):
+    for master, slave in (("sae-a", "sae-d"), ("sae-d", "sae-a"), ("sae-b", "sae-c"), ("sae-c", "sae-a")):
+        net.wait_for_keys(net.client(master), slave, 24)
+    errors: list[str] = []
+
+    def run(master, slave):
+        for _ in range(6):
+            try:
+                deliver(net, ledger, master, [slave], number=2)
+            except Etsi014Error as exc:
+                errors.append(f"{master}->{slave}: {exc.status}")
+
+    threads = [threading.Thread(target=run, args=pair) for pair in
+               (("sae-a", "sae-d"), ("sae-d", "sae-a"), ("sae-b", "sae-c"), ("sae-c", "sae-a"))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    ledger.check()
+    assert_pools_identical(net)
+
+
+def test_peer_down_gives_503_and_leaves_nothing_reserved_then_resumes(net, ledger):
+    net.wait_for_keys(net.client("sae-a"), "sae-d", 8)
+    pending_before = {k: net.store(k).pending_count() for k in ("A", "B", "D")}
+    net.stop("C")
+    with pytest.raises(Etsi014Error) as down:
+        net.client("sae-a").enc_keys("sae-d", number=2)
+    assert down.value.status == 503
+    assert {k: net.store(k).pending_count() for k in ("A", "B", "D")} == pending_before
+    net.start("C")
+    net.wait_for_keys(net.client("sae-a"), "sae-d", 8)
+    deliver(net, ledger, "sae-a", ["sae-d"], number=2)
+    ledger.check()
+
+
+def test_node_killed_during_traffic_and_restarted(net, ledger):
+    net.wait_for_keys(net.client("sae-a"), "sae-d", 32)
+    outcomes = {"ok": 0, "failed": 0}
+    stop = threading.Event()
+
+    def traffic():
+        while not stop.is_set():
+            try:
+                deliver(net, ledger, "sae-a", ["sae-d"], number=2)
+                outcomes["ok"] += 1
+            except (Etsi014Error, httpx.HTTPError):
+                outcomes["failed"] += 1
+                time.sleep(0.2)
+
+    worker = threading.Thread(target=traffic)
+    worker.start()
+    time.sleep(2)
+    net.kill9("B")
+    time.sleep(2)
+    net.start("B")
+    net.wait_for_keys(net.client("sae-a"), "sae-d", 8)
+    time.sleep(2)
+    stop.set()
+    worker.join(timeout=60)
+    assert outcomes["ok"] > 0 and outcomes["failed"] > 0
+    deliver(net, ledger, "sae-a", ["sae-d"], number=2)
+    ledger.check()
+    assert_pools_identical(net)
+
+
+def test_no_key_material_in_any_log(net, ledger):
+    import base64
+
+    text = net.log_text()
+    assert "relay" in text or "qkms.audit" in text
+    leaked = sum(1 for m in ledger.material.values() if base64.b64encode(m).decode() in text or m.hex() in text)
+    assert leaked == 0

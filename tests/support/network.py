@@ -1,0 +1,86 @@
+"""A local network of real qkms node processes for tests, plus views into their Redis."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from adapters.etsi014_client import Etsi014Client, Etsi014Error
+from kms.config import load_config
+from kms.node import redis_client
+from kms.redis_pool import RedisPoolStore
+from kms.redis_store import RedisKeyStore
+from kms.sealing import Sealer, load_kek
+from qkms.layout import LinkPlan, NodePlan, free_port, write_layout
+from qkms.runner import RunningNode, start_node, stop_all, wait_listening
+
+
+class LocalNetwork:
+    """Nodes written with ``write_layout`` and run as ``qkms serve`` children."""
+
+    def __init__(self, root: Path, saes: dict[str, tuple[str, ...]], links: list[tuple[str, str]], source: dict):
+        plans = [NodePlan(kme_id, node_saes, free_port()) for kme_id, node_saes in saes.items()]
+        link_plans = [LinkPlan(f"{a}-{b}", (a, b), dict(source)) for a, b in links]
+        self.root = root
+        self.links = link_plans
+        self.manifest = write_layout(root, plans, link_plans).to_dict()
+        self.running: dict[str, RunningNode] = {}
+        self._clients: list[Etsi014Client] = []
+        (root / "logs").mkdir(exist_ok=True)
+
+    def start(self, *kme_ids: str) -> None:
+        for kme_id in kme_ids or self.manifest["nodes"]:
+            self.running[kme_id] = start_node(kme_id, self.manifest["nodes"][kme_id], self.root / "logs")
+        for kme_id in kme_ids or self.manifest["nodes"]:
+            wait_listening(self.running[kme_id])
+
+    def stop(self, *kme_ids: str) -> None:
+        stop_all([self.running.pop(k) for k in (kme_ids or list(self.running)) if k in self.running])
+
+    def kill9(self, kme_id: str) -> None:
+        node = self.running.pop(kme_id)
+        node.process.kill()
+        node.process.wait()
+
+    def close(self) -> None:
+        for client in self._clients:
+            client.close()
+        self.stop()
+
+    def client(self, sae_id: str) -> Etsi014Client:
+        sae = self.manifest["saes"][sae_id]
+        client = Etsi014Client(self.manifest["nodes"][sae["node"]]["url"], sae["cert"], sae["key"],
+                               self.manifest["ca"], timeout_s=30)
+        self._clients.append(client)
+        return client
+
+    def _open(self, kme_id: str):
+        config = load_config(self.manifest["nodes"][kme_id]["config"])
+        client = redis_client(f"unix://{config.redis.data_dir / 'redis.sock'}")
+        return client, Sealer(load_kek(config.kek.file, config.kek.env), kme_id)
+
+    def pools(self, kme_id: str) -> RedisPoolStore:
+        """The live pool store of a running node (its embedded Redis, its KEK)."""
+        client, sealer = self._open(kme_id)
+        return RedisPoolStore(client, sealer, kme_id)
+
+    def store(self, kme_id: str) -> RedisKeyStore:
+        client, sealer = self._open(kme_id)
+        return RedisKeyStore(client, sealer, kme_id)
+
+    def wait_for_keys(self, master: Etsi014Client, slave_sae: str, count: int, timeout_s: float = 90) -> dict:
+        """Poll ETSI status until ``count`` keys could go to ``slave_sae``."""
+        deadline = time.monotonic() + timeout_s
+        status: dict = {}
+        while time.monotonic() < deadline:
+            try:
+                status = master.status(slave_sae)
+                if status["stored_key_count"] >= count:
+                    return status
+            except Etsi014Error:
+                pass
+            time.sleep(0.5)
+        raise TimeoutError(f"only {status.get('stored_key_count')} keys towards {slave_sae} after {timeout_s}s")
+
+    def log_text(self) -> str:
+        return "".join(path.read_text(errors="replace") for path in sorted((self.root / "logs").glob("*.log")))
