@@ -29,6 +29,8 @@ class LinkHalf:
     reason: str = ""
     metrics: dict[str, float] = field(default_factory=dict)
     observed_at: float = 0.0
+    sources: tuple[str, ...] = ()
+    algorithms: tuple[str, ...] = ()
 
     def fresh(self, now: float | None = None) -> bool:
         return (now or time.time()) - self.observed_at <= STALE_AFTER_S
@@ -57,5 +59,10 @@ class RedisLinkBoard:
             raw = self._redis.hgetall(self._key)
         except redis.RedisError as exc:
             raise StoreError() from exc
-        halves = (LinkHalf(**json.loads(value)) for value in raw.values())
+        halves = (_half(json.loads(value)) for value in raw.values())
         return {(h.link_id, h.owner): h for h in halves}
+
+
+def _half(data: dict) -> LinkHalf:
+    data["sources"], data["algorithms"] = tuple(data.get("sources", ())), tuple(data.get("algorithms", ()))
+    return LinkHalf(**data)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import replace
 
 from kms.config import NodeConfig
@@ -30,7 +30,6 @@ class KeyNetwork:
         self._board = board
         self._transport = transport
         self._links = [(link.id, *link.nodes) for link in config.links]
-        self._kinds = {link.id: str(link.source.get("kind")) for link in config.links}
 
     @property
     def kme_id(self) -> str:
@@ -72,7 +71,7 @@ class KeyNetwork:
             keys = self._send_all(request_id, routes, destinations, key_ids, master_id, size_bits, ttl_s)
             commit_local(keys, request_id)
         except QkmsError:
-            self.abort_everywhere(request_id, routes.values())
+            self.abort_everywhere(request_id, routes)
             raise
         return keys
 
@@ -89,23 +88,29 @@ class KeyNetwork:
             else:
                 hop_keys = [HopKey(k, c.segments, xor_bytes(m, c.material))
                             for k, c, m in zip(key_ids, carved, materials)]
-            request = RelayRequest(request_id, tuple(route), 0, master_id, destinations[node], size_bits,
-                                   ttl_s, provenance, tuple(hop_keys))
+            request = RelayRequest(chain_id(request_id, node), tuple(route), 0, master_id, destinations[node],
+                                   size_bits, ttl_s, provenance, tuple(hop_keys))
             self._transport.relay(first.receiver, request)
         return [Key(k, m, provenance) for k, m in zip(key_ids, materials)]
 
     def _provenance(self, route: list[Hop]) -> Provenance:
-        kinds = tuple(dict.fromkeys(self._kinds[h.link_id] for h in route))
+        """Sources and algorithms of every hop's link (as its sender reports them), plus the relay."""
+        board = self._board.read()
+        halves = [board.get((h.link_id, h.sender)) for h in route]
+        sources = tuple(dict.fromkeys(s for half in halves if half for s in half.sources))
+        algorithms = tuple(dict.fromkeys(a for half in halves if half for a in half.algorithms))
+        relay = ("trusted-node-relay", "one-time-pad") if len(route) > 1 else ()
         nodes = (route[0].sender, *(h.receiver for h in route))
-        return Provenance(kinds, ("trusted-node-relay", "one-time-pad") if len(route) > 1 else (), nodes)
+        return Provenance(sources, algorithms + relay, nodes)
 
-    def abort_everywhere(self, request_id: str, routes: Iterable[list[Hop]]) -> None:
-        """Best effort: every node on the routes forgets the request."""
-        for node in dict.fromkeys(h.receiver for route in routes for h in route):
-            try:
-                self._transport.abort(node, request_id)
-            except QkmsError:
-                log.warning("abort of request %s at %s failed; its reservations expire", request_id, node)
+    def abort_everywhere(self, request_id: str, routes: dict[str, list[Hop]]) -> None:
+        """Best effort: every node on every route forgets that route's relay chain."""
+        for destination, route in routes.items():
+            for hop in route:
+                try:
+                    self._transport.abort(hop.receiver, chain_id(request_id, destination))
+                except QkmsError:
+                    log.warning("abort of %s at %s failed; its reservations expire", request_id, hop.receiver)
 
     def receive(self, request: RelayRequest) -> None:
         """Handle a relay hop addressed to this node (idempotent per request_id)."""
@@ -155,3 +160,9 @@ class KeyNetwork:
         board = self._board.read()
         return [board.get((link.id, self.kme_id)) or LinkHalf(link.id, self.kme_id, 0, "down", "no data")
                 for link in self._config.local_links()]
+
+
+def chain_id(request_id: str, destination: str) -> str:
+    """The request_id of one relay chain of a request (one per destination node), so a
+    node on several chains of the same request handles each once."""
+    return f"{request_id}.{destination}"

@@ -13,6 +13,7 @@ share a Redis Cluster slot):
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Sequence
 
 import numpy as np
@@ -23,9 +24,13 @@ from kms.keys import KeyBlock
 from kms.pools import Carved, PoolMismatch, PoolStore, Segment
 from kms.sealing import Sealer
 
+log = logging.getLogger("qkms.pools")
+
 _LUA_DELETE_IF_SPENT = """
 local function spend(zset, bprefix, uprefix, id, nbytes)
-  local left = redis.call('HINCRBY', bprefix .. id, 'left', -nbytes)
+  -- (Lua's -0 would reach Redis as "-0", which HINCRBY rejects)
+  if nbytes == 0 then return end
+  local left = redis.call('HINCRBY', bprefix .. id, 'left', 0 - nbytes)
   if left <= 0 then
     redis.call('DEL', bprefix .. id, uprefix .. id)
     redis.call('ZREM', zset, id)
@@ -264,6 +269,7 @@ class RedisPoolStore(PoolStore):
         try:
             return script(keys=keys, args=args)
         except redis.RedisError as exc:
+            log.error("pool script failed: %s", exc)
             raise StoreError() from exc
 
 

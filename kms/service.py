@@ -114,7 +114,7 @@ class KeyService:
             raise BadRequest("key_IDs must not repeat a key_ID")
         if len(key_ids) > self._config.limits.max_keys_per_request:
             raise BadRequest(f"at most {self._config.limits.max_keys_per_request} key_IDs per request")
-        if self._config.sae(master_id) is None:
+        if self._config.node_of_sae(master_id) is None:
             raise BadRequest("unknown master_SAE_ID", [{"master_SAE_ID": master_id}])
         keys = self._store.claim(key_ids, slave_id, master_id)
         audit.record("dec_keys", slave_id, key_ids, master=master_id)

@@ -25,6 +25,7 @@ DEFAULT_SAES = ("sae-1", "sae-2")
 def _configure_logging() -> None:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 @click.group()
@@ -40,7 +41,7 @@ def main() -> None:
 @click.option("--sae", "sae_specs", multiple=True,
               help="SAE to create: ID or ID@NODE (repeatable; default sae-1, sae-2 on a single node, "
                    "one sae-<node> per node in a network).")
-@click.option("--length-km", type=float, default=20.0, show_default=True, help="Fibre length of simulated links.")
+@click.option("--length-km", type=float, default=10.0, show_default=True, help="Fibre length of simulated links.")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
 def init(directory: Path, node_ids: tuple[str, ...], link_specs: tuple[str, ...], sae_specs: tuple[str, ...],
          length_km: float, as_json: bool) -> None:

@@ -42,6 +42,7 @@ class LinkEnd:
     peer: str
     source: KeySource
     heads: deque = field(default_factory=lambda: deque(maxlen=64))
+    first_sequence: int | None = None
 
 
 def build_link_ends(config: NodeConfig) -> list[LinkEnd]:
@@ -78,6 +79,8 @@ class LinkManager:
             blocks = end.source.fetch(MAX_FETCH_BITS)
             for block in blocks:
                 added += self._pools.add_blocks(end.config.id, owner_of(block, end.config.nodes), [block])
+                if end.first_sequence is None:
+                    end.first_sequence = block.sequence
         return added
 
     def own_halves(self) -> list[LinkHalf]:
@@ -86,17 +89,30 @@ class LinkManager:
         for end in self._ends:
             health = end.source.health()
             bits = self._pools.available_bits(end.config.id, self._config.kme_id)
+            metrics = dict(health.metrics)
+            if end.first_sequence is not None:
+                metrics["first_sequence"] = end.first_sequence
+            provenance = end.source.provenance
             halves.append(LinkHalf(end.config.id, self._config.kme_id, bits, health.state, health.reason,
-                                   dict(health.metrics), now))
+                                   metrics, now, provenance.sources, provenance.algorithms))
         return halves
 
     def poll_peers(self) -> None:
+        """Learn every peer's link halves; drop own blocks an adjacent peer cannot hold."""
         for peer in self._config.peers:
             try:
                 halves = [h for h in self._transport.link_halves(peer.kme_id) if h.owner == peer.kme_id]
             except QkmsError:
                 continue
             self._board.publish(halves)
+            self._drop_blocks_peer_lacks(halves)
+
+    def _drop_blocks_peer_lacks(self, halves: list[LinkHalf]) -> None:
+        """Blocks from before the peer's source started (this run) exist only here: never use them."""
+        for half in halves:
+            first = half.metrics.get("first_sequence")
+            if first is not None and any(end.config.id == half.link_id for end in self._ends):
+                self._pools.discard_before(half.link_id, self._config.kme_id, int(first), 0)
 
     def sync_pools(self) -> None:
         now = time.monotonic()

@@ -43,7 +43,7 @@ class NodeServer(BaseApplication):
         settings = {
             "bind": f"{node.listen.host}:{node.listen.port}",
             "workers": server.workers,
-            "worker_class": "gthread",
+            "worker_class": os.environ.get("QKMS_WORKER_CLASS", "gthread"),
             "threads": server.threads,
             "keepalive": server.keepalive_s,
             "certfile": str(node.tls.cert),

@@ -24,6 +24,7 @@ from adapters.qkd_sim.estimation import (asymptotic_rate_from_counts, finite_bou
 from adapters.qkd_sim.finite_key import secret_length
 from adapters.qkd_sim.montecarlo import DetectionTally, simulate_pulses
 from adapters.qkd_sim.params import LinkParams
+from adapters.qkd_sim.toeplitz import ToeplitzHash
 from adapters.qkd_sim.postprocessing import (privacy_amplification, reconcile_frames,
                                              split_frames)
 
@@ -141,6 +142,9 @@ def _post_process(params, keys, sample, bounds, stats, public_rng, progress) -> 
                   f"phase error <= {length.phase_error:.1%}, EC leak {rec.leaked_bits} bits")
         return LinkRun(LinkStats(**stats, aborted=True, abort_reason=reason))
     seed = public_rng.integers(0, 2, rec.alice.size + secret - 1, dtype=np.uint8)
-    alice_key = privacy_amplification(rec.alice, seed, secret)
-    bob_key = privacy_amplification(rec.bob, seed, secret)
+    # The Toeplitz seed is public: its transform is computed once; each side still
+    # hashes only its own reconciled key.
+    pa = ToeplitzHash(seed, rec.alice.size, secret)
+    alice_key = privacy_amplification(rec.alice, pa, secret)
+    bob_key = privacy_amplification(rec.bob, pa, secret)
     return LinkRun(LinkStats(**stats, secret_bits=secret), alice_key, bob_key)

@@ -14,7 +14,7 @@ import numpy as np
 
 from adapters.qkd_sim.cascade import reconcile
 from adapters.qkd_sim.entropy import binary_entropy
-from adapters.qkd_sim.toeplitz import toeplitz_hash
+from adapters.qkd_sim.toeplitz import ToeplitzHash
 from adapters.qkd_sim.verification import tag_bits, verification_tags, verified_frames
 
 FRAME_BITS = 10_000
@@ -52,8 +52,8 @@ def reconcile_frames(alice_frames: np.ndarray, bob_frames: np.ndarray, qber_esti
         batch = slice(start, start + FRAMES_PER_BATCH)
         bob_fixed, channel = reconcile(alice_frames[batch], bob_frames[batch],
                                        max(qber_estimate, 1e-3), int(public_rng.integers(2**63)))
-        seed = public_rng.integers(0, 2, frame_bits + t - 1, dtype=np.uint8)
-        ok = verified_frames(verification_tags(alice_frames[batch], seed, t), bob_fixed, seed)
+        tags_of = ToeplitzHash(public_rng.integers(0, 2, frame_bits + t - 1, dtype=np.uint8), frame_bits, t)
+        ok = verified_frames(verification_tags(alice_frames[batch], tags_of), bob_fixed, tags_of)
         keep.append(ok)
         corrected.append(bob_fixed)
         leaked += int(channel.leaked_bits.sum()) + t * ok.size
@@ -74,6 +74,13 @@ def _summarise(alice_frames, bob_fixed, ok, leaked, errors, t) -> Reconciled:
                       corrected_qber=float(np.sum(errors)) / max(1, n_frames * frame_bits))
 
 
-def privacy_amplification(bits: np.ndarray, seed: np.ndarray, secret_bits: int) -> bytes:
-    """One party's final key: Toeplitz hash of its verified bits, packed to bytes."""
-    return np.packbits(toeplitz_hash(bits, seed, secret_bits)).tobytes()
+def privacy_amplification(bits: np.ndarray, seed: np.ndarray | ToeplitzHash, secret_bits: int) -> bytes:
+    """One party's final key: Toeplitz hash of its verified bits, packed to bytes.
+
+    ``seed`` is the public seed or, to share its transform between the parties, the
+    :class:`ToeplitzHash` built from it once; either way only this party's bits are hashed.
+    """
+    pa = seed if isinstance(seed, ToeplitzHash) else ToeplitzHash(seed, bits.size, secret_bits)
+    if (pa.in_bits, pa.out_bits) != (bits.size, secret_bits):
+        raise ValueError(f"PA hash is {pa.out_bits} x {pa.in_bits}, need {secret_bits} x {bits.size}")
+    return np.packbits(pa(bits)).tobytes()

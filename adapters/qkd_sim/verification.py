@@ -15,7 +15,7 @@ import math
 
 import numpy as np
 
-from adapters.qkd_sim.toeplitz import toeplitz_hash
+from adapters.qkd_sim.toeplitz import ToeplitzHash
 
 
 def tag_bits(n_frames: int, eps_cor: float) -> int:
@@ -23,12 +23,14 @@ def tag_bits(n_frames: int, eps_cor: float) -> int:
     return math.ceil(math.log2(max(n_frames, 1) / eps_cor))
 
 
-def verification_tags(frames: np.ndarray, seed: np.ndarray, n_tag_bits: int) -> np.ndarray:
-    """Tags (frames x t bits) of each row of ``frames`` under the public seed."""
-    return toeplitz_hash(frames, seed, n_tag_bits)
+def verification_tags(frames: np.ndarray, tags_of: ToeplitzHash) -> np.ndarray:
+    """Tags (frames x t bits) of each row of ``frames`` under the batch's public Toeplitz hash.
+
+    Both parties use the same ``ToeplitzHash`` (built once from the public seed, t x n).
+    """
+    return tags_of(frames)
 
 
-def verified_frames(alice_tags: np.ndarray, bob_frames: np.ndarray, seed: np.ndarray) -> np.ndarray:
+def verified_frames(alice_tags: np.ndarray, bob_frames: np.ndarray, tags_of: ToeplitzHash) -> np.ndarray:
     """Bob's side: boolean mask of frames whose tag equals the one Alice sent."""
-    bob_tags = verification_tags(bob_frames, seed, alice_tags.shape[-1])
-    return np.all(bob_tags == alice_tags, axis=-1)
+    return np.all(verification_tags(bob_frames, tags_of) == alice_tags, axis=-1)

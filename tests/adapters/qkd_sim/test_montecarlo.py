@@ -54,3 +54,48 @@ def test_afterpulsing_raises_gain_and_errors():
     # ~Q * p_ap extra clicks, each with a random bit (50 % error)
     assert t1.gains()[2] > 10 * t0.gains()[2]
     assert t1.error_rates()[0] > t0.error_rates()[0] + 0.005
+
+
+def test_emitter_samples_intensity_and_poisson_photon_number():
+    from scipy import stats
+
+    from adapters.qkd_sim.montecarlo import _Emitter
+    p = preset("gys", length_km=0.0)
+    emitter = _Emitter(p)
+    k, photons = emitter.emit(np.random.default_rng(11), 2_000_000)
+    for idx, (prob, mean) in enumerate(zip(p.intensity_probs, p.intensities)):
+        sent = k == idx
+        assert sent.mean() == pytest.approx(prob, abs=5 * np.sqrt(prob / 2e6))
+        counts = np.bincount(photons[sent], minlength=4)[:4] / sent.sum()
+        expected = stats.poisson.pmf(np.arange(4), mean)
+        assert np.all(np.abs(counts - expected) <= 5 * np.sqrt(expected / sent.sum()) + 1e-9)
+    u = np.random.default_rng(12).random(1 << 20)
+    guided = emitter.guide[(u * len(emitter.guide)).astype(np.intp)]
+    exact = np.searchsorted(emitter.cdf, u, side="right")
+    decided = emitter.decided[(u * len(emitter.guide)).astype(np.intp)]
+    assert np.array_equal(guided[decided], exact[decided])  # the guide table alone is exact there
+
+
+def test_sparse_dark_clicks_are_bernoulli():
+    from adapters.qkd_sim.montecarlo import _bernoulli_mask
+    rng = np.random.default_rng(13)
+    assert _bernoulli_mask(rng, 1000, 0.0).sum() == 0 and _bernoulli_mask(rng, 1000, 1.0).all()
+    hits = sum(int(_bernoulli_mask(rng, 1 << 20, 1e-3).sum()) for _ in range(8))
+    expected = 8 * (1 << 20) * 1e-3
+    assert hits == pytest.approx(expected, abs=5 * np.sqrt(expected))
+
+
+def test_tally_histogram_equals_direct_counts():
+    from adapters.qkd_sim.montecarlo import _tally
+    rng = np.random.default_rng(14)
+    k = rng.integers(0, 3, 10_000).astype(np.intp)
+    basis, matched, clicked, errors = (rng.integers(0, 2, 10_000, dtype=np.uint8) for _ in range(4))
+    tally = _tally(k, basis, matched, clicked, errors)
+    sifted = (matched & clicked).astype(bool)
+    for i in range(3):
+        assert tally.sent[i] == np.sum(k == i) and tally.clicked[i] == np.sum((k == i) & (clicked == 1))
+        for b in range(2):
+            cell = (k == i) & (basis == b)
+            assert tally.sent_matched[i, b] == np.sum(cell & (matched == 1))
+            assert tally.sifted[i, b] == np.sum(cell & sifted)
+            assert tally.errors[i, b] == np.sum(cell & sifted & (errors == 1))

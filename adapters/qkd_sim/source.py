@@ -1,0 +1,256 @@
+"""The ``simulated`` key source: a decoy-state BB84 link run by both of its ends.
+
+Both ends of a link run the same deterministic simulation (:func:`run_link`): frame
+``k`` is the wall-clock slot ``floor(time.time() / frame_interval_s)`` and its seed is
+HMAC-SHA256(shared secret, link_id | k).  The end whose KME_ID sorts first keeps
+Alice's final key, the other Bob's; each is produced by its own side of the protocol
+inside the engine, which compares them by hash.  A frame that aborts, or whose keys
+differ, yields no block at either end.  Blocks are ``KeyBlock(f"{link_id}:{k}", key, k)``.
+
+Frame size: with the GYS parameters the finite-key bound (Lim et al. 2014, eps_sec
+1e-10) needs about 2e8 pulses per frame for a positive key at 10 km and 3e8 (a few
+hundred bits) at 25 km, i.e. tens of CPU seconds per frame (about 150 ns per pulse);
+hence the default frame of 4e8 pulses every 120 s.
+For quick demos and tests use ``preset: snspd-illustrative`` with a few million pulses.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+from adapters.qkd_sim.channel import EveSpec
+from adapters.qkd_sim.engine import LinkStats, run_link
+from adapters.qkd_sim.source_config import (SimulatedSourceSettings, frame_seed, link_identity,
+                                            parse_settings, shared_secret)
+from kms.keys import KeyBlock, Provenance
+from kms.sources import KeySource, SourceContext, SourceHealth
+
+log = logging.getLogger("qkms.sources.simulated")
+
+DOWN_AFTER_ABORTS = 3  # consecutive aborted frames after which the link is "down"
+BASELINE_WEIGHT = 0.2  # weight of a new frame in the running QBER baseline
+MAX_LAG_FRAMES = 3  # a worker further behind than this skips to the current slot
+STOP_JOIN_S = 5.0
+
+
+class _FrameCancelled(Exception):
+    """Raised from the engine's progress callback when the worker is stopping."""
+
+
+@dataclass(frozen=True)
+class FrameOutcome:
+    """What one frame left behind for health(): statistics and alarms, no key material."""
+
+    index: int
+    stats: LinkStats
+    delivered: bool
+    qber_alarm: str | None
+
+
+class SimulatedQkdSource(KeySource):
+    """Decoy-state BB84 over a simulated fibre; keys appear frame by frame.
+
+    Without ``seed_file`` the frame seeds derive from the link id alone, so anyone
+    holding the configuration can reproduce every key: for tests and demos only.
+    Settings (all optional): ``preset`` ("gys"), ``length_km`` (10), ``mu``, ``nu``,
+    ``pulses_per_frame`` (4e8), ``frame_interval_s`` (120), ``seed_file``, ``eve``
+    ({kind: intercept-resend|pns, fraction}), ``qber_alarm_margin`` (0.02),
+    ``max_queued_blocks`` (64).
+    """
+
+    kind = "simulated"
+    on_demand = False
+
+    def __init__(self, settings: SimulatedSourceSettings, context: SourceContext, secret: bytes):
+        self._settings = settings
+        self._params = settings.link_params()
+        self._link_id, self._peer = link_identity(context)
+        self._kme_id = context.kme_id
+        self._is_alice = context.kme_id < self._peer
+        self._secret = secret
+        self._eve = settings.eve.spec() if settings.eve else None
+        self._lock = threading.Lock()
+        self._queue: deque[KeyBlock] = deque()
+        self._stopping = threading.Event()
+        self._worker: threading.Thread | None = None
+        self._last: FrameOutcome | None = None
+        self._baseline_qber: float | None = None
+        self._counts = {"frames_ok": 0, "frames_aborted": 0, "consecutive_aborts": 0, "blocks_dropped": 0}
+        self._last_abort_reason = ""
+
+    @classmethod
+    def from_config(cls, section: dict[str, Any], context: SourceContext) -> "SimulatedQkdSource":
+        settings = parse_settings(section)
+        link_id, _ = link_identity(context)
+        return cls(settings, context, shared_secret(settings, context, link_id))
+
+    # --- producing -----------------------------------------------------------------------
+
+    def set_eve(self, spec: EveSpec | None) -> None:
+        """Switch an eavesdropper on (or off, with None) from the next frame on."""
+        with self._lock:
+            self._eve = spec
+        log.warning("link %s: eavesdropper set to %s", self._link_id, spec)
+
+    def run_frame(self, index: int) -> KeyBlock | None:
+        """Simulate frame ``index``, queue and return its block (None if it aborted)."""
+        return self._run_frame(index, cancel=None)
+
+    def _run_frame(self, index: int, cancel: threading.Event | None) -> KeyBlock | None:
+        with self._lock:
+            eve = self._eve
+
+        def progress(stage: str, done: int, total: int) -> None:
+            if cancel is not None and cancel.is_set():
+                raise _FrameCancelled
+
+        run = run_link(self._params, self._settings.pulses_per_frame,
+                       frame_seed(self._secret, self._link_id, index), eve, progress)
+        delivered = not run.stats.aborted and run.keys_match
+        block = None
+        if delivered:
+            key = run.alice_key if self._is_alice else run.bob_key
+            block = KeyBlock(f"{self._link_id}:{index}", key, index)
+        self._record(index, run.stats, block)
+        return block
+
+    def _record(self, index: int, stats: LinkStats, block: KeyBlock | None) -> None:
+        with self._lock:
+            alarm = self._qber_alarm(stats)
+            self._last = FrameOutcome(index, stats, block is not None, alarm)
+            if block is None:
+                self._counts["frames_aborted"] += 1
+                self._counts["consecutive_aborts"] += 1
+                self._last_abort_reason = stats.abort_reason or "final keys differ after verification"
+                log.warning("link %s: frame %d yielded no key: %s", self._link_id, index,
+                            self._last_abort_reason)
+                return
+            self._counts["frames_ok"] += 1
+            self._counts["consecutive_aborts"] = 0
+            self._enqueue(block)
+
+    def _qber_alarm(self, stats: LinkStats) -> str | None:
+        """Compare the frame's QBER with the running baseline; update the baseline if calm."""
+        if stats.pe_sample_bits == 0:
+            return None
+        qber, baseline = stats.qber, self._baseline_qber
+        if baseline is not None and qber > baseline + self._settings.qber_alarm_margin:
+            return f"QBER rose from {baseline:.1%} to {qber:.1%}: possible eavesdropper"
+        if qber <= self._params.qber_abort_threshold:
+            self._baseline_qber = qber if baseline is None else (
+                (1.0 - BASELINE_WEIGHT) * baseline + BASELINE_WEIGHT * qber)
+        return None
+
+    def _enqueue(self, block: KeyBlock) -> None:
+        self._queue.append(block)
+        while len(self._queue) > self._settings.max_queued_blocks:
+            dropped = self._queue.popleft()
+            self._counts["blocks_dropped"] += 1
+            log.warning("link %s: key queue full (%d blocks), dropped oldest block %s (%d bits)",
+                        self._link_id, self._settings.max_queued_blocks, dropped.block_id, dropped.size_bits)
+
+    # --- the worker ----------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the worker; it runs frames from the next wall-clock slot on (no backfill)."""
+        if self._worker is not None and self._worker.is_alive():
+            return
+        self._stopping.clear()
+        self._worker = threading.Thread(target=self._work, name=f"qkd-sim {self._link_id}", daemon=True)
+        self._worker.start()
+
+    def stop(self) -> None:
+        """Stop the worker, cancelling a frame in progress; idempotent."""
+        self._stopping.set()
+        worker, self._worker = self._worker, None
+        if worker is not None:
+            worker.join(STOP_JOIN_S)
+            if worker.is_alive():
+                log.error("link %s: simulation worker did not stop within %.0f s", self._link_id, STOP_JOIN_S)
+
+    def current_slot(self) -> int:
+        """The wall-clock slot (frame index) now."""
+        return int(time.time() // self._settings.frame_interval_s)
+
+    def _work(self) -> None:
+        interval = self._settings.frame_interval_s
+        index = self.current_slot() + 1
+        while not self._stopping.wait(max(0.0, index * interval - time.time())):
+            now_slot = self.current_slot()
+            if now_slot - index > MAX_LAG_FRAMES:
+                log.warning("link %s: simulation %d frames behind, skipping frames %d..%d",
+                            self._link_id, now_slot - index, index, now_slot - 1)
+                index = now_slot
+            try:
+                self._run_frame(index, self._stopping)
+            except _FrameCancelled:
+                return
+            except Exception:  # a failing frame must not end the link: count it and go on
+                log.exception("link %s: frame %d failed", self._link_id, index)
+                self._record_failure(index)
+            index += 1
+
+    def _record_failure(self, index: int) -> None:
+        with self._lock:
+            self._counts["frames_aborted"] += 1
+            self._counts["consecutive_aborts"] += 1
+            self._last_abort_reason = f"frame {index}: simulation error (see log)"
+
+    # --- the KeySource contract ----------------------------------------------------------
+
+    def fetch(self, max_bits: int) -> list[KeyBlock]:
+        """Queued blocks in order, whole blocks only, totalling at most ``max_bits``."""
+        out, budget = [], max_bits
+        with self._lock:
+            while self._queue and self._queue[0].size_bits <= budget:
+                block = self._queue.popleft()
+                budget -= block.size_bits
+                out.append(block)
+        return out
+
+    def health(self) -> SourceHealth:
+        with self._lock:
+            last, counts, abort_reason = self._last, dict(self._counts), self._last_abort_reason
+            metrics = self._metrics(last, counts)
+        if counts["consecutive_aborts"] >= DOWN_AFTER_ABORTS:
+            return SourceHealth("down", f"{counts['consecutive_aborts']} consecutive frames yielded no key; "
+                                        f"last: {abort_reason}", metrics)
+        if last is None:
+            return SourceHealth("down", "no frame completed yet", metrics)
+        problems = [p for p in (last.qber_alarm, None if last.delivered else abort_reason) if p]
+        if problems:
+            return SourceHealth("degraded", f"frame {last.index}: " + "; ".join(problems), metrics)
+        return SourceHealth("up", f"frame {last.index}: QBER {last.stats.qber:.1%}, "
+                                  f"{last.stats.secret_bits} secret bits", metrics)
+
+    def _metrics(self, last: FrameOutcome | None, counts: dict[str, int]) -> dict[str, float]:
+        simulated_s = self._settings.pulses_per_frame / self._params.pulse_rate_hz
+        metrics: dict[str, float] = {**counts, "queued_blocks": len(self._queue),
+                                     "speedup": simulated_s / self._settings.frame_interval_s}
+        if self._baseline_qber is not None:
+            metrics["qber_baseline"] = self._baseline_qber
+        if last is not None:
+            s = last.stats
+            metrics |= {"frame": last.index, "qber": s.qber, "sifted_bits": s.sifted_bits,
+                        "y1_lower": s.y1_lower, "e1_upper": s.e1_upper, "secret_bits": s.secret_bits,
+                        "secret_bits_per_pulse": s.secret_bits_per_pulse,
+                        "secret_rate_bps": s.secret_bits / self._settings.frame_interval_s}
+        return metrics
+
+    @property
+    def last_abort_reason(self) -> str:
+        """Why the most recent frame without a key yielded none ("" if none failed yet)."""
+        with self._lock:
+            return self._last_abort_reason
+
+    @property
+    def provenance(self) -> Provenance:
+        return Provenance(("qkd-sim",),
+                          ("decoy-bb84", "cascade", "toeplitz-verification", "toeplitz-pa",
+                           "finite-key-lim2014"),
+                          (self._kme_id, self._peer))

@@ -1,0 +1,161 @@
+"""Benchmark: ETSI 014 enc_keys + dec_keys round trips over mutual TLS with connection reuse.
+
+Starts a throwaway node (``qkms serve``, embedded Redis) and drives it with
+``--clients`` concurrent SAE pairs spread over ``--processes`` client processes; each
+client keeps one TLS connection per SAE. A round trip is one enc_keys (master) plus
+one dec_keys of the same key_ID (slave). Prints round trips per second and the p50 /
+p99 round-trip latency.
+
+Client and server share this machine's cores, so the client is kept lean: plain
+``http.client`` keep-alive connections (``--client httpx`` uses the product's
+``Etsi014Client`` instead, which costs about 1 ms of CPU per request).
+
+    .venv/bin/python benchmarks/bench_etsi_roundtrip.py --clients 1 16 --seconds 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import multiprocessing as mp
+import sys
+import tempfile
+import time
+from pathlib import Path
+from urllib.parse import urlparse
+
+import numpy as np
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from adapters.etsi014_client import Etsi014Client, client_tls_context  # noqa: E402
+from qkms.layout import NodePlan, free_port, write_layout  # noqa: E402
+from tests.support.processes import NodeProcess  # noqa: E402
+
+
+class LeanSae:
+    """One SAE on one keep-alive ``http.client`` connection."""
+
+    def __init__(self, manifest: dict, sae_id: str):
+        sae = manifest["saes"][sae_id]
+        url = urlparse(manifest["nodes"][sae["node"]]["url"])
+        context = client_tls_context(manifest["ca"], sae["cert"], sae["key"])
+        self._conn = http.client.HTTPSConnection(url.hostname, url.port, context=context)
+
+    def call(self, method: str, path: str, body: bytes | None = None) -> dict:
+        headers = {"Content-Type": "application/json"} if body is not None else {}
+        self._conn.request(method, "/api/v1/keys/" + path, body=body, headers=headers)
+        response = self._conn.getresponse()
+        data = response.read()
+        if response.status != 200:
+            raise RuntimeError(f"{method} {path}: {response.status}")
+        return json.loads(data)
+
+    def enc_key_id(self, slave: str) -> str:
+        return self.call("POST", f"{slave}/enc_keys", b'{"number": 1}')["keys"][0]["key_ID"]
+
+    def dec_key(self, master: str, key_id: str) -> None:
+        self.call("GET", f"{master}/dec_keys?key_ID={key_id}")
+
+
+class ProductSae:
+    """The same calls through the product's httpx-based Etsi014Client."""
+
+    def __init__(self, manifest: dict, sae_id: str):
+        sae = manifest["saes"][sae_id]
+        self._client = Etsi014Client(manifest["nodes"][sae["node"]]["url"], sae["cert"], sae["key"], manifest["ca"])
+
+    def call(self, method: str, path: str, body: bytes | None = None) -> dict:
+        return self._client.status(path.split("/")[0])
+
+    def enc_key_id(self, slave: str) -> str:
+        return self._client.enc_keys(slave)[0].key_id
+
+    def dec_key(self, master: str, key_id: str) -> None:
+        self._client.dec_keys(master, [key_id], use_get=True)
+
+
+CLIENTS = {"lean": LeanSae, "httpx": ProductSae}
+
+
+def client_process(manifest: dict, kind: str, threads: int, seconds: float, start_at: float, out: mp.Queue) -> None:
+    import threading
+
+    latencies: list[float] = []
+    lock = threading.Lock()
+
+    def run() -> None:
+        mine: list[float] = []
+        master, slave = (CLIENTS[kind](manifest, sae) for sae in ("sae-1", "sae-2"))
+        master.call("GET", "sae-2/status")
+        slave.call("GET", "sae-1/status")
+        while time.time() < start_at:
+            time.sleep(0.001)
+        while time.time() < start_at + seconds:
+            t0 = time.perf_counter()
+            slave.dec_key("sae-1", master.enc_key_id("sae-2"))
+            mine.append(time.perf_counter() - t0)
+        with lock:
+            latencies.extend(mine)
+
+    workers = [threading.Thread(target=run) for _ in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    out.put(latencies)
+
+
+def measure(manifest: dict, kind: str, clients: int, processes: int, seconds: float) -> dict:
+    processes = min(processes, clients)
+    per_process = [clients // processes + (i < clients % processes) for i in range(processes)]
+    out: mp.Queue = mp.get_context("fork").Queue()
+    start_at = time.time() + 2.0
+    procs = [mp.get_context("fork").Process(target=client_process, args=(manifest, kind, n, seconds, start_at, out))
+             for n in per_process]
+    for proc in procs:
+        proc.start()
+    latencies = np.concatenate([np.asarray(out.get(), dtype=float) for _ in procs])
+    for proc in procs:
+        proc.join()
+    return {"clients": clients, "round_trips": int(latencies.size),
+            "round_trips_per_s": round(latencies.size / seconds, 1),
+            "p50_ms": round(float(np.percentile(latencies, 50)) * 1e3, 2),
+            "p99_ms": round(float(np.percentile(latencies, 99)) * 1e3, 2)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", type=int, nargs="+", default=[1, 16])
+    parser.add_argument("--processes", type=int, default=2, help="client processes")
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--workers", type=int, default=3, help="gunicorn workers of the node")
+    parser.add_argument("--threads", type=int, default=8, help="threads per worker")
+    parser.add_argument("--appendfsync", default="always", choices=["always", "everysec"])
+    parser.add_argument("--client", default="lean", choices=sorted(CLIENTS))
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="qkms-bench-") as tmp:
+        root = Path(tmp)
+        manifest = write_layout(root, [NodePlan("KME-1", ("sae-1", "sae-2"), free_port())]).to_dict()
+        config_path = Path(manifest["nodes"]["KME-1"]["config"])
+        config = yaml.safe_load(config_path.read_text())
+        config["server"] = {"workers": args.workers, "threads": args.threads}
+        config["redis"]["appendfsync"] = args.appendfsync
+        config_path.write_text(yaml.safe_dump(config))
+        port = int(manifest["nodes"]["KME-1"]["url"].rsplit(":", 1)[1])
+        node = NodeProcess(config_path, port, root / "node.log").start()
+        try:
+            for clients in args.clients:
+                result = measure(manifest, args.client, clients, args.processes, args.seconds)
+                result.update(workers=args.workers, threads=args.threads, appendfsync=args.appendfsync,
+                              client=args.client)
+                print(json.dumps(result), flush=True)
+        finally:
+            node.stop()
+
+
+if __name__ == "__main__":
+    main()
