@@ -63,10 +63,12 @@ def halves_to_json(halves: list[LinkHalf]) -> dict[str, Any]:
     return {"links": [{"link": h.link_id, "owner": h.owner, "available_bits": h.available_bits,
                        "state": h.state, "reason": h.reason, "metrics": h.metrics,
                        "observed_at": h.observed_at, "sources": list(h.sources),
-                       "algorithms": list(h.algorithms)} for h in halves]}
+                       "algorithms": list(h.algorithms),
+                       "held_peer_sequences": list(h.held_peer_sequences)} for h in halves]}
 
 
 def halves_from_json(data: Any) -> list[LinkHalf]:
     return [LinkHalf(h["link"], h["owner"], int(h["available_bits"]), h["state"], h["reason"],
                      dict(h["metrics"]), float(h["observed_at"]), tuple(h.get("sources", ())),
-                     tuple(h.get("algorithms", ()))) for h in data["links"]]
+                     tuple(h.get("algorithms", ())), tuple(int(s) for s in h.get("held_peer_sequences", ())))
+            for h in data["links"]]

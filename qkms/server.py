@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import ssl
 import subprocess
 import sys
@@ -22,6 +23,11 @@ from kms.embedded_redis import EmbeddedRedis, die_with_parent
 from kms.node import NodeResources
 
 log = logging.getLogger("qkms.server")
+
+
+def _worker_dies_with_master(server, worker) -> None:
+    """A worker orphaned by a crashed master must not keep the port (or serve) any longer."""
+    die_with_parent(signal.SIGKILL)
 
 
 def _tls12_or_newer(config, default_ssl_context_factory) -> ssl.SSLContext:
@@ -43,7 +49,7 @@ class NodeServer(BaseApplication):
         settings = {
             "bind": f"{node.listen.host}:{node.listen.port}",
             "workers": server.workers,
-            "worker_class": os.environ.get("QKMS_WORKER_CLASS", "gthread"),
+            "worker_class": "gthread",
             "threads": server.threads,
             "keepalive": server.keepalive_s,
             "certfile": str(node.tls.cert),
@@ -57,6 +63,7 @@ class NodeServer(BaseApplication):
             "graceful_timeout": 10,
             "timeout": 60,
             "control_socket_disable": True,
+            "post_fork": _worker_dies_with_master,
         }
         for name, value in settings.items():
             self.cfg.set(name, value)

@@ -210,6 +210,7 @@ def test_node_killed_during_traffic_and_restarted(net, ledger):
     stop.set()
     worker.join(timeout=60)
     assert outcomes["ok"] > 0 and outcomes["failed"] > 0
+    net.wait_for_keys(net.client("sae-a"), "sae-d", 8)
     deliver(net, ledger, "sae-a", ["sae-d"], number=2)
     ledger.check()
     assert_pools_identical(net)
