@@ -26,13 +26,18 @@ def _network() -> KeyNetwork:
     return network
 
 
-def calling_peer() -> str:
-    """The KME_ID of the calling node; Unauthorized unless it is a configured peer."""
+def calling_node() -> str:
+    """The KME_ID in the caller's node certificate; Unauthorized without one."""
     der = peer_certificate_der()
     uri = sae_identity_from_der(der, "san_uri") if der else None
     if not uri or not uri.startswith(KME_URN_PREFIX):
         raise Unauthorized("a node certificate is required")
-    kme_id = uri[len(KME_URN_PREFIX):]
+    return uri[len(KME_URN_PREFIX):]
+
+
+def calling_peer() -> str:
+    """The KME_ID of the calling node; Unauthorized unless it is a configured peer."""
+    kme_id = calling_node()
     if current_app.config["QKMS_NODE_CONFIG"].peer(kme_id) is None:
         raise Unauthorized("caller is not a peer of this node")
     return kme_id
@@ -77,5 +82,12 @@ def pool_sync():
 
 @bp.get("/links")
 def links():
-    calling_peer()
-    return jsonify(km_wire.halves_to_json(_network().local_halves()))
+    """This node's own link halves, for peers; with ``all=1`` every half it knows of.
+    Peers and the node itself (its operator, holding its certificate) may read it."""
+    caller = calling_node()
+    config = current_app.config["QKMS_NODE_CONFIG"]
+    if caller != config.kme_id and config.peer(caller) is None:
+        raise Unauthorized("caller is not a peer of this node")
+    network = _network()
+    halves = network.known_halves() if request.args.get("all") == "1" else network.local_halves()
+    return jsonify(km_wire.halves_to_json(halves))

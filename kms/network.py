@@ -155,6 +155,10 @@ class KeyNetwork:
             raise BadRequest("pool sync names a link this node is not an end of")
         return self._pools.discard_before(link_id, owner, sequence, offset)
 
+    def known_halves(self) -> list[LinkHalf]:
+        """Every link half on this node's board (its own and its peers')."""
+        return list(self._board.read().values())
+
     def local_halves(self) -> list[LinkHalf]:
         """This node's own link halves as it would report them to peers."""
         board = self._board.read()

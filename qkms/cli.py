@@ -10,6 +10,7 @@ import threading
 from pathlib import Path
 
 import click
+import httpx
 from rich.console import Console
 from rich.table import Table
 
@@ -151,11 +152,28 @@ def linkd(config_path: Path, redis_url: str) -> None:
 @main.command()
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path), default=".demo")
 def demo(directory: Path) -> None:
-    """Run the demo in DIRECTORY (recreated): a node and a real ETSI 014 key exchange."""
-    from qkms.demo import run_single_node_demo
+    """Run the demo in DIRECTORY (recreated): three nodes, simulated QKD links, ETSI 014 exchanges."""
+    from qkms.demo import run_demo
 
-    if not run_single_node_demo(directory, Console(width=120)):
+    if not run_demo(directory, Console(width=130)):
         raise SystemExit(1)
+
+
+@main.command()
+@click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--node", "kme_id", help="Ask this node (default: the first in the manifest).")
+def links(directory: Path, kme_id: str | None) -> None:
+    """Show every link's state, QBER, key rate and pool level, as a running node sees them."""
+    from qkms.link_status import fetch_link_halves, link_table
+    from qkms.runner import load_manifest
+
+    manifest = load_manifest(directory)
+    kme_id = kme_id or next(iter(manifest["nodes"]))
+    try:
+        halves = fetch_link_halves(manifest, kme_id)
+    except httpx.HTTPError as exc:
+        raise click.ClickException(f"node {kme_id} did not answer: {exc}") from None
+    Console(width=130).print(link_table(halves))
 
 
 main.add_command(pki)

@@ -1,15 +1,13 @@
-"""``make demo``: a throwaway node, a real ETSI 014 exchange over mutual TLS, a report.
+"""``make demo``: a throwaway three-node network with simulated QKD links, real ETSI 014
+exchanges over mutual TLS, and a report.
 
-Prints key IDs, sizes, provenance and whether master and slave hold the same bytes;
-never key bytes or digests of them.
+Prints key IDs, sizes, routes, provenance and whether master and slave hold the same
+bytes; never key bytes or digests of them.
 """
 
 from __future__ import annotations
 
-import json
 import shutil
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -18,24 +16,12 @@ from rich.console import Console
 from rich.table import Table
 
 from adapters.etsi014_client import Etsi014Client, Etsi014Error
-from qkms.layout import NodePlan, free_port, write_layout
+from qkms.layout import DEMO_LINK_SOURCE, LinkPlan, NodePlan, free_port, write_layout
+from qkms.link_status import fetch_link_halves, link_table
+from qkms.runner import start_all, stop_all
 
-
-def _start_node(config_path: Path, log_path: Path) -> subprocess.Popen:
-    with open(log_path, "ab") as log:
-        return subprocess.Popen([sys.executable, "-m", "qkms", "serve", "--config", str(config_path)],
-                                stdout=log, stderr=subprocess.STDOUT)
-
-
-def _wait_ready(client: Etsi014Client, slave: str, timeout_s: float = 30) -> dict:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            return client.status(slave)
-        except (Etsi014Error, httpx.HTTPError):
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
+NODES = {"A": ("sae-a",), "B": ("sae-b",), "C": ("sae-c",)}
+LINKS = (("A", "B"), ("B", "C"))
 
 
 def _client(manifest: dict, sae_id: str) -> Etsi014Client:
@@ -43,41 +29,64 @@ def _client(manifest: dict, sae_id: str) -> Etsi014Client:
     return Etsi014Client(manifest["nodes"][sae["node"]]["url"], sae["cert"], sae["key"], manifest["ca"])
 
 
-def run_single_node_demo(directory: Path, console: Console) -> bool:
-    """Create ``directory`` afresh, run one node, exchange keys, report; True if all matched."""
+def _wait_for_keys(master: Etsi014Client, slave: str, count: int, console: Console, timeout_s: float = 180) -> dict:
+    deadline = time.monotonic() + timeout_s
+    with console.status(f"waiting for the simulated QKD links to fill the pools towards {slave} ..."):
+        while True:
+            try:
+                status = master.status(slave)
+                if status["stored_key_count"] >= count:
+                    return status
+            except (Etsi014Error, httpx.HTTPError):
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no keys towards {slave} after {timeout_s:.0f}s")
+            time.sleep(0.5)
+
+
+def run_demo(directory: Path, console: Console) -> bool:
+    """Create ``directory`` afresh, run the network, exchange keys, report; True if all matched."""
     shutil.rmtree(directory, ignore_errors=True)
-    manifest = write_layout(directory, [NodePlan("KME-1", ("sae-1", "sae-2"), free_port())]).to_dict()
-    console.print(f"[bold]PKI, KEK and config written to[/] {directory} (CA {manifest['ca']})")
-    node = _start_node(Path(manifest["nodes"]["KME-1"]["config"]), directory / "node.log")
+    plans = [NodePlan(kme_id, saes, free_port()) for kme_id, saes in NODES.items()]
+    links = [LinkPlan(f"{a}-{b}", (a, b), dict(DEMO_LINK_SOURCE)) for a, b in LINKS]
+    manifest = write_layout(directory, plans, links).to_dict()
+    console.print(f"[bold]wrote[/] a CA, 3 nodes (A-B-C), 2 simulated QKD links and 3 SAEs under {directory}")
+    nodes = start_all(directory)
     try:
-        with _client(manifest, "sae-1") as master, _client(manifest, "sae-2") as slave:
-            status = _wait_ready(master, "sae-2")
-            console.print(f"node KME-1 up at {manifest['nodes']['KME-1']['url']} "
-                          f"(mutual TLS, embedded Redis): status {json.dumps(status)}")
-            return _exchange(master, slave, console)
+        console.print("nodes up: " + ", ".join(f"{n.kme_id} {n.url}" for n in nodes) + f" (logs in {directory / 'logs'})")
+        with _client(manifest, "sae-a") as sae_a, _client(manifest, "sae-b") as sae_b, \
+                _client(manifest, "sae-c") as sae_c:
+            status = _wait_for_keys(sae_a, "sae-c", 8, console)
+            console.print(link_table(fetch_link_halves(manifest, "A")))
+            console.print(f"status sae-a -> sae-c: source {status['source_KME_ID']}, target "
+                          f"{status['target_KME_ID']}, route {status['status_extension']['qkms_source']['route']}, "
+                          f"{status['stored_key_count']} keys of {status['key_size']} bits available")
+            ok = _exchange(sae_a, sae_b, "sae-b", console) & _exchange(sae_a, sae_c, "sae-c", console)
+            return ok
     finally:
-        node.terminate()
-        node.wait(timeout=30)
-        console.print("node stopped (embedded Redis shut down with it)")
+        stop_all(nodes)
+        console.print("all nodes stopped (each with its embedded Redis and link manager)")
 
 
-def _exchange(master: Etsi014Client, slave: Etsi014Client, console: Console) -> bool:
-    sent = master.enc_keys("sae-2", number=4, size_bits=256)
-    received = slave.dec_keys("sae-1", [key.key_id for key in sent])
-    table = Table("key_ID", "size (bits)", "provenance", "same bytes at both SAEs",
-                  title="sae-1 enc_keys  ->  sae-2 dec_keys")
+def _exchange(master: Etsi014Client, slave: Etsi014Client, slave_id: str, console: Console) -> bool:
+    sent = master.enc_keys(slave_id, number=3, size_bits=256)
+    received = slave.dec_keys("sae-a", [key.key_id for key in sent])
+    table = Table("key_ID", "bits", "route", "sources", "relay", "same bytes at both SAEs",
+                  title=f"sae-a enc_keys  ->  {slave_id} dec_keys")
     all_match = True
     for mine, theirs in zip(sent, received):
         same = mine.key_id == theirs.key_id and mine.material == theirs.material
         all_match &= same
         provenance = mine.extension.get("qkms_provenance", {})
-        table.add_row(mine.key_id, str(len(mine.material) * 8), ",".join(provenance.get("sources", [])),
+        relayed = "trusted-node-relay" in provenance.get("algorithms", [])
+        table.add_row(mine.key_id, str(len(mine.material) * 8), "-".join(provenance.get("route", [])),
+                      ", ".join(provenance.get("sources", [])), "one-time pad per hop" if relayed else "-",
                       "yes" if same else "NO")
     console.print(table)
     try:
-        slave.dec_keys("sae-1", [sent[0].key_id])
+        slave.dec_keys("sae-a", [sent[0].key_id])
         console.print("[red]a key was delivered twice[/]")
-        all_match = False
+        return False
     except Etsi014Error as exc:
-        console.print(f"second dec_keys of the same key_ID refused: {exc.status} {exc.body['message']!r}")
+        console.print(f"fetching {sent[0].key_id} again is refused: {exc.status} {exc.body['message']!r}")
     return all_match
