@@ -9,6 +9,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from kms import audit
@@ -86,16 +87,8 @@ class KeyService:
         on whatever nodes they are attached to. All slaves' nodes hold the keys before
         this returns; on failure none does."""
         slaves = self._validate(master_id, slave_id, request)
-        by_node: dict[str, set[str]] = {}
-        for slave in slaves:
-            by_node.setdefault(self._config.node_of_sae(slave), set()).add(slave)
-        local = frozenset(by_node.pop(self.kme_id, ()))
-        remote = {node: frozenset(saes) for node, saes in by_node.items()}
-        def commit_local(keys: list[Key], request_id: str | None) -> None:
-            if local:
-                self._store.reserve([Reservation(key, master_id, local) for key in keys],
-                                    self._config.reservation_ttl_s, request_id)
-
+        local, remote = self._split_by_node(slaves)
+        commit_local = partial(self._reserve_here, master_id, local)
         if remote:
             keys = self._network.originate(master_id, remote, request.number, request.size_bits,
                                            self._config.reservation_ttl_s, commit_local)
@@ -105,6 +98,19 @@ class KeyService:
         audit.record("enc_keys", master_id, [k.key_id for k in keys], slaves=sorted(slaves),
                      size_bits=request.size_bits, nodes=sorted([*remote, *([self.kme_id] if local else [])]))
         return keys
+
+    def _split_by_node(self, slaves: frozenset[str]) -> tuple[frozenset[str], dict[str, frozenset[str]]]:
+        """Slaves on this node, and the other slaves by their node."""
+        by_node: dict[str, set[str]] = {}
+        for slave in slaves:
+            by_node.setdefault(self._config.node_of_sae(slave), set()).add(slave)
+        local = frozenset(by_node.pop(self.kme_id, ()))
+        return local, {node: frozenset(saes) for node, saes in by_node.items()}
+
+    def _reserve_here(self, master_id: str, slaves: frozenset[str], keys: list[Key], request_id: str | None) -> None:
+        if slaves:
+            self._store.reserve([Reservation(key, master_id, slaves) for key in keys],
+                                self._config.reservation_ttl_s, request_id)
 
     def dec_keys(self, slave_id: str, master_id: str, key_ids: Sequence[str]) -> list[Key]:
         """The keys ``master_id`` obtained earlier, for their slave ``slave_id``; all or none."""
@@ -130,11 +136,8 @@ class KeyService:
             raise Unavailable("this node has no KM channel to the slave's node")
         return node
 
-    def _require_known_slave(self, slave_id: str, master_id: str) -> None:
-        self._node_of_slave(slave_id, master_id)
-
     def _validate(self, master_id: str, slave_id: str, request: KeyRequest) -> frozenset[str]:
-        self._require_known_slave(slave_id, master_id)
+        self._node_of_slave(slave_id, master_id)
         if request.extension_mandatory:
             names = sorted({name for ext in request.extension_mandatory for name in ext})
             raise ExtensionNotSupported(details=[{"extension_mandatory": names}])
@@ -158,7 +161,7 @@ class KeyService:
         if len(set(slaves)) != len(slaves):
             raise BadRequest("additional_slave_SAE_IDs must not repeat a slave")
         for extra in additional:
-            self._require_known_slave(extra, master_id)
+            self._node_of_slave(extra, master_id)
         return frozenset(slaves)
 
     def _new_keys(self, number: int, size_bits: int) -> list[Key]:
