@@ -195,10 +195,11 @@ def format_location(loc: tuple[Any, ...]) -> str:
     return out or "(root)"
 
 
-def _describe(error: ValidationError) -> str:
+def describe_validation_error(error: ValidationError, unknown_setting: str = "Extra inputs are not permitted") -> str:
+    """One ``path: message`` per problem, joined by ``; `` (shared by every config section)."""
     lines = []
     for item in error.errors():
-        message = re.sub(r"^Value error, ", "", item["msg"])
+        message = unknown_setting if item["type"] == "extra_forbidden" else re.sub(r"^Value error, ", "", item["msg"])
         lines.append(f"{format_location(item['loc'])}: {message}")
     return "; ".join(lines)
 
@@ -222,7 +223,7 @@ def parse_config(data: Any, base_dir: Path = Path(".")) -> NodeConfig:
     try:
         config = NodeConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_describe(exc)) from None
+        raise ConfigError(describe_validation_error(exc)) from None
     return _resolve_paths(config, base_dir.resolve())
 
 

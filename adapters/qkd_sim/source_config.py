@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import re
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from adapters.qkd_sim.channel import EVE_MODELS, EveSpec
 from adapters.qkd_sim.errors import InvalidLinkParams
 from adapters.qkd_sim.params import LinkParams, preset
-from kms.config import format_location
+from kms.config import describe_validation_error
 from kms.errors import ConfigError
 from kms.sources import SourceContext
 
@@ -73,22 +72,12 @@ class SimulatedSourceSettings(_Frozen):
             raise ConfigError(str(exc)) from None
 
 
-def describe(error: ValidationError) -> str:
-    """One line per problem, each naming its path inside the section."""
-    lines = []
-    for item in error.errors():
-        message = ("unknown setting for the simulated source" if item["type"] == "extra_forbidden"
-                   else re.sub(r"^Value error, ", "", item["msg"]))
-        lines.append(f"{format_location(item['loc'])}: {message}")
-    return "; ".join(lines)
-
-
 def parse_settings(section: dict[str, Any]) -> SimulatedSourceSettings:
     """Validate the section; raises ConfigError naming the bad setting."""
     try:
         settings = SimulatedSourceSettings.model_validate(section)
     except ValidationError as exc:
-        raise ConfigError(describe(exc)) from None
+        raise ConfigError(describe_validation_error(exc, "unknown setting for the simulated source")) from None
     settings.link_params()
     return settings
 
