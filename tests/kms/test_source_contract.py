@@ -22,7 +22,11 @@ from kms.source_registry import BUILTIN_SOURCES, available_sources, build_source
 from kms.sources import KeySource, SourceContext, SourceHealth
 
 #: kind -> the config section that builds the source for these tests.
-CONTRACT_CONFIGS: dict[str, dict[str, Any]] = {}
+CONTRACT_CONFIGS: dict[str, dict[str, Any]] = {
+    # Efficient detectors and small frames: a block (~30 kbit) about every second.
+    "simulated": {"preset": "snspd-illustrative", "length_km": 10, "pulses_per_frame": 3_000_000,
+                  "frame_interval_s": 1.0},
+}
 
 #: How long a source that produces over time (on_demand False) may take to yield bits.
 FIRST_BITS_TIMEOUT_S = 5.0
@@ -89,7 +93,7 @@ def test_fetch_below_one_byte_yields_nothing(source: KeySource, max_bits: int) -
 def test_block_ids_are_unique(source: KeySource) -> None:
     blocks = [block for _ in range(200) for block in source.fetch(256)]
     if not source.on_demand:
-        blocks += fetch_some(source, 4096)
+        blocks += fetch_some(source, 1 << 24)
     ids = [block.block_id for block in blocks]
     assert ids and all(isinstance(block_id, str) and block_id for block_id in ids)
     assert len(set(ids)) == len(ids)
