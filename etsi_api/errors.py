@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, jsonify
+from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from kms.errors import BadRequest, QkmsError, Unauthorized, Unavailable
@@ -23,6 +23,7 @@ STATUS_BY_ERROR: tuple[tuple[type[QkmsError], int], ...] = (
     (Unavailable, 503),
 )
 GENERIC_UNAVAILABLE = "service unavailable"
+DRAIN_LIMIT_BYTES = 1 << 20
 
 
 def error_body(message: str, details: list | None = None) -> dict:
@@ -50,10 +51,23 @@ def _domain_error(error: QkmsError):
     return jsonify(error_body(error.message, error.details)), status
 
 
+def _discard_unread_body() -> None:
+    """Read and drop an over-long body (up to DRAIN_LIMIT_BYTES) so the client's
+    keep-alive connection stays usable; the server closes it if more is left."""
+    stream = request.environ.get("wsgi.input")
+    remaining = min(request.content_length or 0, DRAIN_LIMIT_BYTES)
+    while stream is not None and remaining > 0:
+        chunk = stream.read(min(65536, remaining))
+        if not chunk:
+            return
+        remaining -= len(chunk)
+
+
 def _http_error(error: HTTPException):
     if error.code == 413:
-        message = "request body too large"
-    elif error.code == 405:
+        _discard_unread_body()
+        return jsonify(error_body("request body too large")), 400
+    if error.code == 405:
         message = "method not allowed"
     elif error.code == 404:
         message = "unknown endpoint"

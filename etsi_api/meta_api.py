@@ -7,6 +7,8 @@ from importlib.resources import files
 from flask import Blueprint, Response, current_app, jsonify
 
 from etsi_api.auth import calling_sae
+from etsi_api.km_api import calling_node
+from kms.errors import Unauthorized
 
 bp = Blueprint("meta", __name__)
 
@@ -15,6 +17,22 @@ bp = Blueprint("meta", __name__)
 def openapi_document():
     calling_sae()
     text = files("etsi_api").joinpath("openapi.yaml").read_text()
+    return Response(text, mimetype="application/yaml")
+
+
+@bp.get("/km/v1/openapi.yaml")
+def km_openapi_document():
+    """The KM channel's document: for configured peers (node certificate, or the node's
+    own, as for GET /km/v1/links) and for this node's SAEs (as /api/v1/openapi.yaml)."""
+    try:
+        node = calling_node()
+    except Unauthorized:
+        calling_sae()
+    else:
+        config = current_app.config["QKMS_NODE_CONFIG"]
+        if node != config.kme_id and config.peer(node) is None:
+            raise Unauthorized("caller is not a peer of this node")
+    text = files("etsi_api").joinpath("km_openapi.yaml").read_text()
     return Response(text, mimetype="application/yaml")
 
 

@@ -158,10 +158,11 @@ def test_malformed_json_is_400(master, content):
     assert_error(response, 400)
 
 
-def test_oversized_body_is_400(master):
+def test_oversized_body_is_400_and_the_connection_stays_usable(master):
     response = master.request("POST", "sae-2/enc_keys", content=b"{" + b" " * 70000 + b"}",
                               headers={"Content-Type": "application/json"})
     assert_error(response, 400, "request body too large")
+    assert master.request("GET", "sae-2/status").status_code == 200
 
 
 @pytest.mark.parametrize("params", [{"number": "x"}, {"number": "-1"}, {"size": "12"}, {"colour": "1"},
