@@ -27,7 +27,8 @@ sys.path.insert(0, str(ROOT))
 from adapters.etsi014_client import Etsi014Error  # noqa: E402
 from tests.support.network import LocalNetwork  # noqa: E402
 
-LINK = {"kind": "simulated", "preset": "snspd-illustrative", "length_km": 5, "frame_interval_s": 2.0}
+LINK = {"kind": "simulated", "preset": "snspd-illustrative", "length_km": 10, "pulses_per_frame": 3_000_000,
+        "frame_interval_s": 3.0}
 
 
 def carved_bits(net: LocalNetwork) -> int:

@@ -18,6 +18,7 @@ def create_app(resources: NodeResources) -> Flask:
         QKMS_DEFAULT_KEY_SIZE_BITS=config.limits.key_size_bits,
         QKMS_NODE_CONFIG=config,
         JSON_SORT_KEYS=False,
+        PROVIDE_AUTOMATIC_OPTIONS=False,
     )
     app.json.sort_keys = False
     app.extensions["qkms.service"] = resources.service
@@ -25,6 +26,9 @@ def create_app(resources: NodeResources) -> Flask:
     if resources.network is not None:
         app.extensions["qkms.network"] = resources.network
     errors.init_app(app)
+    # No implicit HEAD (it would run GET handlers: a dec_keys that deletes keys nobody
+    # receives) and no OPTIONS: both are refused before any handler or authorization.
+    app.before_request(errors.refuse_implicit_methods)
     app.register_blueprint(keys_api.bp)
     app.register_blueprint(meta_api.bp)
     app.register_blueprint(km_api.bp)

@@ -81,6 +81,12 @@ def _unexpected(error: Exception):
     return jsonify(error_body(GENERIC_UNAVAILABLE)), 503
 
 
+def refuse_implicit_methods() -> None:
+    """HEAD and OPTIONS are not part of the API: refuse them before any handler runs."""
+    if request.method in ("HEAD", "OPTIONS"):
+        raise BadRequest("method not allowed")
+
+
 def init_app(app: Flask) -> None:
     """Register the error handlers on ``app``."""
     app.register_error_handler(QkmsError, _domain_error)

@@ -31,19 +31,20 @@ def relay_to_json(request: RelayRequest) -> dict[str, Any]:
 
 
 def relay_from_json(data: Any) -> RelayRequest:
-    """Parse a relay request; any malformation is a BadRequest."""
+    """Parse a relay request; any malformation is a BadRequest (and nothing is touched)."""
     try:
-        route = tuple(Hop(h["link"], h["from"], h["to"]) for h in data["route"])
+        route = tuple(Hop(_str(h["link"]), _str(h["from"]), _str(h["to"])) for h in _list(data["route"]))
         request = RelayRequest(
-            request_id=_str(data["request_id"]), route=route, hop_index=int(data["hop_index"]),
-            master_id=_str(data["master_SAE_ID"]), slave_ids=frozenset(map(_str, data["slave_SAE_IDs"])),
-            size_bits=int(data["size"]), ttl_s=int(data["ttl_s"]),
+            request_id=_str(data["request_id"]), route=route, hop_index=_int(data["hop_index"]),
+            master_id=_str(data["master_SAE_ID"]), slave_ids=frozenset(map(_str, _list(data["slave_SAE_IDs"]))),
+            size_bits=_int(data["size"]), ttl_s=_int(data["ttl_s"]),
             provenance=Provenance.from_json_dict(data["provenance"]),
-            keys=tuple(_hop_key(k) for k in data["keys"]))
-    except (KeyError, TypeError, ValueError, binascii.Error) as exc:
+            keys=tuple(_hop_key(k) for k in _list(data["keys"])))
+    except (KeyError, TypeError, ValueError, AttributeError, binascii.Error) as exc:
         raise BadRequest(f"malformed relay request ({type(exc).__name__})") from None
-    if not 0 <= request.hop_index < len(route) or not request.keys:
-        raise BadRequest("malformed relay request (hop_index or keys)")
+    problem = request.problem()
+    if problem:
+        raise BadRequest(f"malformed relay request ({problem})")
     return request
 
 
@@ -53,9 +54,23 @@ def _str(value: Any) -> str:
     return value
 
 
-def _hop_key(item: dict) -> HopKey:
+def _int(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError("expected an integer")
+    return value
+
+
+def _list(value: Any) -> list:
+    if not isinstance(value, list):
+        raise TypeError("expected an array")
+    return value
+
+
+def _hop_key(item: Any) -> HopKey:
+    if not isinstance(item, dict):
+        raise TypeError("a key must be an object")
     otp = item.get("otp")
-    return HopKey(_str(item["key_ID"]), tuple(Segment.from_list(s) for s in item["segments"]),
+    return HopKey(_str(item["key_ID"]), tuple(Segment.from_list(s) for s in _list(item["segments"])),
                   base64.b64decode(otp, validate=True) if otp is not None else None)
 
 

@@ -114,6 +114,9 @@ class KeyNetwork:
 
     def receive(self, request: RelayRequest) -> None:
         """Handle a relay hop addressed to this node (idempotent per request_id)."""
+        problem = request.problem()
+        if problem:
+            raise BadRequest(f"malformed relay request ({problem})")
         state = self._store.begin_request(request.request_id)
         if state == "done":
             return

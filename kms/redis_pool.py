@@ -144,10 +144,11 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. seq)) do
 end
 if offset > 0 then
   for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], seq, seq)) do
-    local used = redis.call('GETRANGE', uprefix .. id, 0, offset - 1)
+    local upto = math.min(offset, tonumber(redis.call('HGET', bprefix .. id, 'len')))
+    local used = redis.call('GETRANGE', uprefix .. id, 0, upto - 1)
     local _, ones = string.gsub(used, '\\1', '')
-    local fresh = offset - ones
-    redis.call('SETRANGE', uprefix .. id, 0, string.rep('\\1', offset))
+    local fresh = upto - ones
+    redis.call('SETRANGE', uprefix .. id, 0, string.rep('\\1', upto))
     dropped = dropped + fresh
     spend(KEYS[1], bprefix, uprefix, id, fresh)
   end
@@ -189,6 +190,7 @@ class RedisPoolStore(PoolStore):
         return f"pool|{link_id}|{block_id}"
 
     def add_blocks(self, link_id: str, owner: str, blocks: Sequence[KeyBlock]) -> int:
+        blocks = [block for block in blocks if block.material]
         args: list = self._prefixes(link_id, owner)
         for block in sorted(blocks, key=lambda b: b.sequence):
             sealed = self._sealer.seal(block.material, self._identity(link_id, block.block_id))
@@ -211,6 +213,8 @@ class RedisPoolStore(PoolStore):
         return [Carved(segs, _cut(blocks, segs)) for segs in per_key]
 
     def take_segments(self, link_id: str, owner: str, keys: Sequence[Sequence[Segment]]) -> list[bytes]:
+        if any(seg.offset < 0 or seg.length <= 0 for segments in keys for seg in segments):
+            raise PoolMismatch("pool segment out of bounds")
         args: list = self._prefixes(link_id, owner)
         for segments in keys:
             for seg in segments:

@@ -52,6 +52,22 @@ class RelayRequest:
     def is_last_hop(self) -> bool:
         return self.hop_index == len(self.route) - 1
 
+    def problem(self) -> str | None:
+        """Why this request is inconsistent (checked before any pool bit is touched), or None."""
+        if not 0 <= self.hop_index < len(self.route):
+            return "hop_index outside the route"
+        if not self.keys or not self.slave_ids:
+            return "no keys or no slaves"
+        if self.size_bits <= 0 or self.size_bits % 8 or self.ttl_s <= 0:
+            return "size must be a positive multiple of 8 and ttl_s positive"
+        size_bytes = self.size_bits // 8
+        for key in self.keys:
+            if sum(s.length for s in key.segments) != size_bytes:
+                return "segments do not add up to the key size"
+            if key.ciphertext is not None and len(key.ciphertext) != size_bytes:
+                return "one-time-pad ciphertext is not the key size"
+        return None
+
 
 def xor_bytes(a: bytes, b: bytes) -> bytes:
     """One-time pad; both operands must have the same length."""
