@@ -28,8 +28,7 @@ sys.path.insert(0, str(ROOT))
 from adapters.etsi014_client import Etsi014Error  # noqa: E402
 from tests.support.network import LocalNetwork  # noqa: E402
 
-LINK = {"kind": "simulated", "preset": "snspd-illustrative", "length_km": 10, "pulses_per_frame": 3_000_000,
-        "frame_interval_s": 3.0}
+LINK = {"kind": "simulated", "preset": "snspd-illustrative", "length_km": 10}
 
 
 def carved_bits(net: LocalNetwork) -> int:
@@ -81,10 +80,15 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--round-trips", type=int, default=400)
     parser.add_argument("--size-bits", type=int, default=256)
+    parser.add_argument("--pulses-per-frame", type=int, default=25_000_000,
+                        help="large, rare frames (default) leave the cores to key delivery between frames; "
+                             "3e6 with --frame-interval 3 keeps the simulations busy during the run")
+    parser.add_argument("--frame-interval", type=float, default=45.0, help="seconds between frames")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="qkms-relay-bench-") as tmp:
         net = LocalNetwork(Path(tmp), {"A": ("sae-a",), "B": ("sae-b",), "C": ("sae-c",), "D": ("sae-d",)},
-                           [("A", "B"), ("B", "C"), ("C", "D")], LINK)
+                           [("A", "B"), ("B", "C"), ("C", "D")],
+                           {**LINK, "pulses_per_frame": args.pulses_per_frame, "frame_interval_s": args.frame_interval})
         net.start()
         try:
             needed = args.round_trips * args.size_bits // 256 + 16
