@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from adapters.etsi014_client import Etsi014Client, Etsi014Error
-from tests.support.processes import NodeProcess
+from tests.support.processes import NodeProcess, free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -146,12 +146,11 @@ def test_three_workers_sixteen_clients_never_deliver_twice(make_node):
 def test_two_node_processes_sharing_one_redis(make_node, external_redis, tmp_path):
     node = make_node(saes=("sae-1", "sae-2"), config_overrides={"redis": {"url": external_redis.url},
                                                                 "server": {"workers": 2}})
-    replica_port = _free_port()
-    replica_config = tmp_path / "replica.yaml"
-    replica_config.write_text(node.config_path.read_text().replace(f"port: {node.process.port}",
-                                                                    f"port: {replica_port}"))
+    replica_port = free_port()
+    # Same node (KME_ID, KEK, certificates, Redis), another port: a second replica.
     replica_config_path = node.config_path.parent / "replica.yaml"
-    replica_config_path.write_text(replica_config.read_text())
+    replica_config_path.write_text(node.config_path.read_text().replace(f"port: {node.process.port}",
+                                                                        f"port: {replica_port}"))
     replica = NodeProcess(replica_config_path, replica_port, tmp_path / "replica.log").start()
     try:
         replica_url = f"https://127.0.0.1:{replica_port}"
@@ -189,9 +188,3 @@ def test_kill9_during_traffic_loses_no_reserved_key_and_redelivers_nothing(make_
         with pytest.raises(Etsi014Error) as refused:
             slave.dec_keys("sae-1", delivered[start:start + 50])
         assert refused.value.status == 400
-
-
-def _free_port() -> int:
-    from tests.support.processes import free_port
-
-    return free_port()
