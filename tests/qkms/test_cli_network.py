@@ -1,0 +1,68 @@
+"""`qkms init` for a network and `qkms up` as an operator runs them."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from kms.config import load_config
+from qkms.cli import main
+from tests.support.processes import wait_for_port
+
+
+def test_init_writes_a_network_with_the_single_node_manifest_shape(tmp_path):
+    result = CliRunner().invoke(main, ["init", str(tmp_path / "net"), "--node", "A", "--node", "B", "--node", "C",
+                                       "--link", "A-B", "--link", "B-C", "--sae", "sae-a@A", "--sae", "sae-c@C",
+                                       "--json"])
+    assert result.exit_code == 0, result.output
+    manifest = json.loads(result.output)
+    assert set(manifest) == {"ca", "nodes", "saes"} and set(manifest["nodes"]) == {"A", "B", "C"}
+    assert manifest["saes"]["sae-c"]["node"] == "C"
+    b = load_config(manifest["nodes"]["B"]["config"])
+    assert [link.id for link in b.local_links()] == ["A-B", "B-C"] and b.saes == ()
+    assert {peer.kme_id: peer.saes for peer in b.peers} == {"A": ("sae-a",), "C": ("sae-c",)}
+    a = load_config(manifest["nodes"]["A"]["config"])
+    assert a.links[1].source == {"kind": "simulated"}  # not an end of B-C: only its kind
+    assert a.links[0].source["kind"] == "simulated" and (a.config_dir / a.links[0].source["seed_file"]).is_file()
+    seeds = [(tmp_path / "net" / "nodes" / n / "links" / "A-B.seed").read_bytes() for n in ("A", "B")]
+    assert seeds[0] == seeds[1] and len(seeds[0]) >= 32
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--node", "A", "--node", "B", "--link", "A-C"], "--link A-C"),
+    (["--node", "A", "--node", "A"], "--node"),
+    (["--node", "A", "--node", "B", "--sae", "x"], "--sae x"),
+])
+def test_init_names_the_bad_option(tmp_path, args, message):
+    result = CliRunner().invoke(main, ["init", str(tmp_path / "n"), *args])
+    assert result.exit_code != 0 and message in result.output
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_up_starts_every_node_and_ctrl_c_stops_them_all(tmp_path):
+    root = tmp_path / "net"
+    CliRunner().invoke(main, ["init", str(root), "--node", "A", "--node", "B", "--link", "A-B"])
+    manifest = json.loads((root / "manifest.json").read_text())
+    up = subprocess.Popen([sys.executable, "-m", "qkms", "up", str(root)], stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True)
+    try:
+        for entry in manifest["nodes"].values():
+            wait_for_port("127.0.0.1", int(entry["url"].rsplit(":", 1)[1]), 30, up)
+        time.sleep(1)
+        up.send_signal(signal.SIGINT)
+        output, _ = up.communicate(timeout=60)
+    finally:
+        if up.poll() is None:
+            up.kill()
+    assert "stopping all nodes" in output
+    leftover = subprocess.run(["pgrep", "-f", str(root)], capture_output=True, text=True)
+    assert leftover.stdout.strip() == "", "a node process outlived `qkms up`"
+    assert yaml.safe_load((root / "nodes" / "A" / "config.yaml").read_text())["kme_id"] == "A"
