@@ -3,8 +3,8 @@
 Starts a throwaway node (``qkms serve``, embedded Redis) and drives it with
 ``--clients`` concurrent SAE pairs spread over ``--processes`` client processes; each
 client keeps one TLS connection per SAE. A round trip is one enc_keys (master) plus
-one dec_keys of the same key_ID (slave). Prints round trips per second and the p50 /
-p99 round-trip latency.
+one dec_keys of the same key_ID (slave). Prints round trips per second, the p50 / p99
+round-trip latency, and the p50 / p99 latency of single requests.
 
 Client and server share this machine's cores, so the client is kept lean: plain
 ``http.client`` keep-alive connections (``--client httpx`` uses the product's
@@ -96,8 +96,10 @@ def client_process(manifest: dict, kind: str, threads: int, seconds: float, star
             time.sleep(0.001)
         while time.time() < start_at + seconds:
             t0 = time.perf_counter()
-            slave.dec_key("sae-1", master.enc_key_id("sae-2"))
-            mine.append(time.perf_counter() - t0)
+            key_id = master.enc_key_id("sae-2")
+            t1 = time.perf_counter()
+            slave.dec_key("sae-1", key_id)
+            mine.append((time.perf_counter() - t0, t1 - t0, time.perf_counter() - t1))
         with lock:
             latencies.extend(mine)
 
@@ -118,13 +120,18 @@ def measure(manifest: dict, kind: str, clients: int, processes: int, seconds: fl
              for n in per_process]
     for proc in procs:
         proc.start()
-    latencies = np.concatenate([np.asarray(out.get(), dtype=float) for _ in procs])
+    samples = np.concatenate([np.asarray(out.get(), dtype=float).reshape(-1, 3) for _ in procs])
     for proc in procs:
         proc.join()
-    return {"clients": clients, "round_trips": int(latencies.size),
-            "round_trips_per_s": round(latencies.size / seconds, 1),
-            "p50_ms": round(float(np.percentile(latencies, 50)) * 1e3, 2),
-            "p99_ms": round(float(np.percentile(latencies, 99)) * 1e3, 2)}
+    round_trip, per_request = samples[:, 0], samples[:, 1:].ravel()
+    return {"clients": clients, "round_trips": int(round_trip.size),
+            "round_trips_per_s": round(round_trip.size / seconds, 1),
+            "p50_ms": _ms(round_trip, 50), "p99_ms": _ms(round_trip, 99),
+            "request_p50_ms": _ms(per_request, 50), "request_p99_ms": _ms(per_request, 99)}
+
+
+def _ms(values: np.ndarray, percentile: float) -> float:
+    return round(float(np.percentile(values, percentile)) * 1e3, 2)
 
 
 def main() -> None:
