@@ -11,11 +11,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import multiprocessing
 import os
-import queue
 import random
-import time
 from collections.abc import Iterator, Sequence
 
 import pytest
@@ -28,6 +25,7 @@ from kms.node import redis_client
 from kms.pools import PoolMismatch, Segment, owner_of
 from kms.redis_pool import RedisPoolStore
 from kms.sealing import KEK_SIZE_BYTES, Sealer
+from tests.support.races import race
 
 pytestmark = pytest.mark.integration
 
@@ -462,44 +460,13 @@ def _carve_race(url: str, kek: bytes, seed: int, barrier, results) -> None:
     results.put(got)
 
 
-def _collect(workers: list, results) -> list:
-    reports, got, deadline = 0, [], time.monotonic() + 60
-    while reports < len(workers) and time.monotonic() < deadline:
-        try:
-            got += results.get(timeout=0.2)
-            reports += 1
-        except queue.Empty:
-            if any(worker.exitcode not in (None, 0) for worker in workers):
-                break
-    return got
-
-
-def _race(url: str, kek: bytes) -> list:
-    context = multiprocessing.get_context("spawn")
-    barrier, results = context.Barrier(RACE_WORKERS), context.Queue()
-    workers = [context.Process(target=_carve_race, args=(url, kek, seed, barrier, results))
-               for seed in range(RACE_WORKERS)]
-    for worker in workers:
-        worker.start()
-    try:
-        got = _collect(workers, results)
-    finally:
-        for worker in workers:
-            worker.join(timeout=10)
-            if worker.is_alive():
-                worker.kill()
-                worker.join()
-    assert [worker.exitcode for worker in workers] == [0] * RACE_WORKERS
-    return got
-
-
 def test_racing_processes_never_carve_a_byte_twice(redis_url: str, raw: redis.Redis) -> None:
     kek = os.urandom(KEK_SIZE_BYTES)
     blocks = make_blocks(range(0, 2 * RACE_BLOCKS, 2), size_bytes=RACE_BLOCK_BYTES)
     pools = open_pools(redis_url, kek, OWNER)
     pools.add_blocks(LINK, OWNER, blocks)
     total_bits = RACE_BLOCKS * RACE_BLOCK_BYTES * 8
-    got = _race(redis_url, kek)
+    got = race(_carve_race, (redis_url, kek), RACE_WORKERS)
     positions: set[tuple[str, int]] = set()
     carved_bytes = 0
     for segments, digest in got:

@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import multiprocessing
 import os
-import queue
 import random
 import signal
 import time
@@ -20,13 +18,20 @@ import pytest
 import redis
 
 from kms.embedded_redis import EmbeddedRedis
-from kms.errors import BadRequest, DuplicateKeyId, KeysNotFound, StoreError, Unauthorized
+from kms.errors import (
+    BadRequest,
+    DuplicateKeyId,
+    KeysNotFound,
+    StoreError,
+    Unauthorized,
+)
 from kms.keys import Key, Provenance, Reservation
 from kms.node import redis_client
 from kms.redis_store import RedisKeyStore
 from kms.sealing import KEK_SIZE_BYTES, Sealer
 from kms.store import KeyStore
 from tests.support.processes import RedisServerProcess
+from tests.support.races import race
 
 pytestmark = pytest.mark.integration
 
@@ -302,7 +307,7 @@ def _digest(key: Key) -> str:
     return hashlib.sha256(key.material).hexdigest()
 
 
-def _claim_race(url: str, kek: bytes, seed: int, key_ids: list[str], barrier, results) -> None:
+def _claim_race(url: str, kek: bytes, key_ids: list[str], seed: int, barrier, results) -> None:
     """One worker: claim random batches drawn from all key_IDs, so batches of different
     workers overlap. Reports (key_ID, sha256 of material) for what it got."""
     store = open_store(url, kek)
@@ -321,46 +326,13 @@ def _claim_race(url: str, kek: bytes, seed: int, key_ids: list[str], barrier, re
     results.put(got)
 
 
-def _collect(workers: list, results) -> list[tuple[str, str]]:
-    """Every worker's report; gives up early if a worker died without reporting."""
-    delivered: list[tuple[str, str]] = []
-    reports, deadline = 0, time.monotonic() + 60
-    while reports < len(workers) and time.monotonic() < deadline:
-        try:
-            delivered += results.get(timeout=0.2)
-            reports += 1
-        except queue.Empty:
-            if any(worker.exitcode not in (None, 0) for worker in workers):
-                break
-    return delivered
-
-
-def _race(url: str, kek: bytes, ids: list[str]) -> list[tuple[str, str]]:
-    context = multiprocessing.get_context("spawn")
-    barrier, results = context.Barrier(RACE_WORKERS), context.Queue()
-    workers = [context.Process(target=_claim_race, args=(url, kek, seed, ids, barrier, results))
-               for seed in range(RACE_WORKERS)]
-    for worker in workers:
-        worker.start()
-    try:
-        delivered = _collect(workers, results)
-    finally:
-        for worker in workers:
-            worker.join(timeout=10)
-            if worker.is_alive():
-                worker.kill()
-                worker.join()
-    assert [worker.exitcode for worker in workers] == [0] * RACE_WORKERS
-    return delivered
-
-
 def test_racing_processes_deliver_every_key_exactly_once(redis_url: str, kek: bytes,
                                                          store: RedisKeyStore) -> None:
     keys = new_keys(RACE_KEYS)
     for start in range(0, RACE_KEYS, 250):
         reserve(store, keys[start:start + 250])
     expected = {key.key_id: _digest(key) for key in keys}
-    delivered = _race(redis_url, kek, list(expected))
+    delivered = race(_claim_race, (redis_url, kek, list(expected)), RACE_WORKERS)
     counts = Counter(key_id for key_id, _ in delivered)
     assert not [key_id for key_id, n in counts.items() if n > 1], "a key was delivered twice"
     assert len(counts) > RACE_KEYS // 4, "the workers hardly claimed anything"
