@@ -112,12 +112,11 @@ def up(directory: Path) -> None:
     for node in nodes:
         console.print(f"{node.kme_id} listening at {node.url} (log {node.log_path})")
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
     try:
         while not stop.wait(0.5) and all(n.process.poll() is None for n in nodes):
             pass
-    except KeyboardInterrupt:
-        pass
     finally:
         console.print("stopping all nodes")
         stop_all(nodes)
