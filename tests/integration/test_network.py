@@ -223,3 +223,24 @@ def test_no_key_material_in_any_log(net, ledger):
     assert "relay" in text or "qkms.audit" in text
     leaked = sum(1 for m in ledger.material.values() if base64.b64encode(m).decode() in text or m.hex() in text)
     assert leaked == 0
+
+
+def test_credentials_do_not_cross_interfaces(net):
+    """An SAE certificate cannot speak the KM channel, a node certificate is no SAE, and a
+    peer cannot send a hop that is not its own (all refused before any key moves)."""
+    from adapters.etsi014_client import client_tls_context
+
+    sae = net.manifest["saes"]["sae-a"]
+    url_a, url_b = net.manifest["nodes"]["A"]["url"], net.manifest["nodes"]["B"]["url"]
+    relay = {"request_id": "x.B", "route": [{"link": "A-B", "from": "A", "to": "B"}], "hop_index": 0,
+             "master_SAE_ID": "sae-a", "slave_SAE_IDs": ["sae-b"], "size": 256, "ttl_s": 60,
+             "provenance": {"sources": ["qkd-sim"]}, "keys": [{"key_ID": "k", "segments": [["A-B:0", 0, 32]]}]}
+    with httpx.Client(verify=client_tls_context(net.manifest["ca"], sae["cert"], sae["key"])) as as_sae:
+        assert as_sae.post(f"{url_b}/km/v1/relay", json=relay).status_code == 401
+        assert as_sae.get(f"{url_b}/km/v1/links").status_code == 401
+    node_dir = net.root / "nodes" / "A"
+    with httpx.Client(verify=client_tls_context(net.manifest["ca"], node_dir / "node.crt", node_dir / "node.key")) as as_a:
+        assert as_a.get(f"{url_a}/api/v1/keys/sae-b/status").status_code == 401
+        # A is B's peer, but a hop "from C" must come from C.
+        forged = {**relay, "route": [{"link": "B-C", "from": "C", "to": "B"}]}
+        assert as_a.post(f"{url_b}/km/v1/relay", json=forged).status_code == 401
