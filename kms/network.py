@@ -42,20 +42,22 @@ class KeyNetwork:
         half = (board if board is not None else self._board.read()).get((link_id, owner))
         return half.available_bits if half and half.fresh() and half.state != "down" else 0
 
-    def route_to(self, node: str, needed_bits: int) -> list[Hop]:
-        """The cheapest route to ``node`` able to carry ``needed_bits``; Unavailable if none."""
-        board = self._board.read()
+    def route_to(self, node: str, needed_bits: int, board: dict | None = None) -> list[Hop]:
+        """The cheapest route to ``node`` able to carry ``needed_bits``; Unavailable if none.
+        ``board`` is a link-board snapshot to reuse within one request."""
+        board = self._board.read() if board is None else board
         return shortest_route(self.kme_id, node, self._links,
                               lambda link, owner: self.available_bits(link, owner, board), needed_bits)
 
-    def available_keys(self, node: str, size_bits: int) -> int:
-        """How many keys of ``size_bits`` could go to ``node`` right now (0 without a route)."""
-        try:
-            route = self.route_to(node, size_bits)
-        except Unavailable:
-            return 0
+    def route_capacity(self, node: str, size_bits: int) -> tuple[list[Hop], int]:
+        """The route to ``node`` and how many keys of ``size_bits`` it could carry right
+        now; ([], 0) without a route."""
         board = self._board.read()
-        return min(self.available_bits(h.link_id, h.sender, board) for h in route) // size_bits
+        try:
+            route = self.route_to(node, size_bits, board)
+        except Unavailable:
+            return [], 0
+        return route, min(self.available_bits(h.link_id, h.sender, board) for h in route) // size_bits
 
     def originate(self, master_id: str, destinations: dict[str, frozenset[str]], number: int,
                   size_bits: int, ttl_s: int, commit_local: Callable[[list[Key], str], None]) -> list[Key]:
@@ -65,17 +67,18 @@ class KeyNetwork:
         anything fails, every node reached is told to abort and the error propagates:
         no half-delivered key stays reserved anywhere."""
         request_id = str(uuid.uuid4())
-        routes = {node: self.route_to(node, number * size_bits) for node in destinations}
+        board = self._board.read()
+        routes = {node: self.route_to(node, number * size_bits, board) for node in destinations}
         key_ids = [str(uuid.uuid4()) for _ in range(number)]
         try:
-            keys = self._send_all(request_id, routes, destinations, key_ids, master_id, size_bits, ttl_s)
+            keys = self._send_all(request_id, routes, destinations, key_ids, master_id, size_bits, ttl_s, board)
             commit_local(keys, request_id)
         except QkmsError:
             self.abort_everywhere(request_id, routes)
             raise
         return keys
 
-    def _send_all(self, request_id, routes, destinations, key_ids, master_id, size_bits, ttl_s) -> list[Key]:
+    def _send_all(self, request_id, routes, destinations, key_ids, master_id, size_bits, ttl_s, board) -> list[Key]:
         materials: list[bytes] | None = None
         provenance = None
         for node, route in routes.items():
@@ -83,7 +86,7 @@ class KeyNetwork:
             carved = self._pools.carve(first.link_id, self.kme_id, [size_bits // 8] * len(key_ids))
             if materials is None:
                 materials = [c.material for c in carved]
-                provenance = self._provenance(route)
+                provenance = self._provenance(route, board)
                 hop_keys = [HopKey(k, c.segments) for k, c in zip(key_ids, carved)]
             else:
                 hop_keys = [HopKey(k, c.segments, xor_bytes(m, c.material))
@@ -93,9 +96,8 @@ class KeyNetwork:
             self._transport.relay(first.receiver, request)
         return [Key(k, m, provenance) for k, m in zip(key_ids, materials)]
 
-    def _provenance(self, route: list[Hop]) -> Provenance:
+    def _provenance(self, route: list[Hop], board: dict) -> Provenance:
         """Sources and algorithms of every hop's link (as its sender reports them), plus the relay."""
-        board = self._board.read()
         halves = [board.get((h.link_id, h.sender)) for h in route]
         sources = tuple(dict.fromkeys(s for half in halves if half for s in half.sources))
         algorithms = tuple(dict.fromkeys(a for half in halves if half for a in half.algorithms))

@@ -13,18 +13,16 @@ share a Redis Cluster slot):
 from __future__ import annotations
 
 import hashlib
-import logging
 from collections.abc import Sequence
 
 import numpy as np
 import redis
 
-from kms.errors import StoreError, Unavailable
+from kms.errors import Unavailable
 from kms.keys import KeyBlock
 from kms.pools import Carved, PoolMismatch, PoolStore, Segment
+from kms.redis_store import run_script
 from kms.sealing import Sealer
-
-log = logging.getLogger("qkms.pools")
 
 _LUA_DELETE_IF_SPENT = """
 local function spend(zset, bprefix, uprefix, id, nbytes)
@@ -195,10 +193,10 @@ class RedisPoolStore(PoolStore):
         for block in sorted(blocks, key=lambda b: b.sequence):
             sealed = self._sealer.seal(block.material, self._identity(link_id, block.block_id))
             args += [block.block_id, block.sequence, len(block.material), sealed]
-        return int(self._run(self._add, self._keys(link_id, owner)[:3], args)) if blocks else 0
+        return int(run_script(self._add, self._keys(link_id, owner)[:3], args)) if blocks else 0
 
     def carve(self, link_id: str, owner: str, sizes_bytes: Sequence[int]) -> list[Carved]:
-        reply = self._run(self._carve, self._use_keys(link_id, owner),
+        reply = run_script(self._carve, self._use_keys(link_id, owner),
                           [*self._prefixes(link_id, owner), *sizes_bytes])
         if reply[0] == b"short":
             raise Unavailable("not enough key material on the link")
@@ -219,14 +217,14 @@ class RedisPoolStore(PoolStore):
         for segments in keys:
             for seg in segments:
                 args += [seg.block_id, seg.offset, seg.length]
-        reply = self._run(self._take, self._use_keys(link_id, owner), args)
+        reply = run_script(self._take, self._use_keys(link_id, owner), args)
         if reply[0] != b"ok":
             raise PoolMismatch(f"pool segment {reply[0].decode()}: block {reply[1].decode()}")
         blocks = self._unseal_pairs(link_id, reply[1:])
         return [_cut(blocks, segments) for segments in keys]
 
     def discard_before(self, link_id: str, owner: str, sequence: int, offset: int) -> int:
-        return int(self._run(self._discard, self._use_keys(link_id, owner),
+        return int(run_script(self._discard, self._use_keys(link_id, owner),
                              [*self._prefixes(link_id, owner), sequence, offset]))
 
     def head(self, link_id: str, owner: str) -> tuple[int, int] | None:
@@ -267,14 +265,6 @@ class RedisPoolStore(PoolStore):
     def _unseal_pairs(self, link_id: str, flat: list) -> dict[str, bytes]:
         return {flat[i].decode(): self._sealer.unseal(flat[i + 1], self._identity(link_id, flat[i].decode()))
                 for i in range(0, len(flat), 2)}
-
-    @staticmethod
-    def _run(script, keys: list[str], args: list):
-        try:
-            return script(keys=keys, args=args)
-        except redis.RedisError as exc:
-            log.error("pool script failed: %s", exc)
-            raise StoreError() from exc
 
 
 def _cut(blocks: dict[str, bytes], segments: Sequence[Segment]) -> bytes:

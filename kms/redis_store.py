@@ -7,6 +7,7 @@ Redis expiry destroys a reservation, material included, when its time is up.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 import redis
@@ -15,6 +16,8 @@ from kms.errors import BadRequest, DuplicateKeyId, KeysNotFound, StoreError, Una
 from kms.keys import Key, Provenance, Reservation
 from kms.sealing import Sealer
 from kms.store import KeyStore
+
+log = logging.getLogger("qkms.store")
 
 _RESERVE = """
 for i, k in ipairs(KEYS) do
@@ -73,6 +76,16 @@ REQUEST_MEMORY_S = 3600
 REQUEST_BUSY_S = 60
 
 
+def run_script(script, keys: list[str], args: list):
+    """Run a registered Lua script; a Redis failure becomes StoreError (logged here,
+    never shown to clients)."""
+    try:
+        return script(keys=keys, args=args)
+    except redis.RedisError as exc:
+        log.error("Redis script failed: %s", exc)
+        raise StoreError() from exc
+
+
 class RedisKeyStore(KeyStore):
     """Reservations in one Redis (standalone, Sentinel-managed or Cluster)."""
 
@@ -105,7 +118,7 @@ class RedisKeyStore(KeyStore):
         args: list = [ttl_s, self._requests + request_id + ":keys" if request_id else ""]
         for reservation in reservations:
             args.extend(self._record(reservation))
-        clash = self._call(self._reserve, keys, args)
+        clash = run_script(self._reserve, keys, args)
         if clash:
             raise DuplicateKeyId()
 
@@ -113,7 +126,7 @@ class RedisKeyStore(KeyStore):
         if len(set(key_ids)) != len(key_ids):
             raise BadRequest("key_IDs must not repeat a key_ID")
         keys = [self._key(key_id) for key_id in key_ids]
-        reply = self._call(self._claim, keys, [slave_id, master_id])
+        reply = run_script(self._claim, keys, [slave_id, master_id])
         verdict = reply[0].decode()
         if verdict == "unknown":
             raise KeysNotFound(details=[{"key_ID": key_ids[int(reply[1]) - 1]}])
@@ -124,7 +137,7 @@ class RedisKeyStore(KeyStore):
                 for key_id, (sealed, prov) in zip(key_ids, pairs)]
 
     def begin_request(self, request_id: str) -> str:
-        return self._call(self._begin, [self._requests + request_id], [REQUEST_BUSY_S]).decode()
+        return run_script(self._begin, [self._requests + request_id], [REQUEST_BUSY_S]).decode()
 
     def end_request(self, request_id: str, succeeded: bool) -> None:
         try:
@@ -134,7 +147,7 @@ class RedisKeyStore(KeyStore):
 
     def abort_request(self, request_id: str) -> int:
         keys = [self._requests + request_id, self._requests + request_id + ":keys"]
-        return int(self._call(self._abort, keys, [REQUEST_MEMORY_S]))
+        return int(run_script(self._abort, keys, [REQUEST_MEMORY_S]))
 
     def pending_count(self) -> int:
         count = 0
@@ -151,9 +164,3 @@ class RedisKeyStore(KeyStore):
     def close(self) -> None:
         self._redis.close()
 
-    @staticmethod
-    def _call(script, keys: list[str], args: list):
-        try:
-            return script(keys=keys, args=args)
-        except redis.RedisError as exc:
-            raise StoreError() from exc

@@ -66,21 +66,15 @@ class KeyService:
             stored, extension = limits.max_key_count, {"kind": self._local_source.kind,
                                                        "state": self._local_source.health().state}
         else:
-            stored = min(limits.max_key_count, self._network.available_keys(target, limits.key_size_bits))
-            extension = {"route": self._route_names(target, limits.key_size_bits)}
+            route, keys = self._network.route_capacity(target, limits.key_size_bits)
+            stored = min(limits.max_key_count, keys)
+            extension = {"route": [self.kme_id, *(hop.receiver for hop in route)] if route else []}
         return KeyStatus(
             self.kme_id, target, master_id, slave_id, limits.key_size_bits,
             stored, limits.max_key_count, limits.max_keys_per_request,
             limits.max_key_size_bits, limits.min_key_size_bits, limits.max_sae_id_count,
             {"qkms_source": extension},
         )
-
-    def _route_names(self, target: str, size_bits: int) -> list[str]:
-        try:
-            route = self._network.route_to(target, size_bits)
-        except Unavailable:
-            return []
-        return [self.kme_id, *(hop.receiver for hop in route)]
 
     def enc_keys(self, master_id: str, slave_id: str, request: KeyRequest) -> list[Key]:
         """New keys for ``master_id``, reserved for ``slave_id`` and any additional slaves,

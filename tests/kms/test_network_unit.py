@@ -400,6 +400,6 @@ def test_a_node_without_a_route_gets_unavailable_and_nothing_is_carved(net: Netw
         net.originate("A", ["D"])
     assert net.usage("A", "A", "B", "A") == zero_usage()
     assert net.transport.requests == []
-    assert net.nodes["A"].network.available_keys(kme("D"), SIZE_BITS) == 0
+    assert net.nodes["A"].network.route_capacity(kme("D"), SIZE_BITS)[1] == 0
     own_half_bits = BLOCKS_PER_LINK // 2 * BLOCK_BYTES * 8
-    assert net.nodes["A"].network.available_keys(kme("B"), SIZE_BITS) == own_half_bits // SIZE_BITS
+    assert net.nodes["A"].network.route_capacity(kme("B"), SIZE_BITS)[1] == own_half_bits // SIZE_BITS
