@@ -31,8 +31,9 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from adapters.etsi014_client import Etsi014Client, client_tls_context  # noqa: E402
+from adapters.etsi014_client import client_tls_context  # noqa: E402
 from qkms.layout import NodePlan, free_port, write_layout  # noqa: E402
+from qkms.runner import sae_client  # noqa: E402
 from tests.support.processes import NodeProcess  # noqa: E402
 
 
@@ -65,8 +66,7 @@ class ProductSae:
     """The same calls through the product's httpx-based Etsi014Client."""
 
     def __init__(self, manifest: dict, sae_id: str):
-        sae = manifest["saes"][sae_id]
-        self._client = Etsi014Client(manifest["nodes"][sae["node"]]["url"], sae["cert"], sae["key"], manifest["ca"])
+        self._client = sae_client(manifest, sae_id)
 
     def call(self, method: str, path: str, body: bytes | None = None) -> dict:
         return self._client.status(path.split("/")[0])

@@ -8,40 +8,23 @@ bytes; never key bytes or digests of them.
 from __future__ import annotations
 
 import shutil
-import time
 from pathlib import Path
 
-import httpx
 from rich.console import Console
 from rich.table import Table
 
 from adapters.etsi014_client import Etsi014Client, Etsi014Error
 from qkms.layout import DEMO_LINK_SOURCE, LinkPlan, NodePlan, free_port, write_layout
 from qkms.link_status import fetch_link_halves, link_table
-from qkms.runner import start_all, stop_all
+from qkms.runner import sae_client, start_all, stop_all, wait_for_keys
 
 NODES = {"A": ("sae-a",), "B": ("sae-b",), "C": ("sae-c",)}
 LINKS = (("A", "B"), ("B", "C"))
 
 
-def _client(manifest: dict, sae_id: str) -> Etsi014Client:
-    sae = manifest["saes"][sae_id]
-    return Etsi014Client(manifest["nodes"][sae["node"]]["url"], sae["cert"], sae["key"], manifest["ca"])
-
-
-def _wait_for_keys(master: Etsi014Client, slave: str, count: int, console: Console, timeout_s: float = 180) -> dict:
-    deadline = time.monotonic() + timeout_s
+def _wait_for_keys(master: Etsi014Client, slave: str, count: int, console: Console) -> dict:
     with console.status(f"waiting for the simulated QKD links to fill the pools towards {slave} ..."):
-        while True:
-            try:
-                status = master.status(slave)
-                if status["stored_key_count"] >= count:
-                    return status
-            except (Etsi014Error, httpx.HTTPError):
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"no keys towards {slave} after {timeout_s:.0f}s")
-            time.sleep(0.5)
+        return wait_for_keys(master, slave, count, timeout_s=180)
 
 
 def run_demo(directory: Path, console: Console) -> bool:
@@ -54,8 +37,8 @@ def run_demo(directory: Path, console: Console) -> bool:
     nodes = start_all(directory)
     try:
         console.print("nodes up: " + ", ".join(f"{n.kme_id} {n.url}" for n in nodes) + f" (logs in {directory / 'logs'})")
-        with _client(manifest, "sae-a") as sae_a, _client(manifest, "sae-b") as sae_b, \
-                _client(manifest, "sae-c") as sae_c:
+        with sae_client(manifest, "sae-a") as sae_a, sae_client(manifest, "sae-b") as sae_b, \
+                sae_client(manifest, "sae-c") as sae_c:
             status = _wait_for_keys(sae_a, "sae-c", 8, console)
             console.print(link_table(fetch_link_halves(manifest, "A")))
             console.print(f"status sae-a -> sae-c: source {status['source_KME_ID']}, target "

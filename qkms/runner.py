@@ -12,6 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
+import httpx
+
+from adapters.etsi014_client import Etsi014Client, Etsi014Error
+
 
 @dataclass
 class RunningNode:
@@ -21,6 +25,30 @@ class RunningNode:
     url: str
     process: subprocess.Popen
     log_path: Path
+
+
+def sae_client(manifest: dict, sae_id: str, timeout_s: float = 30.0) -> Etsi014Client:
+    """An ETSI 014 client for ``sae_id`` of a manifest, talking to its own node."""
+    sae = manifest["saes"][sae_id]
+    return Etsi014Client(manifest["nodes"][sae["node"]]["url"], sae["cert"], sae["key"], manifest["ca"],
+                         timeout_s=timeout_s)
+
+
+def wait_for_keys(master: Etsi014Client, slave_sae: str, count: int, timeout_s: float) -> dict:
+    """Poll ETSI status until ``count`` keys could go to ``slave_sae``; returns that status."""
+    deadline = time.monotonic() + timeout_s
+    status: dict = {}
+    while True:
+        try:
+            status = master.status(slave_sae)
+            if status["stored_key_count"] >= count:
+                return status
+        except (Etsi014Error, httpx.HTTPError):
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"only {status.get('stored_key_count', 0)} keys towards {slave_sae} "
+                               f"after {timeout_s:.0f}s")
+        time.sleep(0.5)
 
 
 def load_manifest(directory: Path) -> dict:

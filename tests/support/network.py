@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
-from adapters.etsi014_client import Etsi014Client, Etsi014Error
+from adapters.etsi014_client import Etsi014Client
 from kms.config import load_config
 from kms.node import redis_client
 from kms.redis_pool import RedisPoolStore
 from kms.redis_store import RedisKeyStore
 from kms.sealing import Sealer, load_kek
 from qkms.layout import LinkPlan, NodePlan, free_port, write_layout
-from qkms.runner import RunningNode, start_node, stop_all, wait_listening
+from qkms.runner import RunningNode, sae_client, start_node, stop_all, wait_for_keys, wait_listening
 
 
 class LocalNetwork:
@@ -48,9 +47,7 @@ class LocalNetwork:
         self.stop()
 
     def client(self, sae_id: str) -> Etsi014Client:
-        sae = self.manifest["saes"][sae_id]
-        client = Etsi014Client(self.manifest["nodes"][sae["node"]]["url"], sae["cert"], sae["key"],
-                               self.manifest["ca"], timeout_s=30)
+        client = sae_client(self.manifest, sae_id)
         self._clients.append(client)
         return client
 
@@ -70,17 +67,7 @@ class LocalNetwork:
 
     def wait_for_keys(self, master: Etsi014Client, slave_sae: str, count: int, timeout_s: float = 90) -> dict:
         """Poll ETSI status until ``count`` keys could go to ``slave_sae``."""
-        deadline = time.monotonic() + timeout_s
-        status: dict = {}
-        while time.monotonic() < deadline:
-            try:
-                status = master.status(slave_sae)
-                if status["stored_key_count"] >= count:
-                    return status
-            except Etsi014Error:
-                pass
-            time.sleep(0.5)
-        raise TimeoutError(f"only {status.get('stored_key_count')} keys towards {slave_sae} after {timeout_s}s")
+        return wait_for_keys(master, slave_sae, count, timeout_s)
 
     def log_text(self) -> str:
         return "".join(path.read_text(errors="replace") for path in sorted((self.root / "logs").glob("*.log")))
