@@ -32,9 +32,7 @@ def status(slave_sae_id: str):
 def enc_keys(slave_sae_id: str):
     master = calling_sae()
     if request.method == "POST":
-        if request.args:
-            raise BadRequest("POST enc_keys takes its parameters in the body")
-        data = parsing.parse_json_object(request.get_data(cache=False), required=False)
+        data = _post_body("enc_keys", required=False)
     else:
         data = parsing.query_integers(request.args, {"number", "size"})
     key_request = parsing.key_request(data, current_app.config["QKMS_DEFAULT_KEY_SIZE_BITS"])
@@ -46,13 +44,18 @@ def enc_keys(slave_sae_id: str):
 def dec_keys(master_sae_id: str):
     slave = calling_sae()
     if request.method == "POST":
-        if request.args:
-            raise BadRequest("POST dec_keys takes its parameters in the body")
-        key_ids = parsing.key_ids(parsing.parse_json_object(request.get_data(cache=False), required=True))
+        key_ids = parsing.key_ids(_post_body("dec_keys", required=True))
     else:
         key_ids = [_single_key_id(request.args)]
     keys = _service().dec_keys(slave, master_sae_id, key_ids)
     return jsonify(responses.key_container(keys))
+
+
+def _post_body(endpoint: str, required: bool) -> dict:
+    """The JSON object body of a POST, which takes no query parameters."""
+    if request.args:
+        raise BadRequest(f"POST {endpoint} takes its parameters in the body")
+    return parsing.parse_json_object(request.get_data(cache=False), required=required)
 
 
 def _single_key_id(args) -> str:
