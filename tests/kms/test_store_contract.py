@@ -4,7 +4,6 @@ the product supports: the embedded server and a separately started redis-server
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import os
 import random
@@ -31,6 +30,7 @@ from kms.redis_store import RedisKeyStore
 from kms.sealing import KEK_SIZE_BYTES, Sealer
 from kms.store import KeyStore
 from tests.support.processes import RedisServerProcess
+from tests.support.at_rest import dump, encodings
 from tests.support.races import race
 
 pytestmark = pytest.mark.integration
@@ -247,28 +247,6 @@ def test_nodes_sharing_one_redis_do_not_see_each_others_keys(redis_url: str, kek
 
 
 # --- at rest --------------------------------------------------------------------------
-
-
-def dump(raw: redis.Redis) -> list[bytes]:
-    """Every key name and every value (hash fields, set members, strings) in the Redis."""
-    out = []
-    for name in raw.scan_iter():
-        out.append(name)
-        kind = raw.type(name)
-        if kind == b"hash":
-            out.extend(part for item in raw.hgetall(name).items() for part in item)
-        elif kind == b"set":
-            out.extend(raw.smembers(name))
-        else:
-            assert kind == b"string", (name, kind)
-            out.append(raw.get(name))
-    return out
-
-
-def encodings(material: bytes) -> list[bytes]:
-    return [material, material.hex().encode(), material.hex().upper().encode(),
-            base64.b64encode(material), base64.urlsafe_b64encode(material),
-            base64.b64encode(material).rstrip(b"=")]
 
 
 def test_nothing_at_rest_reveals_key_material(store: RedisKeyStore, raw: redis.Redis) -> None:
