@@ -64,19 +64,40 @@ def start_node(kme_id: str, entry: dict, log_dir: Path) -> RunningNode:
     return RunningNode(kme_id, entry["url"], process, log_path)
 
 
-def wait_listening(node: RunningNode, timeout_s: float = 30) -> None:
-    """Wait until the node accepts TCP connections (its workers then start serving)."""
-    address = urlparse(node.url)
+def wait_for_port(host: str, port: int, timeout_s: float, process: subprocess.Popen | None = None) -> None:
+    """Wait until something accepts TCP connections on host:port (RuntimeError if
+    ``process`` exits first, TimeoutError after ``timeout_s``)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if node.process.poll() is not None:
-            raise RuntimeError(f"node {node.kme_id} exited; see {node.log_path}")
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"process exited with {process.returncode} before listening")
         try:
-            with socket.create_connection((address.hostname, address.port), timeout=0.5):
+            with socket.create_connection((host, port), timeout=0.5):
                 return
         except OSError:
             time.sleep(0.05)
-    raise TimeoutError(f"node {node.kme_id} did not start listening; see {node.log_path}")
+    raise TimeoutError(f"nothing listening on {host}:{port} after {timeout_s}s")
+
+
+def stop_process(process: subprocess.Popen, timeout_s: float = 20) -> int:
+    """SIGTERM, then SIGKILL if it does not exit; returns the exit code."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    return process.returncode
+
+
+def wait_listening(node: RunningNode, timeout_s: float = 30) -> None:
+    """Wait until the node accepts TCP connections (its workers then start serving)."""
+    address = urlparse(node.url)
+    try:
+        wait_for_port(address.hostname, address.port, timeout_s, node.process)
+    except (RuntimeError, TimeoutError) as exc:
+        raise type(exc)(f"node {node.kme_id}: {exc}; see {node.log_path}") from None
 
 
 def start_all(directory: Path) -> list[RunningNode]:

@@ -21,6 +21,7 @@ from etsi_api.km_client import HttpPeerTransport
 from kms.config import NodeConfig
 from kms.embedded_redis import EmbeddedRedis, die_with_parent
 from kms.node import NodeResources
+from qkms.runner import stop_process
 
 log = logging.getLogger("qkms.server")
 
@@ -92,16 +93,6 @@ def serve(config: NodeConfig, config_path: Path) -> None:
     finally:
         if os.getpid() == owner:
             if link_manager is not None:
-                stop_child(link_manager)
+                stop_process(link_manager, timeout_s=10)
             if embedded is not None:
                 embedded.stop()
-
-
-def stop_child(process: subprocess.Popen, timeout_s: float = 10) -> None:
-    """SIGTERM a child process, SIGKILL it if it lingers."""
-    process.terminate()
-    try:
-        process.wait(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()

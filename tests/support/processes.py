@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -15,31 +14,7 @@ from pathlib import Path
 import pytest
 import redis
 
-
-def wait_for_port(host: str, port: int, timeout_s: float, process: subprocess.Popen | None = None) -> None:
-    """Wait until something accepts TCP connections on host:port."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process is not None and process.poll() is not None:
-            raise RuntimeError(f"process exited with {process.returncode} before listening")
-        try:
-            with socket.create_connection((host, port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise TimeoutError(f"nothing listening on {host}:{port} after {timeout_s}s")
-
-
-def stop_process(process: subprocess.Popen, timeout_s: float = 20) -> int:
-    """SIGTERM, then SIGKILL if it does not exit; returns the exit code."""
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-    return process.returncode
+from qkms.runner import stop_process, wait_for_port
 
 
 @dataclass
