@@ -10,7 +10,7 @@ Client and server share this machine's cores, so the client is kept lean: plain
 ``http.client`` keep-alive connections (``--client httpx`` uses the product's
 ``Etsi014Client`` instead, which costs about 1 ms of CPU per request).
 
-    .venv/bin/python benchmarks/bench_etsi_roundtrip.py --clients 1 16 --seconds 10
+    .venv/bin/python benchmarks/bench_etsi_roundtrip.py --clients 1 16 --processes 4
 """
 
 from __future__ import annotations
@@ -139,8 +139,9 @@ def main() -> None:
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 16])
     parser.add_argument("--processes", type=int, default=2, help="client processes")
     parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--workers", type=int, default=3, help="gunicorn workers of the node")
-    parser.add_argument("--threads", type=int, default=8, help="threads per worker")
+    parser.add_argument("--worker-class", default="gevent", choices=["gevent", "gthread"])
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers of the node")
+    parser.add_argument("--threads", type=int, default=8, help="threads per worker (gthread)")
     parser.add_argument("--appendfsync", default="always", choices=["always", "everysec"])
     parser.add_argument("--client", default="lean", choices=sorted(CLIENTS))
     args = parser.parse_args()
@@ -149,7 +150,7 @@ def main() -> None:
         manifest = write_layout(root, [NodePlan("KME-1", ("sae-1", "sae-2"), free_port())]).to_dict()
         config_path = Path(manifest["nodes"]["KME-1"]["config"])
         config = yaml.safe_load(config_path.read_text())
-        config["server"] = {"workers": args.workers, "threads": args.threads}
+        config["server"] = {"worker_class": args.worker_class, "workers": args.workers, "threads": args.threads}
         config["redis"]["appendfsync"] = args.appendfsync
         config_path.write_text(yaml.safe_dump(config))
         port = int(manifest["nodes"]["KME-1"]["url"].rsplit(":", 1)[1])
@@ -157,8 +158,8 @@ def main() -> None:
         try:
             for clients in args.clients:
                 result = measure(manifest, args.client, clients, args.processes, args.seconds)
-                result.update(workers=args.workers, threads=args.threads, appendfsync=args.appendfsync,
-                              client=args.client)
+                result.update(worker_class=args.worker_class, workers=args.workers, threads=args.threads,
+                              appendfsync=args.appendfsync, client=args.client)
                 print(json.dumps(result), flush=True)
         finally:
             node.stop()

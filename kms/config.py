@@ -86,7 +86,11 @@ class KekConfig(_Frozen):
 
 
 class ServerConfig(_Frozen):
+    """The HTTPS server: gunicorn workers of ``worker_class`` over mutual TLS."""
+
+    worker_class: Literal["gevent", "gthread"] = "gevent"
     workers: int = Field(3, ge=1, le=64)
+    worker_connections: int = Field(1000, ge=1, le=100_000)
     threads: int = Field(8, ge=1, le=256)
     keepalive_s: int = Field(75, ge=1, le=3600)
     max_request_bytes: int = Field(65536, ge=1024, le=16 * 1024 * 1024)

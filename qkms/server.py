@@ -12,13 +12,14 @@ import signal
 import ssl
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 from gunicorn.app.base import BaseApplication
 
 from etsi_api.app import create_app
 from etsi_api.km_client import HttpPeerTransport
-from kms.config import NodeConfig
+from kms.config import NodeConfig, ServerConfig
 from kms.embedded_redis import EmbeddedRedis, die_with_parent
 from kms.node import NodeResources
 from qkms.runner import stop_process
@@ -37,8 +38,21 @@ def _tls12_or_newer(config, default_ssl_context_factory) -> ssl.SSLContext:
     return context
 
 
+def _concurrency_settings(server: ServerConfig) -> dict:
+    """How each worker serves many keep-alive connections: greenlets (gevent: one event
+    loop per process, no thread hand-offs per request) or a thread pool (gthread)."""
+    if server.worker_class == "gthread":
+        return {"worker_class": "gthread", "threads": server.threads}
+    # gevent patches the standard library inside each worker, after the master has
+    # imported ssl. Its warning is about SSL objects made before patching; workers make
+    # theirs afterwards (gunicorn's server context, the KM-channel and device clients),
+    # and the one module it names (redis.asyncio) is not used.
+    warnings.filterwarnings("ignore", message="Monkey-patching ssl after ssl has already been imported")
+    return {"worker_class": "gevent", "worker_connections": server.worker_connections}
+
+
 class NodeServer(BaseApplication):
-    """gunicorn with threaded workers (keep-alive), TLS with required client certificates."""
+    """gunicorn workers (gevent by default) with keep-alive, TLS with required client certificates."""
 
     def __init__(self, config: NodeConfig, redis_url: str):
         self._config = config
@@ -50,8 +64,7 @@ class NodeServer(BaseApplication):
         settings = {
             "bind": f"{node.listen.host}:{node.listen.port}",
             "workers": server.workers,
-            "worker_class": "gthread",
-            "threads": server.threads,
+            **_concurrency_settings(server),
             "keepalive": server.keepalive_s,
             "certfile": str(node.tls.cert),
             "keyfile": str(node.tls.key),

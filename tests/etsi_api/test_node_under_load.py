@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 import httpx
 import pytest
+import yaml
 
 from adapters.etsi014_client import Etsi014Client, Etsi014Error
 from tests.support.processes import NodeProcess, free_port
@@ -144,13 +145,16 @@ def test_three_workers_sixteen_clients_never_deliver_twice(make_node):
 
 
 def test_two_node_processes_sharing_one_redis(make_node, external_redis, tmp_path):
+    """Two replicas of one node on one redis-server, one per worker class (gevent, gthread)."""
     node = make_node(saes=("sae-1", "sae-2"), config_overrides={"redis": {"url": external_redis.url},
                                                                 "server": {"workers": 2}})
     replica_port = free_port()
     # Same node (KME_ID, KEK, certificates, Redis), another port: a second replica.
+    replica_config = yaml.safe_load(node.config_path.read_text())
+    replica_config["listen"]["port"] = replica_port
+    replica_config["server"]["worker_class"] = "gthread"
     replica_config_path = node.config_path.parent / "replica.yaml"
-    replica_config_path.write_text(node.config_path.read_text().replace(f"port: {node.process.port}",
-                                                                        f"port: {replica_port}"))
+    replica_config_path.write_text(yaml.safe_dump(replica_config))
     replica = NodeProcess(replica_config_path, replica_port, tmp_path / "replica.log").start()
     try:
         replica_url = f"https://127.0.0.1:{replica_port}"
@@ -159,6 +163,8 @@ def test_two_node_processes_sharing_one_redis(make_node, external_redis, tmp_pat
         replica.stop()
     assert_exactly_once(ledger)
     assert set(ledger.fetched) == set(ledger.issued)
+    assert "Using worker: gevent" in node.process.log_text()
+    assert "Using worker: gthread" in replica.log_text()
 
 
 def test_kill9_during_traffic_loses_no_reserved_key_and_redelivers_nothing(make_node):

@@ -61,7 +61,7 @@ def test_minimal_config_parses_with_defaults(tmp_path: Path) -> None:
     assert config.redis.data_dir == tmp_path.resolve() / "data"
     assert config.kek.env == "QKMS_KEK" and config.kek.file is None
     assert config.reservation_ttl_s == 3600
-    assert (config.server.workers, config.server.threads) == (3, 8)
+    assert (config.server.worker_class, config.server.workers, config.server.threads) == ("gevent", 3, 8)
     assert (config.server.keepalive_s, config.server.max_request_bytes) == (75, 65536)
 
 
@@ -139,6 +139,8 @@ def test_saes_are_an_immutable_tuple() -> None:
     ("reservation_ttl_s", 30 * 24 * 3600 + 1, r"reservation_ttl_s: "),
     ("server.workers", 0, r"server\.workers: "),
     ("server.threads", 257, r"server\.threads: "),
+    ("server.worker_class", "sync", r"server\.worker_class: "),
+    ("server.worker_connections", 0, r"server\.worker_connections: "),
     ("server.keepalive_s", 0, r"server\.keepalive_s: "),
     ("server.max_request_bytes", 1023, r"server\.max_request_bytes: "),
 ])
