@@ -4,7 +4,9 @@ Starts a throwaway node (``qkms serve``, embedded Redis) and drives it with
 ``--clients`` concurrent SAE pairs spread over ``--processes`` client processes; each
 client keeps one TLS connection per SAE. A round trip is one enc_keys (master) plus
 one dec_keys of the same key_ID (slave). Prints round trips per second, the p50 / p99
-round-trip latency, and the p50 / p99 latency of single requests.
+round-trip latency, the p50 / p99 latency of single requests, and the CPU time per
+round trip of the node's processes, its Redis and the clients (on a shared host the
+CPU cost varies far less than the latencies do).
 
 Client and server share this machine's cores, so the client is kept lean: plain
 ``http.client`` keep-alive connections (``--client httpx`` uses the product's
@@ -19,6 +21,7 @@ import argparse
 import http.client
 import json
 import multiprocessing as mp
+import os
 import sys
 import tempfile
 import time
@@ -81,6 +84,32 @@ class ProductSae:
 CLIENTS = {"lean": LeanSae, "httpx": ProductSae}
 
 
+def tree_cpu_s(root_pid: int) -> dict[str, float]:
+    """CPU seconds (user + system) used so far by ``root_pid`` and its descendants, by
+    command name (Linux /proc; children that already exited are not counted)."""
+    stats = {}
+    for stat_path in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat_path.read_text()
+        except OSError:
+            continue
+        name = text[text.index("(") + 1:text.rindex(")")]
+        fields = text[text.rindex(")") + 2:].split()
+        stats[int(stat_path.parent.name)] = (name, int(fields[1]), int(fields[11]) + int(fields[12]))
+    tick_s = 1 / os.sysconf("SC_CLK_TCK")
+    used: dict[str, float] = {}
+    family = {root_pid}
+    while True:
+        grown = family | {pid for pid, (_, ppid, _) in stats.items() if ppid in family}
+        if grown == family:
+            break
+        family = grown
+    for pid in family & stats.keys():
+        name, _, ticks = stats[pid]
+        used[name] = used.get(name, 0.0) + ticks * tick_s
+    return used
+
+
 def client_process(manifest: dict, kind: str, threads: int, seconds: float, start_at: float, out: mp.Queue) -> None:
     import threading
 
@@ -106,12 +135,14 @@ def client_process(manifest: dict, kind: str, threads: int, seconds: float, star
     workers = [threading.Thread(target=run) for _ in range(threads)]
     for worker in workers:
         worker.start()
+    time.sleep(max(0.0, start_at - time.time()))
+    cpu_start_s = time.process_time()
     for worker in workers:
         worker.join()
-    out.put(latencies)
+    out.put((latencies, time.process_time() - cpu_start_s))
 
 
-def measure(manifest: dict, kind: str, clients: int, processes: int, seconds: float) -> dict:
+def measure(manifest: dict, kind: str, clients: int, processes: int, seconds: float, node_pid: int) -> dict:
     processes = min(processes, clients)
     per_process = [clients // processes + (i < clients % processes) for i in range(processes)]
     out: mp.Queue = mp.get_context("fork").Queue()
@@ -120,14 +151,29 @@ def measure(manifest: dict, kind: str, clients: int, processes: int, seconds: fl
              for n in per_process]
     for proc in procs:
         proc.start()
-    samples = np.concatenate([np.asarray(out.get(), dtype=float).reshape(-1, 3) for _ in procs])
+    time.sleep(max(0.0, start_at - time.time()))
+    node_cpu_before = tree_cpu_s(node_pid)
+    time.sleep(seconds)
+    node_cpu_after = tree_cpu_s(node_pid)
+    reports = [out.get() for _ in procs]
     for proc in procs:
         proc.join()
+    samples = np.concatenate([np.asarray(latencies, dtype=float).reshape(-1, 3) for latencies, _ in reports])
     round_trip, per_request = samples[:, 0], samples[:, 1:].ravel()
+    node_cpu_s = {name: node_cpu_after[name] - node_cpu_before.get(name, 0.0) for name in node_cpu_after}
+    redis_cpu_s = sum(used for name, used in node_cpu_s.items() if name.startswith("redis"))
     return {"clients": clients, "round_trips": int(round_trip.size),
             "round_trips_per_s": round(round_trip.size / seconds, 1),
             "p50_ms": _ms(round_trip, 50), "p99_ms": _ms(round_trip, 99),
-            "request_p50_ms": _ms(per_request, 50), "request_p99_ms": _ms(per_request, 99)}
+            "request_p50_ms": _ms(per_request, 50), "request_p99_ms": _ms(per_request, 99),
+            "cpu_ms_per_round_trip": {
+                "node": _per(sum(node_cpu_s.values()) - redis_cpu_s, round_trip.size),
+                "redis": _per(redis_cpu_s, round_trip.size),
+                "clients": _per(sum(client_cpu for _, client_cpu in reports), round_trip.size)}}
+
+
+def _per(cpu_s: float, round_trips: int) -> float:
+    return round(cpu_s * 1e3 / max(round_trips, 1), 3)
 
 
 def _ms(values: np.ndarray, percentile: float) -> float:
@@ -157,7 +203,7 @@ def main() -> None:
         node = NodeProcess(config_path, port, root / "node.log").start()
         try:
             for clients in args.clients:
-                result = measure(manifest, args.client, clients, args.processes, args.seconds)
+                result = measure(manifest, args.client, clients, args.processes, args.seconds, node.process.pid)
                 result.update(worker_class=args.worker_class, workers=args.workers, threads=args.threads,
                               appendfsync=args.appendfsync, client=args.client)
                 print(json.dumps(result), flush=True)

@@ -48,7 +48,7 @@ def _concurrency_settings(server: ServerConfig) -> dict:
     # theirs afterwards (gunicorn's server context, the KM-channel and device clients),
     # and the one module it names (redis.asyncio) is not used.
     warnings.filterwarnings("ignore", message="Monkey-patching ssl after ssl has already been imported")
-    return {"worker_class": "gevent", "worker_connections": server.worker_connections}
+    return {"worker_class": "qkms.gevent_worker.NodeWorker", "worker_connections": server.worker_connections}
 
 
 class NodeServer(BaseApplication):
@@ -66,6 +66,10 @@ class NodeServer(BaseApplication):
             "workers": server.workers,
             **_concurrency_settings(server),
             "keepalive": server.keepalive_s,
+            # Each worker listens on its own SO_REUSEPORT socket, so the kernel spreads new
+            # connections over the workers; on one shared socket the first worker awake
+            # could take nearly all long-lived keep-alive connections.
+            "reuse_port": True,
             "certfile": str(node.tls.cert),
             "keyfile": str(node.tls.key),
             "ca_certs": str(node.tls.ca),
