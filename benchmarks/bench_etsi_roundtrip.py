@@ -1,18 +1,20 @@
 """Benchmark: ETSI 014 enc_keys + dec_keys round trips over mutual TLS with connection reuse.
 
 Starts a throwaway node (``qkms serve``, embedded Redis) and drives it with
-``--clients`` concurrent SAE pairs spread over ``--processes`` client processes; each
-client keeps one TLS connection per SAE. A round trip is one enc_keys (master) plus
+``--clients`` concurrent SAE pairs, each in a process of its own as separate
+applications would be (``--processes N`` packs them into N processes of several
+threads instead; their GIL then adds client-side latency); each client keeps one
+TLS connection per SAE. A round trip is one enc_keys (master) plus
 one dec_keys of the same key_ID (slave). Prints round trips per second, the p50 / p99
 round-trip latency, the p50 / p99 latency of single requests, and the CPU time per
 round trip of the node's processes, its Redis and the clients (on a shared host the
-CPU cost varies far less than the latencies do).
+CPU cost moves with the host's speed too, but less than the latencies do).
 
 Client and server share this machine's cores, so the client is kept lean: plain
 ``http.client`` keep-alive connections (``--client httpx`` uses the product's
 ``Etsi014Client`` instead, which costs about 1 ms of CPU per request).
 
-    .venv/bin/python benchmarks/bench_etsi_roundtrip.py --clients 1 16 --processes 4
+    .venv/bin/python benchmarks/bench_etsi_roundtrip.py --clients 1 16
 """
 
 from __future__ import annotations
@@ -142,8 +144,8 @@ def client_process(manifest: dict, kind: str, threads: int, seconds: float, star
     out.put((latencies, time.process_time() - cpu_start_s))
 
 
-def measure(manifest: dict, kind: str, clients: int, processes: int, seconds: float, node_pid: int) -> dict:
-    processes = min(processes, clients)
+def measure(manifest: dict, kind: str, clients: int, processes: int | None, seconds: float, node_pid: int) -> dict:
+    processes = min(processes or clients, clients)
     per_process = [clients // processes + (i < clients % processes) for i in range(processes)]
     out: mp.Queue = mp.get_context("fork").Queue()
     start_at = time.time() + 2.0
@@ -183,7 +185,7 @@ def _ms(values: np.ndarray, percentile: float) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 16])
-    parser.add_argument("--processes", type=int, default=2, help="client processes")
+    parser.add_argument("--processes", type=int, default=None, help="client processes (default: one per client)")
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--worker-class", default="gevent", choices=["gevent", "gthread"])
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers of the node")
@@ -205,7 +207,8 @@ def main() -> None:
             for clients in args.clients:
                 result = measure(manifest, args.client, clients, args.processes, args.seconds, node.process.pid)
                 result.update(worker_class=args.worker_class, workers=args.workers, threads=args.threads,
-                              appendfsync=args.appendfsync, client=args.client)
+                              appendfsync=args.appendfsync, client=args.client,
+                              client_processes=min(args.processes or clients, clients))
                 print(json.dumps(result), flush=True)
         finally:
             node.stop()
