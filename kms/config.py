@@ -26,7 +26,7 @@ class _Frozen(BaseModel):
 
 class ListenConfig(_Frozen):
     host: str = "127.0.0.1"
-    port: int = Field(8443, ge=0, le=65535)
+    port: int = Field(8443, ge=1, le=65535)
 
 
 class TlsConfig(_Frozen):

@@ -126,12 +126,13 @@ def up(directory: Path) -> None:
 @click.option("--config", "config_path", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def serve(config_path: Path) -> None:
     """Run one node until SIGTERM or Ctrl-C."""
-    from qkms.server import serve as run_node
+    from qkms.server import ensure_listen_port_free, serve as run_node
 
     _configure_logging()
     try:
         config = load_config(config_path)
         check_files(config)
+        ensure_listen_port_free(config)
     except QkmsError as exc:
         raise click.ClickException(exc.message) from None
     run_node(config, config_path)

@@ -9,9 +9,11 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
 import ssl
 import subprocess
 import sys
+import time
 import warnings
 from pathlib import Path
 
@@ -21,6 +23,7 @@ from etsi_api.app import create_app
 from etsi_api.km_client import HttpPeerTransport
 from kms.config import NodeConfig, ServerConfig
 from kms.embedded_redis import EmbeddedRedis, die_with_parent
+from kms.errors import ConfigError
 from kms.node import NodeResources
 from qkms.runner import stop_process
 
@@ -90,6 +93,24 @@ class NodeServer(BaseApplication):
         transport = HttpPeerTransport(self._config) if self._config.peers else None
         resources = NodeResources.open(self._config, self._redis_url, transport)
         return create_app(resources)
+
+
+def ensure_listen_port_free(config: NodeConfig, wait_s: float = 5.0) -> None:
+    """ConfigError if another socket listens on the node's address after ``wait_s``
+    (time for a previous node's workers to exit). Workers bind with SO_REUSEPORT, so
+    without this check a second node on the same port would share the connections."""
+    host, port = config.listen.host, config.listen.port
+    deadline = time.monotonic() + wait_s
+    while True:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((host, port))
+                return
+            except OSError as exc:
+                if time.monotonic() >= deadline:
+                    raise ConfigError(f"listen: {host}:{port} is already in use ({exc.strerror})") from None
+        time.sleep(0.2)
 
 
 def start_link_manager(config_path: Path, redis_url: str) -> subprocess.Popen:

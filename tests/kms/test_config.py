@@ -133,6 +133,7 @@ def test_saes_are_an_immutable_tuple() -> None:
     ("listen.port", 65536, r"listen\.port: "),
     ("listen.port", -1, r"listen\.port: "),
     ("listen.port", "https", r"listen\.port: "),
+    ("listen.port", 0, r"listen\.port: "),
     ("tls.sae_id_field", "subject_o", r"tls\.sae_id_field: "),
     ("redis.appendfsync", "no", r"redis\.appendfsync: "),
     ("reservation_ttl_s", 0, r"reservation_ttl_s: "),
