@@ -52,6 +52,13 @@ class Unavailable(QkmsError):
     message = "keys are not available"
 
 
+class StoreFull(Unavailable):
+    """The node already holds as many reservations as it may (``limits.max_key_count``)
+    until slaves fetch theirs or they expire; nothing was stored (503)."""
+
+    message = "this KME holds max_key_count keys waiting for their slaves"
+
+
 class ConfigError(QkmsError):
     """Configuration is invalid; ``message`` names the offending setting's path."""
 

@@ -44,7 +44,7 @@ class NodeResources:
         when the config has peers)."""
         client = redis_client(redis_url)
         sealer = Sealer(load_kek(config.kek.file, config.kek.env), config.kme_id)
-        store = RedisKeyStore(client, sealer, config.kme_id)
+        store = RedisKeyStore(client, sealer, config.kme_id, capacity_keys=config.limits.max_key_count)
         local_source = build_source("csprng", {}, SourceContext(kme_id=config.kme_id))
         local_source.start()
         pools = RedisPoolStore(client, sealer, config.kme_id)

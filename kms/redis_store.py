@@ -2,6 +2,8 @@
 
 Layout (one hash tag per node so multi-key scripts work on Redis Cluster):
   qkms:{KME}:res:<key_ID>   hash: sealed, size, prov, master, pending, s:<slave>=1
+  qkms:{KME}:held           sorted set: reservation key -> expiry (Redis clock, s),
+                            how many reservations the node holds, for its capacity
 Redis expiry destroys a reservation, material included, when its time is up.
 """
 
@@ -12,7 +14,7 @@ from collections.abc import Sequence
 
 import redis
 
-from kms.errors import BadRequest, DuplicateKeyId, KeysNotFound, StoreError, Unauthorized
+from kms.errors import BadRequest, DuplicateKeyId, KeysNotFound, StoreError, StoreFull, Unauthorized
 from kms.keys import Key, Provenance, Reservation
 from kms.sealing import Sealer
 from kms.store import KeyStore
@@ -23,24 +25,28 @@ _RESERVE = """
 for i, k in ipairs(KEYS) do
   if redis.call('EXISTS', k) == 1 then return i end
 end
-local ttl = tonumber(ARGV[1])
-local index = ARGV[2]
-local at = 3
+local ttl, index, held, capacity = tonumber(ARGV[1]), ARGV[2], ARGV[3], tonumber(ARGV[4])
+local now = tonumber(redis.call('TIME')[1])
+redis.call('ZREMRANGEBYSCORE', held, '-inf', now)
+if capacity >= 0 and redis.call('ZCARD', held) + #KEYS > capacity then return -1 end
+local at = 5
 for i, k in ipairs(KEYS) do
   local n = tonumber(ARGV[at + 4])
   redis.call('HSET', k, 'sealed', ARGV[at], 'size', ARGV[at + 1],
              'prov', ARGV[at + 2], 'master', ARGV[at + 3], 'pending', n)
   for j = 1, n do redis.call('HSET', k, 's:' .. ARGV[at + 4 + j], 1) end
   redis.call('EXPIRE', k, ttl)
+  redis.call('ZADD', held, now + ttl, k)
   if index ~= '' then redis.call('SADD', index, k) end
   at = at + 5 + n
 end
+if redis.call('TTL', held) < ttl then redis.call('EXPIRE', held, ttl) end
 if index ~= '' then redis.call('EXPIRE', index, ttl) end
 return 0
 """
 
 _CLAIM = """
-local slave, master = ARGV[1], ARGV[2]
+local slave, master, held = ARGV[1], ARGV[2], ARGV[3]
 for i, k in ipairs(KEYS) do
   if redis.call('HGET', k, 'master') ~= master then return {'unknown', i} end
 end
@@ -53,7 +59,10 @@ for i, k in ipairs(KEYS) do
   out[#out + 1] = v[1]
   out[#out + 1] = v[2]
   redis.call('HDEL', k, 's:' .. slave)
-  if redis.call('HINCRBY', k, 'pending', -1) <= 0 then redis.call('DEL', k) end
+  if redis.call('HINCRBY', k, 'pending', -1) <= 0 then
+    redis.call('DEL', k)
+    redis.call('ZREM', held, k)
+  end
 end
 return out
 """
@@ -65,7 +74,10 @@ return redis.call('GET', KEYS[1])
 
 _ABORT = """
 local n = 0
-for _, k in ipairs(redis.call('SMEMBERS', KEYS[2])) do n = n + redis.call('DEL', k) end
+for _, k in ipairs(redis.call('SMEMBERS', KEYS[2])) do
+  n = n + redis.call('DEL', k)
+  redis.call('ZREM', KEYS[3], k)
+end
 redis.call('DEL', KEYS[2])
 redis.call('SET', KEYS[1], 'aborted', 'EX', ARGV[1])
 return n
@@ -89,11 +101,13 @@ def run_script(script, keys: list[str], args: list):
 class RedisKeyStore(KeyStore):
     """Reservations in one Redis (standalone, Sentinel-managed or Cluster)."""
 
-    def __init__(self, client: redis.Redis, sealer: Sealer, kme_id: str):
+    def __init__(self, client: redis.Redis, sealer: Sealer, kme_id: str, capacity_keys: int | None = None):
         self._redis = client
         self._sealer = sealer
+        self._capacity_keys = -1 if capacity_keys is None else capacity_keys
         self._prefix = f"qkms:{{{kme_id}}}:res:"
         self._requests = f"qkms:{{{kme_id}}}:req:"
+        self._held = f"qkms:{{{kme_id}}}:held"
         self._reserve = client.register_script(_RESERVE)
         self._claim = client.register_script(_CLAIM)
         self._begin = client.register_script(_BEGIN)
@@ -115,18 +129,21 @@ class RedisKeyStore(KeyStore):
         keys = [self._key(r.key.key_id) for r in reservations]
         if len(set(keys)) != len(keys):
             raise DuplicateKeyId()
-        args: list = [ttl_s, self._requests + request_id + ":keys" if request_id else ""]
+        args: list = [ttl_s, self._requests + request_id + ":keys" if request_id else "",
+                      self._held, self._capacity_keys]
         for reservation in reservations:
             args.extend(self._record(reservation))
-        clash = run_script(self._reserve, keys, args)
-        if clash:
+        outcome = run_script(self._reserve, keys, args)
+        if outcome == -1:
+            raise StoreFull()
+        if outcome:
             raise DuplicateKeyId()
 
     def claim(self, key_ids: Sequence[str], slave_id: str, master_id: str) -> list[Key]:
         if len(set(key_ids)) != len(key_ids):
             raise BadRequest("key_IDs must not repeat a key_ID")
         keys = [self._key(key_id) for key_id in key_ids]
-        reply = run_script(self._claim, keys, [slave_id, master_id])
+        reply = run_script(self._claim, keys, [slave_id, master_id, self._held])
         verdict = reply[0].decode()
         if verdict == "unknown":
             raise KeysNotFound(details=[{"key_ID": key_ids[int(reply[1]) - 1]}])
@@ -146,14 +163,15 @@ class RedisKeyStore(KeyStore):
             raise StoreError() from exc
 
     def abort_request(self, request_id: str) -> int:
-        keys = [self._requests + request_id, self._requests + request_id + ":keys"]
+        keys = [self._requests + request_id, self._requests + request_id + ":keys", self._held]
         return int(run_script(self._abort, keys, [REQUEST_MEMORY_S]))
 
     def pending_count(self) -> int:
-        count = 0
-        for _ in self._redis.scan_iter(match=self._prefix + "*", count=1000):
-            count += 1
-        return count
+        try:
+            now_s = self._redis.time()[0]
+            return int(self._redis.zcount(self._held, f"({now_s}", "+inf"))
+        except redis.RedisError as exc:
+            raise StoreError() from exc
 
     def ping(self) -> bool:
         try:

@@ -63,8 +63,8 @@ class KeyService:
         target = self._node_of_slave(slave_id, master_id)
         limits = self._config.limits
         if target == self.kme_id:
-            stored, extension = limits.max_key_count, {"kind": self._local_source.kind,
-                                                       "state": self._local_source.health().state}
+            stored = max(0, limits.max_key_count - self._store.pending_count())
+            extension = {"kind": self._local_source.kind, "state": self._local_source.health().state}
         else:
             route, keys = self._network.route_capacity(target, limits.key_size_bits)
             stored = min(limits.max_key_count, keys)

@@ -21,9 +21,11 @@ class KeyStore(ABC):
     def reserve(self, reservations: Sequence[Reservation], ttl_s: int, request_id: str | None = None) -> None:
         """Store every reservation, or none.
 
-        Raises DuplicateKeyId (storing nothing) if any key_ID already exists. Each
-        reservation is destroyed, material included, ``ttl_s`` seconds after this call
-        unless all its slaves have claimed it before. With ``request_id`` the key_IDs
+        Raises DuplicateKeyId (storing nothing) if any key_ID already exists, and
+        StoreFull (storing nothing) if the store would then hold more reservations
+        than the capacity it was opened with. Each reservation is destroyed, material
+        included, ``ttl_s`` seconds after this call unless all its slaves have claimed
+        it before. With ``request_id`` the key_IDs
         are remembered so that :meth:`abort_request` can destroy them again.
         """
 
@@ -56,7 +58,8 @@ class KeyStore(ABC):
 
     @abstractmethod
     def pending_count(self) -> int:
-        """How many reservations are currently held (for status and metrics)."""
+        """How many reservations are currently held, expired ones not counted (for
+        status, capacity and metrics)."""
 
     @abstractmethod
     def ping(self) -> bool:

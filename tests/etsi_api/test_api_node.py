@@ -247,3 +247,18 @@ def test_connection_is_reused(master):
         master.status("sae-2")
     pool = master._http._transport._pool
     assert len(pool.connections) == 1
+
+
+def test_full_node_answers_503_and_stores_nothing(make_node):
+    """limits.max_key_count bounds the keys held for slaves; status counts down from it."""
+    node = make_node(saes=("sae-1", "sae-2"), config_overrides={"limits": {"max_key_count": 4}})
+    master, slave = node.client("sae-1"), node.client("sae-2")
+    assert master.status("sae-2")["stored_key_count"] == 4
+    first = master.enc_keys("sae-2", number=3)
+    assert master.status("sae-2")["stored_key_count"] == 1
+    response = master.request("POST", f"{node.url}/api/v1/keys/sae-2/enc_keys", json={"number": 2})
+    assert_error(response, 503, "this KME holds max_key_count keys waiting for their slaves")
+    assert master.status("sae-2")["stored_key_count"] == 1
+    assert [k.key_id for k in slave.dec_keys("sae-1", [k.key_id for k in first])] == [k.key_id for k in first]
+    assert master.status("sae-2")["stored_key_count"] == 4
+    assert len(master.enc_keys("sae-2", number=4)) == 4

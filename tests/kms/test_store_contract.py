@@ -22,6 +22,7 @@ from kms.errors import (
     DuplicateKeyId,
     KeysNotFound,
     StoreError,
+    StoreFull,
     Unauthorized,
 )
 from kms.keys import Key, Provenance, Reservation
@@ -44,8 +45,8 @@ RACE_WORKERS = 8
 RACE_ATTEMPTS = 300
 
 
-def open_store(url: str, kek: bytes, kme_id: str = KME) -> RedisKeyStore:
-    return RedisKeyStore(redis_client(url), Sealer(kek, kme_id), kme_id)
+def open_store(url: str, kek: bytes, kme_id: str = KME, capacity_keys: int | None = None) -> RedisKeyStore:
+    return RedisKeyStore(redis_client(url), Sealer(kek, kme_id), kme_id, capacity_keys)
 
 
 @pytest.fixture
@@ -244,6 +245,55 @@ def test_nodes_sharing_one_redis_do_not_see_each_others_keys(redis_url: str, kek
     finally:
         other.close()
     assert store.pending_count() == 2
+
+
+# --- capacity ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def small_store(redis_url: str, kek: bytes) -> Iterator[RedisKeyStore]:
+    store = open_store(redis_url, kek, capacity_keys=5)
+    yield store
+    store.close()
+
+
+def test_a_full_store_refuses_the_whole_batch_and_stores_nothing(small_store: RedisKeyStore) -> None:
+    reserve(small_store, new_keys(3))
+    refused = new_keys(3)
+    with pytest.raises(StoreFull):
+        reserve(small_store, refused)
+    assert small_store.pending_count() == 3
+    with pytest.raises(KeysNotFound):
+        small_store.claim([refused[0].key_id], SLAVE, MASTER)
+    reserve(small_store, new_keys(2))
+    with pytest.raises(StoreFull):
+        reserve(small_store, new_keys(1))
+    assert small_store.pending_count() == 5
+
+
+def test_claimed_aborted_and_expired_reservations_free_capacity(small_store: RedisKeyStore) -> None:
+    claimed = reserve(small_store, new_keys(2))
+    reserve(small_store, new_keys(2), ttl_s=1)
+    small_store.reserve([Reservation(key, MASTER, frozenset({SLAVE})) for key in new_keys(1)], TTL_S, "chain-1")
+    with pytest.raises(StoreFull):
+        reserve(small_store, new_keys(1))
+    small_store.claim(claimed, SLAVE, MASTER)
+    assert small_store.abort_request("chain-1") == 1
+    assert small_store.pending_count() == 2
+    deadline = time.monotonic() + 3.5
+    while small_store.pending_count() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert small_store.pending_count() == 0
+    reserve(small_store, new_keys(5))
+
+
+def test_a_key_with_slaves_left_still_counts(small_store: RedisKeyStore) -> None:
+    ids = reserve(small_store, new_keys(5), slaves=["sae-2", "sae-3"])
+    small_store.claim(ids, "sae-2", MASTER)
+    with pytest.raises(StoreFull):
+        reserve(small_store, new_keys(1))
+    small_store.claim(ids, "sae-3", MASTER)
+    reserve(small_store, new_keys(5))
 
 
 # --- at rest --------------------------------------------------------------------------
