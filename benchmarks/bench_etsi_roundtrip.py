@@ -25,8 +25,8 @@ import argparse
 import http.client
 import json
 import multiprocessing as mp
-import socket
 import os
+import socket
 import sys
 import tempfile
 import time
