@@ -24,40 +24,15 @@ from kms.pki import CertificateAuthority
 from kms.pools import Segment
 from kms.relay import HopKey, RelayRequest
 from kms.routing import Hop
+from tests.support.openapi import FAILURE_CODES, load, operations, resolve, validate
 
 DOCUMENT = Path(__file__).resolve().parents[2] / "etsi_api" / "km_openapi.yaml"
 PREFIX = "/km/v1"
-HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
-FAILURE_CODES = {"400", "401", "503"}
 
 
 @pytest.fixture(scope="module")
 def doc():
-    with DOCUMENT.open(encoding="utf-8") as f:
-        return yaml.safe_load(f)
-
-
-def resolve(doc, node):
-    while isinstance(node, dict) and "$ref" in node:
-        target = doc
-        for part in node["$ref"][2:].split("/"):
-            target = target[part]
-        node = target
-    return node
-
-
-def operations(doc):
-    for path, item in doc["paths"].items():
-        for method, op in item.items():
-            if method in HTTP_METHODS:
-                yield path, method, op
-
-
-def validate(doc, schema, instance):
-    """Validate ``instance`` against an OpenAPI 3.0 schema object of ``doc``."""
-    validators = pytest.importorskip("openapi_schema_validator")
-    validators.validate(instance, {**resolve(doc, schema), "components": doc["components"]},
-                        cls=validators.OAS30Validator, format_checker=validators.oas30_format_checker)
+    return load(DOCUMENT)
 
 
 def schema_props(doc, name):

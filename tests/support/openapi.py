@@ -1,0 +1,50 @@
+"""Reading the repository's OpenAPI documents in tests: load, follow $refs, list operations."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import yaml
+
+HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
+FAILURE_CODES = {"400", "401", "503"}
+"""The only failure statuses ETSI GS QKD 014 defines; the KM channel keeps to them too."""
+
+
+def load(path: Path) -> dict:
+    with path.open(encoding="utf-8") as f:
+        return yaml.safe_load(f)
+
+
+def resolve(doc: dict, node):
+    """Follow local $refs until a non-reference object."""
+    seen = set()
+    while isinstance(node, dict) and "$ref" in node:
+        ref = node["$ref"]
+        assert ref.startswith("#/"), f"non-local $ref {ref}"
+        assert ref not in seen, f"$ref cycle at {ref}"
+        seen.add(ref)
+        node = doc
+        for part in ref[2:].split("/"):
+            part = part.replace("~1", "/").replace("~0", "~")
+            assert isinstance(node, dict) and part in node, f"unresolvable $ref {ref}"
+            node = node[part]
+    return node
+
+
+def operations(doc: dict) -> Iterator[tuple[str, str, dict]]:
+    """(path, method, operation) for every operation of ``doc``."""
+    for path, item in doc["paths"].items():
+        for method, op in item.items():
+            if method in HTTP_METHODS:
+                yield path, method, op
+
+
+def validate(doc: dict, schema: dict, instance) -> None:
+    """Validate ``instance`` against an OpenAPI 3.0 schema object of ``doc``."""
+    import pytest
+
+    validators = pytest.importorskip("openapi_schema_validator")
+    validators.validate(instance, {**resolve(doc, schema), "components": doc["components"]},
+                        cls=validators.OAS30Validator, format_checker=validators.oas30_format_checker)
