@@ -83,6 +83,10 @@ redis.call('SET', KEYS[1], 'aborted', 'EX', ARGV[1])
 return n
 """
 
+_HELD = """
+return redis.call('ZCOUNT', KEYS[1], '(' .. redis.call('TIME')[1], '+inf')
+"""
+
 # How long request outcomes are remembered (retries arrive within seconds).
 REQUEST_MEMORY_S = 3600
 REQUEST_BUSY_S = 60
@@ -112,6 +116,7 @@ class RedisKeyStore(KeyStore):
         self._claim = client.register_script(_CLAIM)
         self._begin = client.register_script(_BEGIN)
         self._abort = client.register_script(_ABORT)
+        self._count_held = client.register_script(_HELD)
 
     def _key(self, key_id: str) -> str:
         return self._prefix + key_id
@@ -167,11 +172,7 @@ class RedisKeyStore(KeyStore):
         return int(run_script(self._abort, keys, [REQUEST_MEMORY_S]))
 
     def pending_count(self) -> int:
-        try:
-            now_s = self._redis.time()[0]
-            return int(self._redis.zcount(self._held, f"({now_s}", "+inf"))
-        except redis.RedisError as exc:
-            raise StoreError() from exc
+        return int(run_script(self._count_held, [self._held], []))
 
     def ping(self) -> bool:
         try:
