@@ -27,6 +27,7 @@ import json
 import multiprocessing as mp
 import os
 import socket
+import ssl
 import sys
 import tempfile
 import time
@@ -45,14 +46,19 @@ from qkms.runner import sae_client  # noqa: E402
 from tests.support.processes import NodeProcess  # noqa: E402
 
 
+def node_endpoint(manifest: dict, sae_id: str) -> tuple[str, int, ssl.SSLContext]:
+    """Host, port and client TLS context with which ``sae_id`` reaches its node."""
+    sae = manifest["saes"][sae_id]
+    url = urlparse(manifest["nodes"][sae["node"]]["url"])
+    return url.hostname, url.port, client_tls_context(manifest["ca"], sae["cert"], sae["key"])
+
+
 class LeanSae:
     """One SAE on one keep-alive ``http.client`` connection."""
 
     def __init__(self, manifest: dict, sae_id: str):
-        sae = manifest["saes"][sae_id]
-        url = urlparse(manifest["nodes"][sae["node"]]["url"])
-        context = client_tls_context(manifest["ca"], sae["cert"], sae["key"])
-        self._conn = http.client.HTTPSConnection(url.hostname, url.port, context=context)
+        host, port, context = node_endpoint(manifest, sae_id)
+        self._conn = http.client.HTTPSConnection(host, port, context=context)
 
     def call(self, method: str, path: str, body: bytes | None = None) -> dict:
         headers = {"Content-Type": "application/json"} if body is not None else {}
@@ -76,12 +82,9 @@ class WireSae(LeanSae):
     headers with the ``email`` package, about a fifth of its CPU)."""
 
     def __init__(self, manifest: dict, sae_id: str):
-        sae = manifest["saes"][sae_id]
-        url = urlparse(manifest["nodes"][sae["node"]]["url"])
-        context = client_tls_context(manifest["ca"], sae["cert"], sae["key"])
-        self._sock = context.wrap_socket(socket.create_connection((url.hostname, url.port)),
-                                         server_hostname=url.hostname)
-        self._host = f"Host: {url.hostname}:{url.port}\r\n".encode()
+        host, port, context = node_endpoint(manifest, sae_id)
+        self._sock = context.wrap_socket(socket.create_connection((host, port)), server_hostname=host)
+        self._host = f"Host: {host}:{port}\r\n".encode()
         self._pending = b""
 
     def call(self, method: str, path: str, body: bytes | None = None) -> dict:
