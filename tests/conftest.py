@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 import yaml
 
 from adapters.etsi014_client import Etsi014Client
 from kms.embedded_redis import EmbeddedRedis
+from kms.node import redis_client
+from kms.sealing import KEK_SIZE_BYTES
 from qkms.layout import NodePlan, free_port, write_layout
 from tests.support.processes import NodeProcess, RedisServerProcess
+
+
+@pytest.fixture
+def kek() -> bytes:
+    """A fresh random key-encryption key."""
+    return os.urandom(KEK_SIZE_BYTES)
 
 
 @pytest.fixture
@@ -33,6 +43,14 @@ def redis_url(request) -> str:
     """A URL for each kind of Redis the product supports."""
     server = request.getfixturevalue(f"{request.param}_redis")
     return server.url
+
+
+@pytest.fixture
+def raw(redis_url: str) -> Iterator[redis.Redis]:
+    """A plain client on the same Redis, to look at what is really stored."""
+    client = redis_client(redis_url)
+    yield client
+    client.close()
 
 
 class SingleNode:

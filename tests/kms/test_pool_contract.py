@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 import random
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import pytest
 import redis
@@ -52,14 +52,6 @@ def make_blocks(sequences: Sequence[int], size_bytes: int = BLOCK_BYTES) -> list
 def expected_bytes(blocks: Sequence[KeyBlock], segments: Sequence[Segment]) -> bytes:
     by_id = {block.block_id: block.material for block in blocks}
     return b"".join(by_id[s.block_id][s.offset:s.offset + s.length] for s in segments)
-
-
-@pytest.fixture
-def raw(redis_url: str) -> Iterator[redis.Redis]:
-    """A plain client on the same Redis, to look at what is really stored."""
-    client = redis_client(redis_url)
-    yield client
-    client.close()
 
 
 @pytest.fixture

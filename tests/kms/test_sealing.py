@@ -16,11 +16,6 @@ KEY_ID = "6f1c0b4e-8d1f-4a55-9d3e-0d4b2c1a9e77"
 
 
 @pytest.fixture
-def kek() -> bytes:
-    return os.urandom(KEK_SIZE_BYTES)
-
-
-@pytest.fixture
 def sealer(kek: bytes) -> Sealer:
     return Sealer(kek, "KME-1")
 

@@ -50,23 +50,10 @@ def open_store(url: str, kek: bytes, kme_id: str = KME, capacity_keys: int | Non
 
 
 @pytest.fixture
-def kek() -> bytes:
-    return os.urandom(KEK_SIZE_BYTES)
-
-
-@pytest.fixture
 def store(redis_url: str, kek: bytes) -> Iterator[RedisKeyStore]:
     store = open_store(redis_url, kek)
     yield store
     store.close()
-
-
-@pytest.fixture
-def raw(redis_url: str) -> Iterator[redis.Redis]:
-    """A plain client on the same Redis, to look at what is really stored."""
-    client = redis_client(redis_url)
-    yield client
-    client.close()
 
 
 def new_keys(count: int, size_bytes: int = 32) -> list[Key]:
