@@ -5,13 +5,16 @@ from __future__ import annotations
 from flask import Flask
 
 from etsi_api import errors, keys_api, km_api, meta_api
-from kms.node import NodeResources
+from kms.config import NodeConfig
+from kms.network import KeyNetwork
+from kms.service import KeyService
+from kms.store import KeyStore
 
 
-def create_app(resources: NodeResources) -> Flask:
-    """A Flask app serving ETSI GS QKD 014 for the node whose parts are ``resources``."""
+def create_app(config: NodeConfig, service: KeyService, store: KeyStore, network: KeyNetwork | None = None) -> Flask:
+    """A Flask app serving ETSI GS QKD 014 with ``service`` (and the KM channel with
+    ``network``) for the node configured by ``config``; ``store`` answers health checks."""
     app = Flask("qkms")
-    config = resources.config
     app.config.update(
         MAX_CONTENT_LENGTH=config.server.max_request_bytes,
         QKMS_SAE_ID_FIELD=config.tls.sae_id_field,
@@ -21,10 +24,10 @@ def create_app(resources: NodeResources) -> Flask:
         PROVIDE_AUTOMATIC_OPTIONS=False,
     )
     app.json.sort_keys = False
-    app.extensions["qkms.service"] = resources.service
-    app.extensions["qkms.store"] = resources.store
-    if resources.network is not None:
-        app.extensions["qkms.network"] = resources.network
+    app.extensions["qkms.service"] = service
+    app.extensions["qkms.store"] = store
+    if network is not None:
+        app.extensions["qkms.network"] = network
     errors.init_app(app)
     # No implicit HEAD (it would run GET handlers: a dec_keys that deletes keys nobody
     # receives) and no OPTIONS: both are refused before any handler or authorization.

@@ -3,7 +3,8 @@
 ETSI GS QKD 014 defines 400 and 503 with an Error body ({"message", "details"}) and
 401. Everything the framework would answer with another 4xx (unknown route, wrong
 method, oversized body) is a bad request here; anything unexpected is a 503 with a
-generic message, logged in full on the server only.
+generic message, logged in full on the server only. The KM channel (our own protocol)
+adds 409 for final refusals that a retry cannot change.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import logging
 from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from kms.errors import BadRequest, QkmsError, Unauthorized, Unavailable
+from kms.errors import BadRequest, Conflict, QkmsError, Unauthorized, Unavailable
 
 log = logging.getLogger("qkms.api")
 
@@ -22,6 +23,9 @@ STATUS_BY_ERROR: tuple[tuple[type[QkmsError], int], ...] = (
     (Unauthorized, 401),
     (Unavailable, 503),
 )
+#: Statuses only node-to-node interfaces use (ETSI clients never see them).
+KM_STATUS_BY_ERROR: tuple[tuple[type[QkmsError], int], ...] = ((Conflict, 409),)
+KM_BLUEPRINTS = frozenset({"km"})
 GENERIC_UNAVAILABLE = "service unavailable"
 DRAIN_LIMIT_BYTES = 1 << 20
 
@@ -34,16 +38,17 @@ def error_body(message: str, details: list | None = None) -> dict:
     return body
 
 
-def status_for(error: QkmsError) -> int:
+def status_for(error: QkmsError, node_to_node: bool = False) -> int:
     """HTTP status of a domain error; unmapped domain errors are 503."""
-    for error_type, status in STATUS_BY_ERROR:
+    table = (KM_STATUS_BY_ERROR if node_to_node else ()) + STATUS_BY_ERROR
+    for error_type, status in table:
         if isinstance(error, error_type):
             return status
     return 503
 
 
 def _domain_error(error: QkmsError):
-    status = status_for(error)
+    status = status_for(error, request.blueprint in KM_BLUEPRINTS)
     if status == 503 and not isinstance(error, Unavailable):
         log.error("unavailable: %s: %s", type(error).__name__, error.message,
                   exc_info=error.__cause__ is not None)

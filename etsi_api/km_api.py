@@ -1,8 +1,10 @@
 """The KM channel: node-to-node endpoints, for peer KMEs only (node certificates).
 
-Every request is authenticated by the caller's node certificate (SAN URI
-``urn:qkms:kme:<KME_ID>``) and must come from a configured peer; relay hops must come
-from the hop's sender and pool syncs from the pool half's owner.
+Every request is authenticated by the caller's node certificate (see
+:func:`kms.pki.node_identity_from_der`) and must come from a configured peer; relay
+hops must come from the hop's sender and pool syncs from the pool half's owner. A
+refusal that retrying cannot change (a chain already failed or aborted, pools out of
+step) is a 409; only a 503 is worth a retry.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from etsi_api.auth import peer_certificate_der
 from etsi_api.parsing import parse_json_object
 from kms.errors import BadRequest, Unauthorized
 from kms.network import KeyNetwork
-from kms.pki import KME_URN_PREFIX, sae_identity_from_der
+from kms.pki import node_identity_from_der
+from kms.relay import relay_body_limit_bytes
 
 bp = Blueprint("km", __name__, url_prefix="/km/v1")
 
@@ -29,10 +32,10 @@ def _network() -> KeyNetwork:
 def calling_node() -> str:
     """The KME_ID in the caller's node certificate; Unauthorized without one."""
     der = peer_certificate_der()
-    uri = sae_identity_from_der(der, "san_uri") if der else None
-    if not uri or not uri.startswith(KME_URN_PREFIX):
+    kme_id = node_identity_from_der(der) if der else None
+    if kme_id is None:
         raise Unauthorized("a node certificate is required")
-    return uri[len(KME_URN_PREFIX):]
+    return kme_id
 
 
 def calling_peer() -> str:
@@ -50,11 +53,10 @@ def _body() -> dict:
 @bp.post("/relay")
 def relay():
     peer = calling_peer()
+    # A relay of the largest request this node's limits allow must fit.
+    request.max_content_length = relay_body_limit_bytes(current_app.config["QKMS_NODE_CONFIG"].limits)
     relay_request = km_wire.relay_from_json(_body())
-    hop = relay_request.hop
-    if hop.sender != peer or hop.receiver != _network().kme_id:
-        raise Unauthorized("relay hop does not run from the caller to this node")
-    _network().receive(relay_request)
+    _network().receive(relay_request, peer)
     return jsonify({"request_id": relay_request.request_id, "result": "reserved"
                     if relay_request.is_last_hop else "forwarded"})
 

@@ -1,7 +1,9 @@
 """The KM channel's client side: PeerTransport over HTTPS with the node's certificate.
 
 Relay requests carry a request_id, so a retry after a lost answer is recognised by
-the peer and never carves or reserves twice.
+the peer and never carves or reserves twice. Only transport failures and 503s are
+retried: any other answer (a 409 for a chain that already failed, a 400 or 401) is
+final.
 """
 
 from __future__ import annotations

@@ -7,7 +7,6 @@ import binascii
 from typing import Any
 
 from kms.errors import BadRequest
-from kms.keys import Provenance
 from kms.link_board import LinkHalf
 from kms.pools import Segment
 from kms.relay import HopKey, RelayRequest
@@ -23,7 +22,6 @@ def relay_to_json(request: RelayRequest) -> dict[str, Any]:
         "slave_SAE_IDs": sorted(request.slave_ids),
         "size": request.size_bits,
         "ttl_s": request.ttl_s,
-        "provenance": request.provenance.to_dict(),
         "keys": [{"key_ID": k.key_id, "segments": [s.to_list() for s in k.segments],
                   "otp": base64.b64encode(k.ciphertext).decode() if k.ciphertext is not None else None}
                  for k in request.keys],
@@ -31,20 +29,17 @@ def relay_to_json(request: RelayRequest) -> dict[str, Any]:
 
 
 def relay_from_json(data: Any) -> RelayRequest:
-    """Parse a relay request; any malformation is a BadRequest (and nothing is touched)."""
+    """Parse a relay request's structure; any malformation is a BadRequest (and nothing
+    is touched). Whether this node accepts it is checked once, by kms.relay.check_relay."""
     try:
         route = tuple(Hop(_str(h["link"]), _str(h["from"]), _str(h["to"])) for h in _list(data["route"]))
         request = RelayRequest(
             request_id=_str(data["request_id"]), route=route, hop_index=_int(data["hop_index"]),
             master_id=_str(data["master_SAE_ID"]), slave_ids=frozenset(map(_str, _list(data["slave_SAE_IDs"]))),
             size_bits=_int(data["size"]), ttl_s=_int(data["ttl_s"]),
-            provenance=Provenance.from_json_dict(data["provenance"]),
             keys=tuple(_hop_key(k) for k in _list(data["keys"])))
     except (KeyError, TypeError, ValueError, AttributeError, binascii.Error) as exc:
         raise BadRequest(f"malformed relay request ({type(exc).__name__})") from None
-    problem = request.problem()
-    if problem:
-        raise BadRequest(f"malformed relay request ({problem})")
     return request
 
 

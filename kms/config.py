@@ -15,8 +15,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from kms.errors import ConfigError
+from kms.ids import ENTITY_ID_PATTERN
 
-SAE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$"
 SaeIdField = Literal["subject_cn", "san_uri", "san_dns", "serial"]
 
 
@@ -37,7 +37,7 @@ class TlsConfig(_Frozen):
 
 
 class SaeConfig(_Frozen):
-    id: str = Field(pattern=SAE_ID_PATTERN)
+    id: str = Field(pattern=ENTITY_ID_PATTERN)
     cert_identity: str | None = Field(None, min_length=1, max_length=256)
 
     @property
@@ -53,6 +53,10 @@ class LimitsConfig(_Frozen):
     max_keys_per_request: int = Field(128, ge=1, le=10000)
     max_key_count: int = Field(100000, ge=1)
     max_sae_id_count: int = Field(4, ge=0, le=64)
+    #: Per master SAE: keys it may hold waiting for slaves at this node, and link material
+    #: its requests may use per minute at this node (so one SAE cannot starve the others).
+    max_pending_keys_per_sae: int = Field(10_000, ge=1)
+    max_link_bits_per_sae_per_minute: int = Field(64 * 1024 * 1024, ge=8)
 
     @field_validator("key_size_bits", "min_key_size_bits", "max_key_size_bits")
     @classmethod
@@ -65,6 +69,12 @@ class LimitsConfig(_Frozen):
     def _ordered(self) -> "LimitsConfig":
         if not self.min_key_size_bits <= self.key_size_bits <= self.max_key_size_bits:
             raise ValueError("need min_key_size_bits <= key_size_bits <= max_key_size_bits")
+        if self.max_pending_keys_per_sae < self.max_keys_per_request:
+            raise ValueError("max_pending_keys_per_sae must allow max_keys_per_request keys")
+        largest_bits = self.max_keys_per_request * self.max_key_size_bits * (1 + self.max_sae_id_count)
+        if self.max_link_bits_per_sae_per_minute < largest_bits:
+            raise ValueError("max_link_bits_per_sae_per_minute must allow the largest request "
+                             f"(max_keys_per_request * max_key_size_bits * (1 + max_sae_id_count) = {largest_bits})")
         return self
 
 
@@ -99,7 +109,7 @@ class ServerConfig(_Frozen):
 class PeerConfig(_Frozen):
     """Another node of the network: where its KM channel answers and which SAEs it serves."""
 
-    kme_id: str = Field(pattern=SAE_ID_PATTERN)
+    kme_id: str = Field(pattern=ENTITY_ID_PATTERN)
     url: str = Field(pattern=r"^https://")
     saes: tuple[str, ...] = ()
 
@@ -107,7 +117,7 @@ class PeerConfig(_Frozen):
 class LinkConfig(_Frozen):
     """A key-producing link between two nodes; ``source`` is validated by its own kind."""
 
-    id: str = Field(pattern=SAE_ID_PATTERN)
+    id: str = Field(pattern=ENTITY_ID_PATTERN)
     nodes: tuple[str, str]
     source: dict[str, Any] = Field(default_factory=lambda: {"kind": "simulated"})
 
@@ -127,7 +137,7 @@ class LinkConfig(_Frozen):
 
 
 class NodeConfig(_Frozen):
-    kme_id: str = Field(pattern=SAE_ID_PATTERN)
+    kme_id: str = Field(pattern=ENTITY_ID_PATTERN)
     listen: ListenConfig = ListenConfig()
     tls: TlsConfig
     saes: tuple[SaeConfig, ...] = ()

@@ -59,6 +59,21 @@ class StoreFull(Unavailable):
     message = "this KME holds max_key_count keys waiting for their slaves"
 
 
+class QuotaExceeded(Unavailable):
+    """The master SAE already holds as many keys waiting for slaves, or has used as much
+    link material lately, as its quota allows (``limits.sae_quota``); nothing was
+    consumed. ETSI GS QKD 014 has no 429, so this is a 503 (with this message)."""
+
+    message = "the SAE's quota is used up; fetch pending keys or retry later"
+
+
+class Conflict(QkmsError):
+    """A node-to-node request that can never succeed as sent (it already failed or was
+    aborted, or the two ends' pools disagree): final, not worth retrying (KM 409)."""
+
+    message = "request can never succeed as sent"
+
+
 class ConfigError(QkmsError):
     """Configuration is invalid; ``message`` names the offending setting's path."""
 

@@ -12,16 +12,22 @@ class Provenance:
     """Where a key's bits came from, recorded with every key for auditors.
 
     ``sources`` are source kinds (``csprng``, ``qkd-sim``, ``ml-kem``...), ``algorithms``
-    the algorithms involved, ``route`` the KME_IDs the key travelled through.
+    the algorithms involved, ``route`` the KME_IDs the key travelled through. A key
+    that went to several nodes (the master's copy of a multicast key) lists each
+    route in ``routes`` instead.
     """
 
     sources: tuple[str, ...]
     algorithms: tuple[str, ...] = ()
     route: tuple[str, ...] = ()
+    routes: tuple[tuple[str, ...], ...] = ()
 
-    def to_dict(self) -> dict[str, list[str]]:
-        return {"sources": list(self.sources), "algorithms": list(self.algorithms),
-                "route": list(self.route)}
+    def to_dict(self) -> dict[str, list]:
+        out: dict[str, list] = {"sources": list(self.sources), "algorithms": list(self.algorithms),
+                                "route": list(self.route)}
+        if self.routes:
+            out["routes"] = [list(route) for route in self.routes]
+        return out
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), separators=(",", ":"))
@@ -33,7 +39,8 @@ class Provenance:
     @classmethod
     def from_json_dict(cls, data: dict) -> "Provenance":
         return cls(tuple(map(str, data["sources"])), tuple(map(str, data.get("algorithms", ()))),
-                   tuple(map(str, data.get("route", ()))))
+                   tuple(map(str, data.get("route", ()))),
+                   tuple(tuple(map(str, route)) for route in data.get("routes", ())))
 
 
 @dataclass(frozen=True, repr=False)
@@ -70,6 +77,18 @@ class KeyRequest:
     additional_slave_ids: tuple[str, ...] = ()
     extension_mandatory: tuple[dict[str, Any], ...] = ()
     extension_optional: tuple[dict[str, Any], ...] = ()
+
+
+@dataclass(frozen=True)
+class KeyOrder:
+    """Keys to make for ``master_id`` and reserve, for ``ttl_s``, for the slave SAEs of
+    each node in ``slaves_by_node`` (sizes in bits)."""
+
+    master_id: str
+    slaves_by_node: dict[str, frozenset[str]]
+    number: int
+    size_bits: int
+    ttl_s: int
 
 
 @dataclass(frozen=True)

@@ -1,35 +1,37 @@
-"""Keys for SAEs on other nodes: routing, carving, relaying, and receiving relays."""
+"""Keys for SAEs on other nodes: what this node knows of the network, and delivery.
+
+The network view (link board, routing, capacity) lives here; the relay protocol
+itself lives in :mod:`kms.relay`.
+"""
 
 from __future__ import annotations
 
-import logging
 import uuid
-from collections.abc import Callable
-from dataclasses import replace
 
 from kms.config import NodeConfig
-from kms.errors import BadRequest, QkmsError, Unavailable
-from kms.keys import Key, Provenance, Reservation
-from kms.link_board import LinkHalf, RedisLinkBoard
+from kms.errors import BadRequest, QkmsError
+from kms.keys import Key, KeyOrder, Provenance
+from kms.link_board import LinkBoard, LinkHalf
 from kms.pools import PoolStore
-from kms.relay import HopKey, PeerTransport, RelayRequest, xor_bytes
+from kms.relay import Delivery, PeerTransport, Relay, RelayRequest
 from kms.routing import Hop, shortest_route
 from kms.store import KeyStore
 
-log = logging.getLogger("qkms.network")
+#: The window of the per-SAE link-material quota (``limits.max_link_bits_per_sae_per_minute``).
+LINK_QUOTA_WINDOW_S = 60
 
 
 class KeyNetwork:
     """This node's part in moving keys across the network."""
 
-    def __init__(self, config: NodeConfig, store: KeyStore, pools: PoolStore, board: RedisLinkBoard,
+    def __init__(self, config: NodeConfig, store: KeyStore, pools: PoolStore, board: LinkBoard,
                  transport: PeerTransport):
         self._config = config
         self._store = store
         self._pools = pools
         self._board = board
-        self._transport = transport
         self._links = [(link.id, *link.nodes) for link in config.links]
+        self._relay = Relay(config, store, pools, transport, self.route_provenance)
 
     @property
     def kme_id(self) -> str:
@@ -55,104 +57,44 @@ class KeyNetwork:
         board = self._board.read()
         try:
             route = self.route_to(node, size_bits, board)
-        except Unavailable:
+        except QkmsError:
             return [], 0
         return route, min(self.available_bits(h.link_id, h.sender, board) for h in route) // size_bits
 
-    def originate(self, master_id: str, destinations: dict[str, frozenset[str]], number: int,
-                  size_bits: int, ttl_s: int, commit_local: Callable[[list[Key], str], None]) -> list[Key]:
-        """Make ``number`` keys and deliver them to every destination node's slaves.
-
-        ``commit_local(keys, request_id)`` then stores this node's own share. If
-        anything fails, every node reached is told to abort and the error propagates:
-        no half-delivered key stays reserved anywhere."""
-        request_id = str(uuid.uuid4())
-        board = self._board.read()
-        routes = {node: self.route_to(node, number * size_bits, board) for node in destinations}
-        key_ids = [str(uuid.uuid4()) for _ in range(number)]
-        try:
-            keys = self._send_all(request_id, routes, destinations, key_ids, master_id, size_bits, ttl_s, board)
-            commit_local(keys, request_id)
-        except QkmsError:
-            self.abort_everywhere(request_id, routes)
-            raise
-        return keys
-
-    def _send_all(self, request_id, routes, destinations, key_ids, master_id, size_bits, ttl_s, board) -> list[Key]:
-        materials: list[bytes] | None = None
-        provenance = None
-        for node, route in routes.items():
-            first = route[0]
-            carved = self._pools.carve(first.link_id, self.kme_id, [size_bits // 8] * len(key_ids))
-            if materials is None:
-                materials = [c.material for c in carved]
-                provenance = self._provenance(route, board)
-                hop_keys = [HopKey(k, c.segments) for k, c in zip(key_ids, carved)]
-            else:
-                hop_keys = [HopKey(k, c.segments, xor_bytes(m, c.material))
-                            for k, c, m in zip(key_ids, carved, materials)]
-            request = RelayRequest(chain_id(request_id, node), tuple(route), 0, master_id, destinations[node],
-                                   size_bits, ttl_s, provenance, tuple(hop_keys))
-            self._transport.relay(first.receiver, request)
-        return [Key(k, m, provenance) for k, m in zip(key_ids, materials)]
-
-    def _provenance(self, route: list[Hop], board: dict) -> Provenance:
-        """Sources and algorithms of every hop's link (as its sender reports them), plus the relay."""
+    def route_provenance(self, route: tuple[Hop, ...], board: dict | None = None) -> Provenance:
+        """Sources and algorithms of every hop's link as this node's board reports them,
+        the relay's algorithms, and the nodes crossed."""
+        board = self._board.read() if board is None else board
         halves = [board.get((h.link_id, h.sender)) for h in route]
         sources = tuple(dict.fromkeys(s for half in halves if half for s in half.sources))
         algorithms = tuple(dict.fromkeys(a for half in halves if half for a in half.algorithms))
         relay = ("trusted-node-relay", "one-time-pad") if len(route) > 1 else ()
-        nodes = (route[0].sender, *(h.receiver for h in route))
-        return Provenance(sources, algorithms + relay, nodes)
+        return Provenance(sources, algorithms + relay, (route[0].sender, *(h.receiver for h in route)))
 
-    def abort_everywhere(self, request_id: str, routes: dict[str, list[Hop]]) -> None:
-        """Best effort: every node on every route forgets that route's relay chain."""
-        for destination, route in routes.items():
-            for hop in route:
-                try:
-                    self._transport.abort(hop.receiver, chain_id(request_id, destination))
-                except QkmsError:
-                    log.warning("abort of %s at %s failed; its reservations expire", request_id, hop.receiver)
+    def deliver(self, order: KeyOrder) -> tuple[list[Key], Delivery]:
+        """Make the order's keys and have every destination node reserve them for its
+        slaves. Every check (routes with enough material, the master's link quota)
+        comes before any pool bit is carved; on failure nothing stays reserved."""
+        board = self._board.read()
+        needed_bits = order.number * order.size_bits
+        routes = {node: tuple(self.route_to(node, needed_bits, board)) for node in order.slaves_by_node}
+        limit = self._config.limits.max_link_bits_per_sae_per_minute
+        self._store.charge(f"link-bits:{order.master_id}", needed_bits * len(routes), limit, LINK_QUOTA_WINDOW_S)
+        delivery = Delivery(str(uuid.uuid4()), order.master_id, tuple(str(uuid.uuid4()) for _ in range(order.number)),
+                            order.size_bits, order.ttl_s, routes, dict(order.slaves_by_node))
+        return self._relay.send(delivery), delivery
 
-    def receive(self, request: RelayRequest) -> None:
-        """Handle a relay hop addressed to this node (idempotent per request_id)."""
-        problem = request.problem()
-        if problem:
-            raise BadRequest(f"malformed relay request ({problem})")
-        state = self._store.begin_request(request.request_id)
-        if state == "done":
-            return
-        if state != "new":
-            raise Unavailable(f"relay request is {state}")
-        try:
-            self._receive(request)
-        except BaseException:
-            self._store.end_request(request.request_id, succeeded=False)
-            raise
-        self._store.end_request(request.request_id, succeeded=True)
+    def cancel(self, delivery: Delivery) -> None:
+        """Undo a delivery whose local part failed: every node reached forgets it."""
+        self._relay.abort_everywhere(delivery)
 
-    def _receive(self, request: RelayRequest) -> None:
-        hop = request.hop
-        pads = self._pools.take_segments(hop.link_id, hop.sender, [k.segments for k in request.keys])
-        materials = [xor_bytes(k.ciphertext, pad) if k.ciphertext is not None else pad
-                     for k, pad in zip(request.keys, pads)]
-        if request.is_last_hop:
-            keys = [Key(k.key_id, m, request.provenance) for k, m in zip(request.keys, materials)]
-            self._store.reserve([Reservation(key, request.master_id, request.slave_ids) for key in keys],
-                                request.ttl_s, request.request_id)
-            return
-        self._forward(request, materials)
-
-    def _forward(self, request: RelayRequest, materials: list[bytes]) -> None:
-        nxt = request.route[request.hop_index + 1]
-        carved = self._pools.carve(nxt.link_id, self.kme_id, [len(m) for m in materials])
-        keys = tuple(HopKey(k.key_id, c.segments, xor_bytes(m, c.material))
-                     for k, c, m in zip(request.keys, carved, materials))
-        self._transport.relay(nxt.receiver, replace(request, hop_index=request.hop_index + 1, keys=keys))
+    def receive(self, request: RelayRequest, caller: str) -> None:
+        """A relay hop from peer ``caller`` (see :meth:`kms.relay.Relay.receive`)."""
+        self._relay.receive(request, caller)
 
     def abort(self, request_id: str) -> int:
         """A peer's abort: destroy what this node reserved under ``request_id``."""
-        return self._store.abort_request(request_id)
+        return self._relay.abort(request_id)
 
     def discard_before(self, link_id: str, owner: str, sequence: int, offset: int) -> int:
         """A peer's pool sync: drop the part of its half it has used or skipped."""
@@ -169,9 +111,3 @@ class KeyNetwork:
         board = self._board.read()
         return [board.get((link.id, self.kme_id)) or LinkHalf(link.id, self.kme_id, 0, "down", "no data")
                 for link in self._config.local_links()]
-
-
-def chain_id(request_id: str, destination: str) -> str:
-    """The request_id of one relay chain of a request (one per destination node), so a
-    node on several chains of the same request handles each once."""
-    return f"{request_id}.{destination}"

@@ -1,58 +1,48 @@
-"""Assembling one node's parts (store, sources, service) from its validated config."""
+"""Assembling one node's domain objects (service, network) from its config and storage."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-import redis
-
 from kms.config import NodeConfig
-from kms.link_board import RedisLinkBoard
+from kms.csprng_source import CsprngSource
 from kms.network import KeyNetwork
-from kms.pools import PoolStore
-from kms.redis_pool import RedisPoolStore
-from kms.redis_store import RedisKeyStore
 from kms.relay import PeerTransport
 from kms.sealing import Sealer, load_kek
 from kms.service import KeyService
-from kms.source_registry import build_source
-from kms.sources import KeySource, SourceContext
-from kms.store import KeyStore
+from kms.sources import SourceContext
+from kms.storage import Storage, StorageLimits
 
 
-def redis_client(url: str) -> redis.Redis:
-    """A binary-safe client with bounded timeouts, for ``redis://``, ``rediss://`` or ``unix://``."""
-    return redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5,
-                                health_check_interval=30, retry_on_timeout=True)
+def node_sealer(config: NodeConfig) -> Sealer:
+    """The sealer of the node's key material, under the KEK its config names."""
+    return Sealer(load_kek(config.kek.file, config.kek.env), config.kme_id)
+
+
+def storage_limits(config: NodeConfig) -> StorageLimits:
+    """What the node's store enforces: ``limits.max_key_count`` and the per-SAE quota."""
+    return StorageLimits(config.limits.max_key_count, config.limits.max_pending_keys_per_sae)
 
 
 @dataclass
-class NodeResources:
-    """Everything a node process needs to serve keys; close() releases it."""
+class Node:
+    """Everything one node process needs to serve keys; close() releases it."""
 
     config: NodeConfig
-    store: KeyStore
+    storage: Storage
     service: KeyService
-    local_source: KeySource
     network: KeyNetwork | None = None
-    pools: PoolStore | None = None
-    board: RedisLinkBoard | None = None
-
-    @classmethod
-    def open(cls, config: NodeConfig, redis_url: str, transport: PeerTransport | None = None) -> "NodeResources":
-        """Connect to Redis and assemble the node; ``transport`` is the KM channel (needed
-        when the config has peers)."""
-        client = redis_client(redis_url)
-        sealer = Sealer(load_kek(config.kek.file, config.kek.env), config.kme_id)
-        store = RedisKeyStore(client, sealer, config.kme_id, capacity_keys=config.limits.max_key_count)
-        local_source = build_source("csprng", {}, SourceContext(kme_id=config.kme_id))
-        local_source.start()
-        pools = RedisPoolStore(client, sealer, config.kme_id)
-        board = RedisLinkBoard(client, config.kme_id)
-        network = KeyNetwork(config, store, pools, board, transport) if transport is not None else None
-        return cls(config, store, KeyService(config, store, local_source, network), local_source,
-                   network, pools, board)
 
     def close(self) -> None:
-        self.local_source.stop()
-        self.store.close()
+        self.storage.close()
+
+
+def assemble_node(config: NodeConfig, storage: Storage, transport: PeerTransport | None = None) -> Node:
+    """The node's service (and, with a KM channel ``transport``, its network) on ``storage``.
+
+    Keys between SAEs of this node come straight from the operating system's CSPRNG;
+    no other key source is loaded in a serving process."""
+    network = (KeyNetwork(config, storage.store, storage.pools, storage.board, transport)
+               if transport is not None else None)
+    local_source = CsprngSource(SourceContext(kme_id=config.kme_id))
+    return Node(config, storage, KeyService(config, storage.store, local_source, network), network)

@@ -14,11 +14,18 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from kms.errors import QkmsError
+from kms.errors import Conflict
 from kms.keys import KeyBlock
 
 
-class PoolMismatch(QkmsError):
+#: A key may span at most this many pool blocks (bounds the size of a relay message);
+#: ``carve`` refuses, carving nothing, a key that would need more.
+MAX_SEGMENTS_PER_KEY = 64
+#: Longest block id a pool accepts (block ids travel in relay messages).
+MAX_BLOCK_ID_CHARS = 128
+
+
+class PoolMismatch(Conflict):
     """The peer named pool bits this end does not hold (missing or already used)."""
 
     message = "link key pools are out of step"
@@ -40,6 +47,8 @@ class Segment:
         block_id, offset, length = item
         if not (isinstance(block_id, str) and isinstance(offset, int) and isinstance(length, int)):
             raise ValueError("segment must be [block_id, offset, length]")
+        if not 0 < len(block_id) <= MAX_BLOCK_ID_CHARS or isinstance(offset, bool) or isinstance(length, bool):
+            raise ValueError(f"segment block_id must have 1 to {MAX_BLOCK_ID_CHARS} characters")
         if offset < 0 or length <= 0:
             raise ValueError("segment offset must be >= 0 and length > 0")
         return cls(block_id, offset, length)
@@ -67,11 +76,15 @@ class PoolStore(ABC):
 
     @abstractmethod
     def add_blocks(self, link_id: str, owner: str, blocks: Sequence[KeyBlock]) -> int:
-        """Append blocks to the owner's half; blocks already present are skipped. Returns how many were added."""
+        """Append blocks to the owner's half; a block whose sequence is not above every
+        sequence ever added is skipped. Block ids have at most MAX_BLOCK_ID_CHARS
+        characters. Returns how many were added."""
 
     @abstractmethod
     def carve(self, link_id: str, owner: str, sizes_bytes: Sequence[int]) -> list[Carved]:
-        """As the owner: cut one key per size from the head, all or none (Unavailable if short)."""
+        """As the owner: cut one key per size from the head, all or none: Unavailable,
+        carving nothing, if the half is short or a key would span more than
+        MAX_SEGMENTS_PER_KEY blocks."""
 
     @abstractmethod
     def take_segments(self, link_id: str, owner: str, keys: Sequence[Sequence[Segment]]) -> list[bytes]:

@@ -9,13 +9,12 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import partial
 from typing import Any
 
 from kms import audit
 from kms.config import NodeConfig
 from kms.errors import BadRequest, ExtensionNotSupported, Unavailable
-from kms.keys import Key, KeyRequest, Reservation
+from kms.keys import Key, KeyOrder, KeyRequest, Reservation
 from kms.network import KeyNetwork
 from kms.sources import KeySource
 from kms.store import KeyStore
@@ -63,7 +62,8 @@ class KeyService:
         target = self._node_of_slave(slave_id, master_id)
         limits = self._config.limits
         if target == self.kme_id:
-            stored = max(0, limits.max_key_count - self._store.pending_count())
+            stored = max(0, min(limits.max_key_count - self._store.pending_count(),
+                                limits.max_pending_keys_per_sae - self._store.pending_count(master_id)))
             extension = {"kind": self._local_source.kind, "state": self._local_source.health().state}
         else:
             route, keys = self._network.route_capacity(target, limits.key_size_bits)
@@ -82,13 +82,18 @@ class KeyService:
         this returns; on failure none does."""
         slaves = self._validate(master_id, slave_id, request)
         local, remote = self._split_by_node(slaves)
-        commit_local = partial(self._reserve_here, master_id, local)
-        if remote:
-            keys = self._network.originate(master_id, remote, request.number, request.size_bits,
-                                           self._config.reservation_ttl_s, commit_local)
-        else:
+        ttl_s = self._config.reservation_ttl_s
+        if not remote:
             keys = self._new_keys(request.number, request.size_bits)
-            commit_local(keys, None)
+            self._reserve_here(master_id, local, keys, None)
+        else:
+            keys, delivery = self._network.deliver(KeyOrder(master_id, remote, request.number,
+                                                            request.size_bits, ttl_s))
+            try:
+                self._reserve_here(master_id, local, keys, delivery.request_id)
+            except Exception:
+                self._network.cancel(delivery)
+                raise
         audit.record("enc_keys", master_id, [k.key_id for k in keys], slaves=sorted(slaves),
                      size_bits=request.size_bits, nodes=sorted([*remote, *([self.kme_id] if local else [])]))
         return keys

@@ -21,9 +21,17 @@ def available_sources() -> dict[str, type[KeySource]]:
     return found
 
 
+def source_class(kind: str) -> type[KeySource]:
+    """The class of the source called ``kind``, importing only that source's module
+    (a serving process must not load a simulator it does not run)."""
+    if kind in BUILTIN_SOURCES:
+        return BUILTIN_SOURCES[kind]
+    for entry in entry_points(group=ENTRY_POINT_GROUP, name=kind):
+        return entry.load()
+    known = sorted({*BUILTIN_SOURCES, *(entry.name for entry in entry_points(group=ENTRY_POINT_GROUP))})
+    raise ConfigError(f"kind: unknown key source {kind!r} (known: {', '.join(known)})")
+
+
 def build_source(kind: str, section: dict[str, Any], context: SourceContext) -> KeySource:
     """Instantiate the source called ``kind`` from its config section."""
-    sources = available_sources()
-    if kind not in sources:
-        raise ConfigError(f"kind: unknown key source {kind!r} (known: {', '.join(sorted(sources))})")
-    return sources[kind].from_config(section, context)
+    return source_class(kind).from_config(section, context)

@@ -13,6 +13,11 @@ from collections.abc import Sequence
 
 from kms.keys import Key, Reservation
 
+#: How long request outcomes are remembered (retries arrive within seconds).
+REQUEST_MEMORY_S = 3600
+#: How long a request may stay "busy" before a retry may run it again.
+REQUEST_BUSY_S = 60
+
 
 class KeyStore(ABC):
     """Reservations of keys for slave SAEs, with all-or-nothing semantics."""
@@ -21,9 +26,10 @@ class KeyStore(ABC):
     def reserve(self, reservations: Sequence[Reservation], ttl_s: int, request_id: str | None = None) -> None:
         """Store every reservation, or none.
 
-        Raises DuplicateKeyId (storing nothing) if any key_ID already exists, and
+        Raises DuplicateKeyId (storing nothing) if any key_ID already exists,
         StoreFull (storing nothing) if the store would then hold more reservations
-        than the capacity it was opened with. Each reservation is destroyed, material
+        than the capacity it was opened with, and QuotaExceeded (storing nothing) if a
+        master SAE would then hold more reservations than its quota. Each reservation is destroyed, material
         included, ``ttl_s`` seconds after this call unless all its slaves have claimed
         it before. With ``request_id`` the key_IDs
         are remembered so that :meth:`abort_request` can destroy them again.
@@ -57,9 +63,15 @@ class KeyStore(ABC):
         """
 
     @abstractmethod
-    def pending_count(self) -> int:
-        """How many reservations are currently held, expired ones not counted (for
-        status, capacity and metrics)."""
+    def pending_count(self, master_id: str | None = None) -> int:
+        """How many reservations are currently held (of ``master_id`` only, if given),
+        expired ones not counted (for status, capacity, quotas and metrics)."""
+
+    @abstractmethod
+    def charge(self, account: str, amount: int, limit: int, window_s: int) -> None:
+        """Add ``amount`` to what ``account`` used in the current fixed window of
+        ``window_s`` seconds (windows start at multiples of ``window_s`` on the store's
+        clock); raise QuotaExceeded, adding nothing, if that would pass ``limit``."""
 
     @abstractmethod
     def ping(self) -> bool:

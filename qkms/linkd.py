@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from kms.config import LinkConfig, NodeConfig
 from kms.errors import QkmsError
 from kms.keys import KeyBlock
-from kms.link_board import LinkHalf, RedisLinkBoard
+from kms.link_board import LinkBoard, LinkHalf
 from kms.pools import PoolStore, owner_of
 from kms.relay import PeerTransport
 from kms.source_registry import build_source
@@ -74,7 +74,7 @@ def build_link_ends(config: NodeConfig) -> list[LinkEnd]:
 class LinkManager:
     """Runs until ``stop()``; every step is safe to repeat after a crash."""
 
-    def __init__(self, config: NodeConfig, pools: PoolStore, board: RedisLinkBoard,
+    def __init__(self, config: NodeConfig, pools: PoolStore, board: LinkBoard,
                  transport: PeerTransport, ends: list[LinkEnd]):
         self._config = config
         self._pools = pools
@@ -184,14 +184,15 @@ def _bound(unconfirmed: dict[int, KeyBlock]) -> None:
 def run_link_manager(config: NodeConfig, redis_url: str) -> None:
     """Entry point of the link-manager process (``qkms linkd``)."""
     from etsi_api.km_client import HttpPeerTransport
-    from kms.node import NodeResources
+    from kms.node import node_sealer, storage_limits
+    from kms.storage import open_storage
 
     transport = HttpPeerTransport(config)
-    resources = NodeResources.open(config, redis_url, transport)
-    manager = LinkManager(config, resources.pools, resources.board, transport, build_link_ends(config))
+    storage = open_storage(redis_url, config.kme_id, node_sealer(config), storage_limits(config))
+    manager = LinkManager(config, storage.pools, storage.board, transport, build_link_ends(config))
     signal.signal(signal.SIGTERM, manager.stop)
     signal.signal(signal.SIGINT, manager.stop)
     log.info("link manager of %s running %d link(s)", config.kme_id, len(manager._ends))
     manager.run()
     transport.close()
-    resources.close()
+    storage.close()

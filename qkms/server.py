@@ -22,9 +22,10 @@ from gunicorn.app.base import BaseApplication
 from etsi_api.app import create_app
 from etsi_api.km_client import HttpPeerTransport
 from kms.config import NodeConfig, ServerConfig
-from kms.embedded_redis import EmbeddedRedis, die_with_parent
 from kms.errors import ConfigError
-from kms.node import NodeResources
+from kms.node import assemble_node, node_sealer, storage_limits
+from kms.storage import open_storage
+from kms.storage.embedded_redis import EmbeddedRedis, die_with_parent
 from qkms.runner import stop_process
 
 log = logging.getLogger("qkms.server")
@@ -90,9 +91,11 @@ class NodeServer(BaseApplication):
             self.cfg.set(name, value)
 
     def load(self):
-        transport = HttpPeerTransport(self._config) if self._config.peers else None
-        resources = NodeResources.open(self._config, self._redis_url, transport)
-        return create_app(resources)
+        config = self._config
+        transport = HttpPeerTransport(config) if config.peers else None
+        storage = open_storage(self._redis_url, config.kme_id, node_sealer(config), storage_limits(config))
+        node = assemble_node(config, storage, transport)
+        return create_app(config, node.service, storage.store, node.network)
 
 
 def ensure_listen_port_free(config: NodeConfig, wait_s: float = 5.0) -> None:

@@ -11,10 +11,11 @@ import redis
 import yaml
 
 from adapters.etsi014_client import Etsi014Client
-from kms.embedded_redis import EmbeddedRedis
-from kms.node import redis_client
+from kms.storage.embedded_redis import EmbeddedRedis
+from kms.storage.redis_client import redis_client
 from kms.sealing import KEK_SIZE_BYTES
 from qkms.layout import NodePlan, free_port, write_layout
+from tests.support.backends import Backend, MemoryBackend, RedisBackend
 from tests.support.processes import NodeProcess, RedisServerProcess
 
 
@@ -43,6 +44,32 @@ def redis_url(request) -> str:
     """A URL for each kind of Redis the product supports."""
     server = request.getfixturevalue(f"{request.param}_redis")
     return server.url
+
+
+REDIS_KINDS = [pytest.param(kind, marks=pytest.mark.integration) for kind in ("embedded", "external")]
+
+
+def _open_backend(request, kind: str) -> Backend:
+    if kind == "memory":
+        return MemoryBackend()
+    return RedisBackend(kind, request.getfixturevalue(f"{kind}_redis").url)
+
+
+@pytest.fixture(params=[pytest.param("memory"), *REDIS_KINDS])
+def backend(request) -> Iterator[Backend]:
+    """Every storage backend: the in-memory twins (unit tier) and both kinds of Redis
+    (integration tier, real servers)."""
+    opened = _open_backend(request, request.param)
+    yield opened
+    opened.close()
+
+
+@pytest.fixture(params=REDIS_KINDS)
+def redis_backend(request) -> Iterator[RedisBackend]:
+    """The Redis backends only, for what only Redis has (data at rest, TTLs, processes)."""
+    opened = _open_backend(request, request.param)
+    yield opened
+    opened.close()
 
 
 @pytest.fixture

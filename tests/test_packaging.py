@@ -250,7 +250,7 @@ def test_wheel_installs_into_a_fresh_venv_and_runs(tmp_path: Path) -> None:
     probe = (
         "import json, subprocess, importlib.resources as r, etsi_api, kms;"
         "from kms.config import load_config;"
-        "from kms.embedded_redis import redis_server_binary;"
+        "from kms.storage.embedded_redis import redis_server_binary;"
         f"c = load_config({str(node_config)!r});"
         "v = subprocess.run([redis_server_binary(), '--version'], capture_output=True, text=True, check=True);"
         "print(json.dumps({'etsi_api': etsi_api.__file__, 'kms': kms.__file__,"

@@ -12,16 +12,18 @@ configuration, DESIGN.md §3).
     sae_identity_from_der(tls_socket.getpeercert(binary_form=True), "subject_cn")
 """
 
-from kms.pki.authority import (
-    DEFAULT_NODE_HOSTS,
-    KME_URN_PREFIX,
-    SAE_URN_PREFIX,
-    CertificateAuthority,
-    IssuedCertificate,
-)
+from kms.pki.authority import DEFAULT_NODE_HOSTS, CertificateAuthority, IssuedCertificate
 from kms.pki.errors import PkiError
 from kms.pki.files import read_certificate
-from kms.pki.identity import IDENTITY_FIELDS, format_serial, sae_identity, sae_identity_from_der
+from kms.pki.identity import (
+    IDENTITY_FIELDS,
+    KME_URN_PREFIX,
+    SAE_URN_PREFIX,
+    format_serial,
+    node_identity_from_der,
+    sae_identity,
+    sae_identity_from_der,
+)
 from kms.pki.keys import DEFAULT_KEY_TYPE, KEY_TYPES
 from kms.pki.names import check_entity_id
 
@@ -37,6 +39,7 @@ __all__ = [
     "PkiError",
     "check_entity_id",
     "format_serial",
+    "node_identity_from_der",
     "read_certificate",
     "sae_identity",
     "sae_identity_from_der",

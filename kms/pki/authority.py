@@ -19,12 +19,11 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from kms.pki import files
 from kms.pki.errors import PkiError
+from kms.pki.identity import KME_URN_PREFIX, SAE_URN_PREFIX
 from kms.pki.keys import DEFAULT_KEY_TYPE, PrivateKey, generate_private_key
 from kms.pki.names import check_entity_id, host_general_name, is_dns_name
 
 DEFAULT_NODE_HOSTS = ("127.0.0.1", "localhost")
-KME_URN_PREFIX = "urn:qkms:kme:"
-SAE_URN_PREFIX = "urn:qkms:sae:"
 
 # Tolerates clocks of peers running slightly behind the issuer's.
 _CLOCK_SKEW = dt.timedelta(minutes=5)

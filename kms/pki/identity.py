@@ -8,9 +8,12 @@ import functools
 from collections.abc import Callable
 
 from cryptography import x509
-from cryptography.x509.oid import NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from kms.pki.errors import PkiError
+
+KME_URN_PREFIX = "urn:qkms:kme:"
+SAE_URN_PREFIX = "urn:qkms:sae:"
 
 
 def format_serial(serial_number: int) -> str:
@@ -78,3 +81,28 @@ def sae_identity_from_der(der: bytes, field: str) -> str | None:
     except ValueError:
         raise PkiError("client certificate is not valid DER") from None
     return extract(certificate)
+
+
+@functools.lru_cache(maxsize=1024)
+def node_identity_from_der(der: bytes) -> str | None:
+    """The KME_ID a node certificate stands for, or None if ``der`` is not one.
+
+    A node certificate (``CertificateAuthority.issue_node_certificate``) has exactly
+    one SAN URI ``urn:qkms:kme:<KME_ID>`` and no SAE URN, the same KME_ID as subject
+    CN, and extended key usage for TLS server and client. An SAE certificate that
+    also carries a node URN does not pass.
+    """
+    try:
+        certificate = x509.load_der_x509_certificate(der)
+        names = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        usages = certificate.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except (ValueError, x509.ExtensionNotFound):
+        return None
+    uris = names.get_values_for_type(x509.UniformResourceIdentifier)
+    nodes = [uri[len(KME_URN_PREFIX):] for uri in uris if uri.startswith(KME_URN_PREFIX)]
+    if len(nodes) != 1 or any(uri.startswith(SAE_URN_PREFIX) for uri in uris):
+        return None
+    roles = {ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH}
+    if _subject_cn(certificate) != nodes[0] or not roles <= set(usages):
+        return None
+    return nodes[0]

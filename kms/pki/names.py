@@ -5,11 +5,9 @@ import re
 
 from cryptography import x509
 
+from kms.ids import ENTITY_ID_RULE, is_entity_id
 from kms.pki.errors import PkiError
 
-# IDs become a common name (X.509 allows at most 64 characters), part of a URN
-# and a file name, so path separators, spaces and URN-reserved characters are out.
-_ENTITY_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _DNS_LABEL = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
 _MAX_DNS_NAME_LENGTH = 253
 
@@ -17,14 +15,11 @@ _MAX_DNS_NAME_LENGTH = 253
 def check_entity_id(entity_id: str, kind: str = "ID") -> str:
     """Return ``entity_id`` if it can name a KME or SAE, else raise PkiError.
 
-    Allowed: 1 to 64 letters, digits, ``.``, ``_`` and ``-``, starting with a
-    letter or digit. ``kind`` (e.g. "KME_ID") only words the error message.
+    The grammar is :mod:`kms.ids`, the same as configuration's. ``kind`` (e.g.
+    "KME_ID") only words the error message.
     """
-    if not isinstance(entity_id, str) or not _ENTITY_ID.fullmatch(entity_id):
-        raise PkiError(
-            f"{kind} {entity_id!r} is not valid: use 1 to 64 letters, digits, "
-            "'.', '_' or '-', starting with a letter or digit"
-        )
+    if not is_entity_id(entity_id):
+        raise PkiError(f"{kind} {entity_id!r} is not valid: {ENTITY_ID_RULE}")
     return entity_id
 
 

@@ -17,12 +17,12 @@ from flask import Flask
 
 from etsi_api import errors, km_api, km_wire, meta_api
 from etsi_api.auth import PEER_CERT_ENVIRON_KEY
-from kms.errors import BadRequest, Unavailable
-from kms.keys import Provenance
+from kms.config import parse_config
+from kms.errors import BadRequest, Conflict, Unavailable
 from kms.link_board import LinkHalf
 from kms.pki import CertificateAuthority
 from kms.pools import Segment
-from kms.relay import HopKey, RelayRequest
+from kms.relay import HopKey, RelayRequest, check_relay
 from kms.routing import Hop
 from tests.support.openapi import FAILURE_CODES, load, operations, resolve, validate
 
@@ -44,9 +44,17 @@ def sample_relay(otp: bytes | None) -> RelayRequest:
     keys = (HopKey("bc490419-7d60-487f-adc1-4ddcc177c139",
                    (Segment("link-B-C-17", 96, 20), Segment("link-B-C-19", 0, 12)), otp),)
     return RelayRequest("3f0c2a1e-7b55-4c1d-9d0e-5c7d1e2b8a90.KME_C", route, 1 if otp else 0, "sae-a1",
-                        frozenset({"sae-c2", "sae-c1"}), 256, 300,
-                        Provenance(("qkd-sim",), ("BB84", "trusted-node-relay", "one-time-pad"),
-                                   ("KME_A", "KME_B", "KME_C")), keys)
+                        frozenset({"sae-c2", "sae-c1"}), 256, 300, keys)
+
+
+#: KME_B of the chain KME_A - KME_B - KME_C, as a real configuration (files never read).
+NODE_B = parse_config({
+    "kme_id": "KME_B", "tls": {"cert": "n.crt", "key": "n.key", "ca": "ca.crt"}, "kek": {"file": "kek.hex"},
+    "saes": [{"id": "sae-b1"}],
+    "peers": [{"kme_id": "KME_A", "url": "https://127.0.0.1:1", "saes": ["sae-a1"]},
+              {"kme_id": "KME_C", "url": "https://127.0.0.1:2", "saes": ["sae-c1", "sae-c2"]}],
+    "links": [{"id": "link-A-B", "nodes": ["KME_A", "KME_B"]}, {"id": "link-B-C", "nodes": ["KME_B", "KME_C"]}],
+})
 
 
 SAMPLE_HALF = LinkHalf("link-A-B", "KME_A", 4096, "degraded", "frame 3: QBER 9.0%", {"qber": 0.09},
@@ -64,8 +72,9 @@ def test_structure_and_server(doc):
     assert doc["openapi"] == "3.0.3"
     assert [s["url"] for s in doc["servers"]] == [PREFIX]
     for path, method, op in operations(doc):
-        assert set(op["responses"]) == {"200"} | FAILURE_CODES, f"{method} {path}"
-        for code in FAILURE_CODES:
+        final = {"409"} if path == "/relay" else set()
+        assert set(op["responses"]) == {"200"} | FAILURE_CODES | final, f"{method} {path}"
+        for code in FAILURE_CODES | final:
             response = resolve(doc, op["responses"][code])
             assert response["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Error"}
     assert set(doc["components"]["schemas"]["Error"]["properties"]) == {"message", "details"}
@@ -140,7 +149,6 @@ def test_relay_schema_names_are_km_wire_names(doc, otp):
     assert set(doc["components"]["schemas"]["RelayRequest"]["required"]) == set(wire)
     assert set(wire["route"][0]) == schema_props(doc, "Hop")
     assert set(wire["keys"][0]) == schema_props(doc, "HopKey")
-    assert set(wire["provenance"]) == schema_props(doc, "Provenance")
     validate(doc, doc["paths"]["/relay"]["post"]["requestBody"]["content"]["application/json"]["schema"], wire)
     # and the document's examples are requests km_wire accepts
     for example in doc["paths"]["/relay"]["post"]["requestBody"]["content"]["application/json"]["examples"].values():
@@ -170,9 +178,12 @@ class FakeNetwork:
     kme_id: str = "KME_B"
     received: list = field(default_factory=list)
 
-    def receive(self, request):
-        if request.request_id == "busy":
-            raise Unavailable("relay request is busy")
+    def receive(self, request, caller):
+        check_relay(request, caller, NODE_B)
+        if request.request_id.startswith("busy"):
+            raise Unavailable("relay request is still being handled")
+        if request.request_id.startswith("aborted"):
+            raise Conflict("relay request is aborted")
         self.received.append(request)
 
     def abort(self, request_id):
@@ -196,9 +207,8 @@ def node_der(ca, kme_id):
 @pytest.fixture(scope="module")
 def km_app():
     ca = CertificateAuthority.create("test CA")
-    config = SimpleNamespace(kme_id="KME_B", peer=lambda kme: object() if kme in {"KME_A", "KME_C"} else None)
     app = Flask("km-test")
-    app.config.update(QKMS_NODE_CONFIG=config, QKMS_SAE_ID_FIELD="subject_cn")
+    app.config.update(QKMS_NODE_CONFIG=NODE_B, QKMS_SAE_ID_FIELD="subject_cn")
     app.extensions["qkms.network"] = FakeNetwork()
     app.extensions["qkms.service"] = SimpleNamespace(sae_for_identity=lambda i: i if i == "sae-b1" else None)
     errors.init_app(app)
@@ -227,17 +237,20 @@ def check_response(doc, path, method, response):
 
 
 def relay_body(hop_index=1, otp=True, **changes):
+    """A relay over the chain A-B-C; hop 0 ends at this node (KME_B) for its SAE."""
     wire = km_wire.relay_to_json(sample_relay(bytes(32) if otp else None))
     wire = {**wire, "hop_index": hop_index, **changes}
     if hop_index == 0:
         wire["route"] = wire["route"][:1]
+        wire["slave_SAE_IDs"] = ["sae-b1"]
     return wire
 
 
 @pytest.mark.parametrize("caller, path, method, kwargs, status", [
     ("KME_A", "/relay", "post", {"json": relay_body(hop_index=0, otp=False)}, 200),
     ("KME_A", "/relay", "post", {"json": relay_body(hop_index=0, otp=False, request_id="busy")}, 503),
-    ("KME_A", "/relay", "post", {"json": relay_body(hop_index=1)}, 401),  # hop B->C, not from A
+    ("KME_A", "/relay", "post", {"json": relay_body(hop_index=0, otp=False, request_id="aborted")}, 409),
+    ("KME_A", "/relay", "post", {"json": relay_body(hop_index=1)}, 400),  # hop B->C, not from A
     ("KME_A", "/relay", "post", {"json": relay_body(hop_index=5)}, 400),
     ("KME_A", "/relay", "post", {"json": {**relay_body(hop_index=0), "keys": []}}, 400),
     ("KME_A", "/relay", "post", {"data": b"[1]", "content_type": "application/json"}, 400),

@@ -234,7 +234,7 @@ def test_credentials_do_not_cross_interfaces(net):
     url_a, url_b = net.manifest["nodes"]["A"]["url"], net.manifest["nodes"]["B"]["url"]
     relay = {"request_id": "x.B", "route": [{"link": "A-B", "from": "A", "to": "B"}], "hop_index": 0,
              "master_SAE_ID": "sae-a", "slave_SAE_IDs": ["sae-b"], "size": 256, "ttl_s": 60,
-             "provenance": {"sources": ["qkd-sim"]}, "keys": [{"key_ID": "k", "segments": [["A-B:0", 0, 32]]}]}
+             "keys": [{"key_ID": "k", "segments": [["A-B:0", 0, 32]]}]}
     with httpx.Client(verify=client_tls_context(net.manifest["ca"], sae["cert"], sae["key"])) as as_sae:
         assert as_sae.post(f"{url_b}/km/v1/relay", json=relay).status_code == 401
         assert as_sae.get(f"{url_b}/km/v1/links").status_code == 401
@@ -243,4 +243,5 @@ def test_credentials_do_not_cross_interfaces(net):
         assert as_a.get(f"{url_a}/api/v1/keys/sae-b/status").status_code == 401
         # A is B's peer, but a hop "from C" must come from C.
         forged = {**relay, "route": [{"link": "B-C", "from": "C", "to": "B"}]}
-        assert as_a.post(f"{url_b}/km/v1/relay", json=forged).status_code == 401
+        refused = as_a.post(f"{url_b}/km/v1/relay", json=forged)
+        assert refused.status_code == 400 and "relay request refused" in refused.json()["message"]

@@ -1,5 +1,6 @@
-"""KeyNetwork (kms/network.py) across several nodes in one process: real Redis stores,
-pools and link boards on one embedded Redis (one KME prefix per node), joined by an
+"""KeyNetwork (kms/network.py) and the relay (kms/relay.py) across several nodes in one
+process: stores, pools and link boards on one backend (one KME prefix per node; the
+in-memory twins in the unit tier, a real Redis in the integration tier), joined by an
 in-process PeerTransport that calls the other nodes' KeyNetwork directly (DESIGN.md
 section 2). The HTTP KM channel is covered by tests/integration/test_network.py.
 
@@ -9,6 +10,7 @@ counters and digests, never key bytes.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -17,20 +19,14 @@ from pathlib import Path
 import pytest
 
 from kms.config import parse_config
-from kms.embedded_redis import EmbeddedRedis
-from kms.errors import KeysNotFound, QkmsError, Unavailable
-from kms.keys import Key, KeyBlock, Provenance
-from kms.link_board import LinkHalf, RedisLinkBoard
+from kms.errors import BadRequest, Conflict, KeysNotFound, QkmsError, QuotaExceeded, Unavailable
+from kms.keys import Key, KeyBlock, KeyOrder
+from kms.link_board import LinkHalf
 from kms.network import KeyNetwork
-from kms.node import redis_client
 from kms.pools import PoolMismatch, Segment, owner_of
-from kms.redis_pool import RedisPoolStore
-from kms.redis_store import RedisKeyStore
 from kms.relay import HopKey, PeerTransport, RelayRequest
 from kms.routing import Hop
-from kms.sealing import KEK_SIZE_BYTES, Sealer
-
-pytestmark = pytest.mark.integration
+from tests.support.backends import Backend
 
 NODES = ("A", "B", "C", "D", "E")
 LINKS = (("A", "B"), ("B", "C"), ("C", "D"), ("B", "E"))
@@ -52,10 +48,11 @@ def link_id(a: str, b: str) -> str:
     return f"{kme(a)}--{kme(b)}"
 
 
-def node_config(node: str, tmp_path: Path):
+def node_config(node: str, tmp_path: Path, **limits):
     """A NodeConfig as config/example.yaml lays it out; TLS and KEK files are never read."""
     data = {
         "kme_id": kme(node),
+        "limits": limits,
         "tls": {"cert": "node.crt", "key": "node.key", "ca": "ca.crt"},
         "kek": {"file": "kek.hex"},
         "saes": [{"id": sae(node)}],
@@ -88,7 +85,7 @@ class InProcessTransport(PeerTransport):
         self.fault(peer, request, False)
         for _ in range(2 if self.retry else 1):
             try:
-                self.networks[peer].receive(request)
+                self.networks[peer].receive(request, request.hop.sender)
             except QkmsError as exc:
                 self.refusals.append(exc)
                 raise Unavailable(f"peer {peer} did not accept the request") from None
@@ -115,21 +112,18 @@ class InProcessTransport(PeerTransport):
 
 
 class Node:
-    def __init__(self, node: str, url: str, transport: InProcessTransport, tmp_path: Path):
+    def __init__(self, node: str, backend: Backend, transport: InProcessTransport, tmp_path: Path, **limits):
         self.kme_id = kme(node)
-        self.config = node_config(node, tmp_path)
-        self.client = redis_client(url)
-        sealer = Sealer(os.urandom(KEK_SIZE_BYTES), self.kme_id)
-        self.store = RedisKeyStore(self.client, sealer, self.kme_id)
-        self.pools = RedisPoolStore(self.client, sealer, self.kme_id)
-        self.board = RedisLinkBoard(self.client, self.kme_id)
+        self.config = node_config(node, tmp_path, **limits)
+        self.storage = backend.open(self.kme_id)
+        self.store, self.pools, self.board = self.storage.store, self.storage.pools, self.storage.board
         self.network = KeyNetwork(self.config, self.store, self.pools, self.board, transport)
 
 
 class Network:
-    def __init__(self, url: str, tmp_path: Path):
+    def __init__(self, backend: Backend, tmp_path: Path, **limits):
         self.transport = InProcessTransport()
-        self.nodes = {name: Node(name, url, self.transport, tmp_path) for name in NODES}
+        self.nodes = {name: Node(name, backend, self.transport, tmp_path, **limits) for name in NODES}
         self.transport.networks = {n.kme_id: n.network for n in self.nodes.values()}
         self.committed: list[tuple[list[Key], str]] = []
 
@@ -156,12 +150,11 @@ class Network:
         for node in self.nodes.values():
             node.board.publish(halves)
 
-    def commit(self, keys: list[Key], request_id: str) -> None:
-        self.committed.append((keys, request_id))
-
     def originate(self, source: str, destinations: list[str], number: int = 3) -> list[Key]:
-        return self.nodes[source].network.originate(
-            sae(source), {kme(d): frozenset({sae(d)}) for d in destinations}, number, SIZE_BITS, TTL_S, self.commit)
+        order = KeyOrder(sae(source), {kme(d): frozenset({sae(d)}) for d in destinations}, number, SIZE_BITS, TTL_S)
+        keys, delivery = self.nodes[source].network.deliver(order)
+        self.committed.append((keys, delivery.request_id))
+        return keys
 
     def usage(self, holder: str, a: str, b: str, owner: str) -> dict[str, int]:
         return self.nodes[holder].pools.usage_bits(link_id(a, b), kme(owner))
@@ -175,19 +168,19 @@ class Network:
 
 
 @pytest.fixture
-def make_net(embedded_redis: EmbeddedRedis, tmp_path: Path) -> Iterator[Callable[..., Network]]:
-    """Factory: a network on the test's embedded Redis, filled (see Network.fill)."""
+def make_net(backend: Backend, tmp_path: Path) -> Iterator[Callable[..., Network]]:
+    """Factory: a network on the test's backend, filled (see Network.fill)."""
     made: list[Network] = []
 
-    def factory(skip: dict[tuple[str, str, str], set[int]] | None = None) -> Network:
-        made.append(Network(embedded_redis.url, tmp_path))
+    def factory(skip: dict[tuple[str, str, str], set[int]] | None = None, **limits) -> Network:
+        made.append(Network(backend, tmp_path, **limits))
         made[-1].fill(skip)
         return made[-1]
 
     yield factory
     for network in made:
         for node in network.nodes.values():
-            node.client.close()
+            node.storage.close()
 
 
 @pytest.fixture
@@ -271,7 +264,7 @@ def test_a_request_replayed_after_success_changes_nothing(net: Network) -> None:
     keys = net.originate("A", ["B"], number=2)
     (request,) = net.transport.sent_to(kme("B"))
     before = (net.pending(), net.usage("B", "A", "B", "A"))
-    net.nodes["B"].network.receive(request)
+    net.nodes["B"].network.receive(request, kme("A"))
     assert (net.pending(), net.usage("B", "A", "B", "A")) == before
     assert_same_material(claim_at(net, "B", "A", keys), keys)
 
@@ -333,18 +326,17 @@ def test_an_aborted_chain_is_refused_if_its_request_arrives_late(net: Network) -
         net.originate("A", ["D"])
     (late,) = net.transport.sent_to(kme("D"))
     assert (kme("D"), late.request_id) in net.transport.aborted
-    with pytest.raises(Unavailable):
-        net.nodes["D"].network.receive(late)
+    with pytest.raises(Conflict):
+        net.nodes["D"].network.receive(late, kme("C"))
     assert_nothing_reserved(net)
     assert net.usage("D", "C", "D", "C") == zero_usage()
 
 
-def test_a_failing_local_commit_aborts_the_remote_reservations(net: Network) -> None:
-    def refuse(keys: list[Key], request_id: str) -> None:
-        raise Unavailable("injected local store failure")
-
-    with pytest.raises(Unavailable):
-        net.nodes["A"].network.originate(sae("A"), {kme("D"): frozenset({sae("D")})}, 2, SIZE_BITS, TTL_S, refuse)
+def test_a_cancelled_delivery_leaves_nothing_reserved(net: Network) -> None:
+    order = KeyOrder(sae("A"), {kme("D"): frozenset({sae("D")}), kme("E"): frozenset({sae("E")})}, 2, SIZE_BITS, TTL_S)
+    _, delivery = net.nodes["A"].network.deliver(order)
+    assert net.pending() == {"A": 0, "B": 0, "C": 0, "D": 2, "E": 2}
+    net.nodes["A"].network.cancel(delivery)
     assert_nothing_reserved(net)
 
 
@@ -385,9 +377,9 @@ def test_a_relay_whose_keys_do_not_match_its_size_takes_nothing(net: Network, pa
     key = HopKey("3d0f5b0e-8f7c-4c11-9d35-2f1b6c0e4a21", (Segment(f"{lid}:0", 0, segment_bytes),),
                  None if pad_bytes is None else bytes(pad_bytes))
     request = RelayRequest("bad-sizes", (Hop(lid, kme("A"), kme("B")),), 0, sae("A"), frozenset({sae("B")}),
-                           SIZE_BITS, TTL_S, Provenance(("qkd-sim",)), (key,))
+                           SIZE_BITS, TTL_S, (key,))
     with pytest.raises(QkmsError):
-        net.nodes["B"].network.receive(request)
+        net.nodes["B"].network.receive(request, kme("A"))
     assert net.usage("B", "A", "B", "A") == zero_usage()
     assert_nothing_reserved(net)
 
@@ -403,3 +395,94 @@ def test_a_node_without_a_route_gets_unavailable_and_nothing_is_carved(net: Netw
     assert net.nodes["A"].network.route_capacity(kme("D"), SIZE_BITS)[1] == 0
     own_half_bits = BLOCKS_PER_LINK // 2 * BLOCK_BYTES * 8
     assert net.nodes["A"].network.route_capacity(kme("B"), SIZE_BITS)[1] == own_half_bits // SIZE_BITS
+
+
+# --- provenance, trust and quotas ---------------------------------------------------------
+
+
+def test_each_multicast_destination_records_its_own_route(net: Network) -> None:
+    keys = net.originate("A", ["C", "E"], number=2)
+    at_c, at_e = claim_at(net, "C", "A", keys), claim_at(net, "E", "A", keys)
+    assert {k.provenance.route for k in at_c} == {tuple(kme(n) for n in "ABC")}
+    assert {k.provenance.route for k in at_e} == {tuple(kme(n) for n in "ABE")}
+    master = keys[0].provenance
+    assert master.route == () and set(master.routes) == {tuple(kme(n) for n in "ABC"), tuple(kme(n) for n in "ABE")}
+    assert "qkd-sim" in master.sources and "one-time-pad" in master.algorithms
+
+
+def test_the_destination_records_provenance_from_its_own_view(net: Network) -> None:
+    """The relay message carries no provenance: D's keys show what D's board says of the
+    route's links, whatever A believes."""
+    d_view = LinkHalf(link_id("C", "D"), kme("C"), 10**6, observed_at=time.time(), sources=("qkd-device",),
+                      algorithms=("vendor-x",))
+    net.nodes["D"].board.publish([d_view])
+    keys = net.originate("A", ["D"], number=1)
+    (at_d,) = claim_at(net, "D", "A", keys)
+    assert "qkd-device" in at_d.provenance.sources and "qkd-device" not in keys[0].provenance.sources
+    assert at_d.provenance == net.nodes["D"].network.route_provenance(tuple(net.transport.sent_to(kme("D"))[0].route))
+
+
+class TtlRecordingStore:
+    """The node's real store, remembering the TTL of every reservation it was asked for."""
+
+    def __init__(self, store):
+        self._store, self.ttls = store, []
+
+    def reserve(self, reservations, ttl_s, request_id=None):
+        self.ttls.append(ttl_s)
+        return self._store.reserve(reservations, ttl_s, request_id)
+
+    def __getattr__(self, name):
+        return getattr(self._store, name)
+
+
+def test_a_relay_cannot_extend_the_destinations_reservation_ttl(backend: Backend, tmp_path: Path) -> None:
+    net = Network(backend, tmp_path)
+    d = net.nodes["D"]
+    recording = TtlRecordingStore(d.store)
+    d.network = KeyNetwork(d.config, recording, d.pools, d.board, net.transport)
+    net.transport.networks[d.kme_id] = d.network
+    net.fill()
+    order = KeyOrder(sae("A"), {kme("D"): frozenset({sae("D")})}, 1, SIZE_BITS, 2**40)
+    keys, _ = net.nodes["A"].network.deliver(order)
+    assert recording.ttls == [d.config.reservation_ttl_s]
+    assert_same_material(claim_at(net, "D", "A", keys), keys)
+
+
+def forged_at_c(net: Network, **changes) -> RelayRequest:
+    """What B, holding a node certificate, might send C: its own carve of B->C."""
+    (carved,) = net.nodes["B"].pools.carve(link_id("B", "C"), kme("B"), [SIZE_BITS // 8])
+    request = RelayRequest("forged.KME-C", (Hop(link_id("B", "C"), kme("B"), kme("C")),), 0, sae("B"),
+                           frozenset({sae("C")}), SIZE_BITS, TTL_S,
+                           (HopKey("6f1c2a8e-0b7d-4f5e-9a43-3c1d2e5f7a90", carved.segments),))
+    return dataclasses.replace(request, **changes)
+
+
+@pytest.mark.parametrize("changes", [
+    {"master_id": sae("A")},
+    {"slave_ids": frozenset({sae("D")})},
+    {"route": (Hop(link_id("A", "B"), kme("A"), kme("B")), Hop(link_id("B", "C"), kme("B"), kme("C"))),
+     "master_id": sae("B")},
+], ids=["master of another node", "slaves of another node", "route through a hop B is not"])
+def test_a_forged_relay_is_refused_and_takes_nothing(net: Network, changes) -> None:
+    request = forged_at_c(net, **changes)
+    with pytest.raises(BadRequest):
+        net.nodes["C"].network.receive(request, kme("B"))
+    assert net.usage("C", "B", "C", "B") == zero_usage()
+    assert_nothing_reserved(net)
+
+
+def test_a_genuine_relay_from_b_passes(net: Network) -> None:
+    net.nodes["C"].network.receive(forged_at_c(net), kme("B"))
+    assert net.pending()["C"] == 1
+
+
+def test_the_link_quota_refuses_before_anything_is_carved(make_net) -> None:
+    net = make_net(max_keys_per_request=2, max_key_size_bits=SIZE_BITS, max_sae_id_count=0,
+                   max_link_bits_per_sae_per_minute=3 * SIZE_BITS)
+    net.originate("A", ["B"], number=2)
+    with pytest.raises(QuotaExceeded):
+        net.originate("A", ["D"], number=2)
+    assert net.usage("A", "A", "B", "A")["carved_bits"] == 2 * SIZE_BITS
+    assert net.pending()["D"] == 0
+    net.originate("A", ["B"], number=1)

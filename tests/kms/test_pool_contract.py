@@ -1,6 +1,7 @@
-"""The PoolStore contract (kms/pools.py), run against RedisPoolStore on every kind of
-Redis the product supports: the embedded server and a separately started redis-server
-(DESIGN.md sections 2, 5 and 8).
+"""The PoolStore contract (kms/pools.py), run against every backend: the in-memory twin
+(unit tier) and PoolStore on every kind of Redis the product supports, the embedded
+server and a separately started redis-server (DESIGN.md sections 2, 5 and 8). What only
+Redis has (data at rest, several processes, restarts) is checked on Redis only.
 
 One link, KME-A--KME-B. KME-A owns the even sequences, so the owner's pool lives under
 KME-A's prefix and the peer's copy of the same half under KME-B's prefix (each node
@@ -17,17 +18,16 @@ from collections.abc import Sequence
 import pytest
 import redis
 
-from kms.embedded_redis import EmbeddedRedis
+from kms.storage.embedded_redis import EmbeddedRedis
 from kms.errors import StoreError, Unavailable
 from kms.keys import KeyBlock
-from kms.node import redis_client
-from kms.pools import PoolMismatch, Segment, owner_of
-from kms.redis_pool import RedisPoolStore
+from kms.storage.redis_client import redis_client
+from kms.pools import MAX_SEGMENTS_PER_KEY, PoolMismatch, PoolStore, Segment, owner_of
+from kms.storage.redis_pool import RedisPoolStore
 from kms.sealing import KEK_SIZE_BYTES, Sealer
 from tests.support.at_rest import dump, encodings
+from tests.support.backends import Backend, RedisBackend
 from tests.support.races import race
-
-pytestmark = pytest.mark.integration
 
 LINK = "KME-A--KME-B"
 ENDS = ("KME-A", "KME-B")
@@ -55,19 +55,19 @@ def expected_bytes(blocks: Sequence[KeyBlock], segments: Sequence[Segment]) -> b
 
 
 @pytest.fixture
-def owner(redis_url: str) -> RedisPoolStore:
+def owner(backend: Backend) -> PoolStore:
     """KME-A's pool store: it carves the half it owns."""
-    return open_pools(redis_url, os.urandom(KEK_SIZE_BYTES), OWNER)
+    return backend.open(OWNER).pools
 
 
 @pytest.fixture
-def peer(redis_url: str) -> RedisPoolStore:
+def peer(backend: Backend) -> PoolStore:
     """KME-B's pool store: it holds a copy of KME-A's half and takes segments from it."""
-    return open_pools(redis_url, os.urandom(KEK_SIZE_BYTES), PEER)
+    return backend.open(PEER).pools
 
 
 @pytest.fixture
-def filled(owner: RedisPoolStore, peer: RedisPoolStore) -> list[KeyBlock]:
+def filled(owner: PoolStore, peer: PoolStore) -> list[KeyBlock]:
     """Three 16-byte blocks (sequences 0, 2, 4) at both ends."""
     blocks = make_blocks([0, 2, 4])
     assert owner.add_blocks(LINK, OWNER, blocks) == 3
@@ -75,19 +75,7 @@ def filled(owner: RedisPoolStore, peer: RedisPoolStore) -> list[KeyBlock]:
     return blocks
 
 
-def unused_bits_in_redis(raw: redis.Redis, kme_id: str, owner_id: str = OWNER) -> int:
-    """Unused bits of a half counted from the stored blocks' byte-usage maps, independent
-    of the ``bits`` counter the store keeps."""
-    prefix = f"qkms:{{{kme_id}|{LINK}}}:pool:{owner_id}:"
-    unused = 0
-    for name in raw.scan_iter(match=prefix + "b:*"):
-        length = int(raw.hget(name, "len"))
-        marks = raw.get(prefix + "u:" + name.decode()[len(prefix) + 2:]) or b""
-        unused += length - marks[:length].count(b"\x01")
-    return unused * 8
-
-
-def snapshot(pools: RedisPoolStore) -> tuple:
+def snapshot(pools: PoolStore) -> tuple:
     return (pools.available_bits(LINK, OWNER), pools.usage_bits(LINK, OWNER), pools.head(LINK, OWNER),
             pools.block_digests(LINK, OWNER), pools.last_sequence(LINK, OWNER))
 
@@ -95,7 +83,7 @@ def snapshot(pools: RedisPoolStore) -> tuple:
 # --- add_blocks -------------------------------------------------------------------------
 
 
-def test_add_blocks_is_idempotent(owner: RedisPoolStore) -> None:
+def test_add_blocks_is_idempotent(owner: PoolStore) -> None:
     blocks = make_blocks([0, 2, 4])
     assert owner.add_blocks(LINK, OWNER, blocks) == 3
     assert owner.add_blocks(LINK, OWNER, blocks) == 0
@@ -105,7 +93,7 @@ def test_add_blocks_is_idempotent(owner: RedisPoolStore) -> None:
     assert owner.add_blocks(LINK, OWNER, []) == 0
 
 
-def test_add_blocks_sorts_a_batch_and_adds_only_new_sequences(owner: RedisPoolStore) -> None:
+def test_add_blocks_sorts_a_batch_and_adds_only_new_sequences(owner: PoolStore) -> None:
     assert owner.add_blocks(LINK, OWNER, make_blocks([6, 2])) == 2
     assert owner.head(LINK, OWNER) == (2, 0)
     assert owner.add_blocks(LINK, OWNER, make_blocks([0, 4, 6])) == 0, "a block below the highest came back"
@@ -114,7 +102,7 @@ def test_add_blocks_sorts_a_batch_and_adds_only_new_sequences(owner: RedisPoolSt
     assert owner.available_bits(LINK, OWNER) == 4 * BLOCK_BYTES * 8
 
 
-def test_a_fully_consumed_block_is_never_added_again(owner: RedisPoolStore, raw: redis.Redis) -> None:
+def test_a_fully_consumed_block_is_never_added_again(owner: PoolStore, backend: Backend) -> None:
     blocks = make_blocks([0, 2])
     owner.add_blocks(LINK, OWNER, blocks)
     owner.carve(LINK, OWNER, [2 * BLOCK_BYTES])
@@ -127,6 +115,7 @@ def test_a_fully_consumed_block_is_never_added_again(owner: RedisPoolStore, raw:
         owner.carve(LINK, OWNER, [1])
 
 
+@pytest.mark.integration
 def test_the_highest_sequence_survives_an_embedded_redis_restart(embedded_redis: EmbeddedRedis) -> None:
     kek = os.urandom(KEK_SIZE_BYTES)
     pools = open_pools(embedded_redis.url, kek, OWNER)
@@ -150,7 +139,7 @@ def test_the_highest_sequence_survives_an_embedded_redis_restart(embedded_redis:
 # --- carve ------------------------------------------------------------------------------
 
 
-def test_carve_takes_from_the_head_in_order_across_blocks(owner: RedisPoolStore, filled) -> None:
+def test_carve_takes_from_the_head_in_order_across_blocks(owner: PoolStore, filled) -> None:
     b0, b2, b4 = (block.block_id for block in filled)
     carved = owner.carve(LINK, OWNER, [10, 10, 12])
     assert [c.segments for c in carved] == [
@@ -167,7 +156,7 @@ def test_carve_takes_from_the_head_in_order_across_blocks(owner: RedisPoolStore,
     assert owner.head(LINK, OWNER) == (4, 5)
 
 
-def test_carved_keys_never_repeat_bytes(owner: RedisPoolStore) -> None:
+def test_carved_keys_never_repeat_bytes(owner: PoolStore) -> None:
     blocks = make_blocks(range(0, 20, 2), size_bytes=64)
     owner.add_blocks(LINK, OWNER, blocks)
     seen: set[tuple[str, int]] = set()
@@ -180,33 +169,45 @@ def test_carved_keys_never_repeat_bytes(owner: RedisPoolStore) -> None:
     assert owner.available_bits(LINK, OWNER) == 0
 
 
-def test_carve_is_all_or_nothing(owner: RedisPoolStore, filled, raw: redis.Redis) -> None:
+def test_carve_is_all_or_nothing(owner: PoolStore, filled, backend: Backend) -> None:
     owner.carve(LINK, OWNER, [5])
     before = snapshot(owner)
     for sizes in ([3 * BLOCK_BYTES - 4], [20, 20, 4], [1] * (3 * BLOCK_BYTES - 4)):
         with pytest.raises(Unavailable):
             owner.carve(LINK, OWNER, sizes)
         assert snapshot(owner) == before, "a refused carve consumed material"
-    assert unused_bits_in_redis(raw, OWNER) == before[0]
+    assert backend.unused_bits(OWNER, LINK, OWNER) == before[0]
     carved = owner.carve(LINK, OWNER, [20, 20, 3])
     assert sum(len(c.material) for c in carved) == 43
     assert owner.available_bits(LINK, OWNER) == 0
 
 
-def test_carving_an_empty_pool_is_unavailable(owner: RedisPoolStore) -> None:
+def test_a_key_spanning_too_many_blocks_is_refused_and_carves_nothing(owner: PoolStore, backend: Backend) -> None:
+    """A key may span at most MAX_SEGMENTS_PER_KEY blocks, which bounds a relay message."""
+    owner.add_blocks(LINK, OWNER, make_blocks(range(0, 2 * (MAX_SEGMENTS_PER_KEY + 2), 2), size_bytes=1))
+    before = owner.available_bits(LINK, OWNER)
+    with pytest.raises(Unavailable):
+        owner.carve(LINK, OWNER, [1, MAX_SEGMENTS_PER_KEY + 1])
+    assert owner.available_bits(LINK, OWNER) == before == backend.unused_bits(OWNER, LINK, OWNER)
+    assert owner.usage_bits(LINK, OWNER)["carved_bits"] == 0
+    (carved,) = owner.carve(LINK, OWNER, [MAX_SEGMENTS_PER_KEY])
+    assert len(carved.segments) == MAX_SEGMENTS_PER_KEY
+
+
+def test_carving_an_empty_pool_is_unavailable(owner: PoolStore) -> None:
     with pytest.raises(Unavailable):
         owner.carve(LINK, OWNER, [1])
     assert owner.usage_bits(LINK, OWNER)["carved_bits"] == 0
 
 
-def test_carved_repr_hides_material(owner: RedisPoolStore, filled) -> None:
+def test_carved_repr_hides_material(owner: PoolStore, filled) -> None:
     (carved,) = owner.carve(LINK, OWNER, [BLOCK_BYTES])
     text = repr(carved)
     leaked = carved.material.hex() in text or repr(carved.material) in text
     assert not leaked, "repr shows material"
 
 
-def test_an_empty_block_never_yields_an_empty_segment(owner: RedisPoolStore) -> None:
+def test_an_empty_block_never_yields_an_empty_segment(owner: PoolStore) -> None:
     owner.add_blocks(LINK, OWNER, [KeyBlock(f"{LINK}:0", b"", 0)] + make_blocks([2]))
     for carved in owner.carve(LINK, OWNER, [4, 4]):
         assert all(s.length > 0 for s in carved.segments), "a zero-length segment was carved"
@@ -215,7 +216,7 @@ def test_an_empty_block_never_yields_an_empty_segment(owner: RedisPoolStore) -> 
 # --- take_segments (the peer's copy) ------------------------------------------------------
 
 
-def test_the_peer_takes_exactly_the_owners_bytes(owner: RedisPoolStore, peer: RedisPoolStore, filled) -> None:
+def test_the_peer_takes_exactly_the_owners_bytes(owner: PoolStore, peer: PoolStore, filled) -> None:
     carved = owner.carve(LINK, OWNER, [10, 10, 12])
     taken = peer.take_segments(LINK, OWNER, [c.segments for c in carved])
     assert [len(t) for t in taken] == [10, 10, 12]
@@ -224,7 +225,7 @@ def test_the_peer_takes_exactly_the_owners_bytes(owner: RedisPoolStore, peer: Re
     assert peer.usage_bits(LINK, OWNER)["taken_bits"] == 32 * 8
 
 
-def test_the_peer_may_take_segments_out_of_order(peer: RedisPoolStore, filled) -> None:
+def test_the_peer_may_take_segments_out_of_order(peer: PoolStore, filled) -> None:
     b0, b2, b4 = (block.block_id for block in filled)
     keys = [(Segment(b4, 8, 8),), (Segment(b2, 3, 2), Segment(b0, 0, 1))]
     taken = peer.take_segments(LINK, OWNER, keys)
@@ -247,14 +248,14 @@ def _mismatches(b0: str, b2: str, b4: str) -> dict[str, list[list[Segment]]]:
 
 
 @pytest.mark.parametrize("case", list(_mismatches("b0", "b2", "b4")))
-def test_take_segments_is_all_or_nothing(case: str, peer: RedisPoolStore, filled, raw: redis.Redis) -> None:
+def test_take_segments_is_all_or_nothing(case: str, peer: PoolStore, filled, backend: Backend) -> None:
     """Every call names one bad segment next to good ones; nothing may be taken."""
     peer.take_segments(LINK, OWNER, [[Segment(filled[0].block_id, 1, 2)]])
     before = snapshot(peer)
     with pytest.raises(PoolMismatch):
         peer.take_segments(LINK, OWNER, _mismatches(*(block.block_id for block in filled))[case])
     assert snapshot(peer) == before, "a refused take consumed material"
-    assert unused_bits_in_redis(raw, PEER) == before[0]
+    assert backend.unused_bits(PEER, LINK, OWNER) == before[0]
     b0, b2, b4 = (block.block_id for block in filled)
     whole = [[Segment(b0, 0, 1), Segment(b0, 3, BLOCK_BYTES - 3)], [Segment(b2, 0, BLOCK_BYTES)],
              [Segment(b4, 0, BLOCK_BYTES)]]
@@ -262,7 +263,7 @@ def test_take_segments_is_all_or_nothing(case: str, peer: RedisPoolStore, filled
     assert peer.available_bits(LINK, OWNER) == 0
 
 
-def test_a_negative_offset_is_a_mismatch_and_takes_nothing(peer: RedisPoolStore, filled) -> None:
+def test_a_negative_offset_is_a_mismatch_and_takes_nothing(peer: PoolStore, filled) -> None:
     before = snapshot(peer)
     with pytest.raises(PoolMismatch):
         peer.take_segments(LINK, OWNER, [[Segment(filled[0].block_id, 0, 4)],
@@ -270,7 +271,7 @@ def test_a_negative_offset_is_a_mismatch_and_takes_nothing(peer: RedisPoolStore,
     assert snapshot(peer) == before, "a refused take consumed material"
 
 
-def test_a_block_the_peer_finished_is_missing_afterwards(owner, peer: RedisPoolStore, filled) -> None:
+def test_a_block_the_peer_finished_is_missing_afterwards(owner, peer: PoolStore, filled) -> None:
     (carved,) = owner.carve(LINK, OWNER, [BLOCK_BYTES])
     peer.take_segments(LINK, OWNER, [carved.segments])
     assert sorted(peer.block_digests(LINK, OWNER)) == [2, 4]
@@ -282,12 +283,12 @@ def test_a_block_the_peer_finished_is_missing_afterwards(owner, peer: RedisPoolS
 # --- discard_before, head, usage -----------------------------------------------------------
 
 
-def test_discard_before_drops_earlier_blocks_and_a_prefix(peer: RedisPoolStore, filled, raw) -> None:
+def test_discard_before_drops_earlier_blocks_and_a_prefix(peer: PoolStore, filled, backend: Backend) -> None:
     b0, b2, _ = (block.block_id for block in filled)
     peer.take_segments(LINK, OWNER, [[Segment(b0, 2, 3)], [Segment(b2, 1, 2), Segment(b2, 10, 4)]])
     assert peer.discard_before(LINK, OWNER, 4, 5) == (BLOCK_BYTES - 3) + (BLOCK_BYTES - 6) + 5
     assert peer.head(LINK, OWNER) == (4, 5)
-    assert peer.available_bits(LINK, OWNER) == (BLOCK_BYTES - 5) * 8 == unused_bits_in_redis(raw, PEER)
+    assert peer.available_bits(LINK, OWNER) == (BLOCK_BYTES - 5) * 8 == backend.unused_bits(PEER, LINK, OWNER)
     assert sorted(peer.block_digests(LINK, OWNER)) == [4]
     assert peer.usage_bits(LINK, OWNER) == {"carved_bits": 0, "taken_bits": 9 * 8, "discarded_bits": 28 * 8}
     assert peer.discard_before(LINK, OWNER, 4, 5) == 0
@@ -299,26 +300,26 @@ def test_discard_before_drops_earlier_blocks_and_a_prefix(peer: RedisPoolStore, 
     assert same, "bytes after the discarded prefix differ"
 
 
-def test_discard_counts_only_bytes_not_used_yet(peer: RedisPoolStore, filled, raw) -> None:
+def test_discard_counts_only_bytes_not_used_yet(peer: PoolStore, filled, backend: Backend) -> None:
     peer.take_segments(LINK, OWNER, [[Segment(filled[1].block_id, 0, 3), Segment(filled[1].block_id, 6, 2)]])
     assert peer.discard_before(LINK, OWNER, 2, 8) == BLOCK_BYTES + 3
-    assert peer.available_bits(LINK, OWNER) == (2 * BLOCK_BYTES - 8) * 8 == unused_bits_in_redis(raw, PEER)
+    assert peer.available_bits(LINK, OWNER) == (2 * BLOCK_BYTES - 8) * 8 == backend.unused_bits(PEER, LINK, OWNER)
 
 
-def test_discard_before_the_whole_pool_empties_it(peer: RedisPoolStore, filled, raw) -> None:
+def test_discard_before_the_whole_pool_empties_it(peer: PoolStore, filled, backend: Backend) -> None:
     assert peer.discard_before(LINK, OWNER, 100, 0) == 3 * BLOCK_BYTES
     assert peer.head(LINK, OWNER) is None
     assert peer.available_bits(LINK, OWNER) == 0
-    assert raw.keys(f"qkms:{{{PEER}|{LINK}}}:pool:{OWNER}:b:*") == []
+    assert backend.block_count(PEER, LINK, OWNER) == 0
 
 
-def test_discard_with_an_offset_past_the_block_end_drops_only_that_block(peer: RedisPoolStore, filled, raw) -> None:
+def test_discard_with_an_offset_past_the_block_end_drops_only_that_block(peer: PoolStore, filled, backend: Backend) -> None:
     dropped = peer.discard_before(LINK, OWNER, 2, BLOCK_BYTES + 8)
     assert dropped == 2 * BLOCK_BYTES
-    assert peer.available_bits(LINK, OWNER) == BLOCK_BYTES * 8 == unused_bits_in_redis(raw, PEER)
+    assert peer.available_bits(LINK, OWNER) == BLOCK_BYTES * 8 == backend.unused_bits(PEER, LINK, OWNER)
 
 
-def test_discard_to_the_owners_head_makes_both_copies_equal(owner, peer: RedisPoolStore, filled) -> None:
+def test_discard_to_the_owners_head_makes_both_copies_equal(owner, peer: PoolStore, filled) -> None:
     """Pool sync: the owner carved some keys the peer never heard of."""
     owner.carve(LINK, OWNER, [7, 13])
     assert owner.block_digests(LINK, OWNER) != peer.block_digests(LINK, OWNER)
@@ -329,7 +330,7 @@ def test_discard_to_the_owners_head_makes_both_copies_equal(owner, peer: RedisPo
     assert peer.head(LINK, OWNER) == owner.head(LINK, OWNER)
 
 
-def test_head_follows_the_first_unused_byte(owner: RedisPoolStore) -> None:
+def test_head_follows_the_first_unused_byte(owner: PoolStore) -> None:
     assert owner.head(LINK, OWNER) is None
     assert owner.last_sequence(LINK, OWNER) is None
     owner.add_blocks(LINK, OWNER, make_blocks([4, 6]))
@@ -342,7 +343,7 @@ def test_head_follows_the_first_unused_byte(owner: RedisPoolStore) -> None:
     assert owner.head(LINK, OWNER) is None
 
 
-def test_usage_counters_add_up(owner: RedisPoolStore, peer: RedisPoolStore, filled) -> None:
+def test_usage_counters_add_up(owner: PoolStore, peer: PoolStore, filled) -> None:
     zero = {"carved_bits": 0, "taken_bits": 0, "discarded_bits": 0}
     assert owner.usage_bits(LINK, OWNER) == peer.usage_bits(LINK, OWNER) == zero
     carved = owner.carve(LINK, OWNER, [4, 6])
@@ -356,7 +357,7 @@ def test_usage_counters_add_up(owner: RedisPoolStore, peer: RedisPoolStore, fill
             == 3 * BLOCK_BYTES * 8
 
 
-def test_the_two_halves_of_a_link_are_separate(owner: RedisPoolStore) -> None:
+def test_the_two_halves_of_a_link_are_separate(owner: PoolStore) -> None:
     owner.add_blocks(LINK, OWNER, make_blocks([0]))
     other = [KeyBlock(f"{LINK}:1", os.urandom(BLOCK_BYTES), 1)]
     assert owner_of(other[0], ENDS) == PEER
@@ -371,7 +372,7 @@ def test_the_two_halves_of_a_link_are_separate(owner: RedisPoolStore) -> None:
 
 
 def test_digests_match_after_the_same_operations_and_differ_after_one_sided_use(
-        owner: RedisPoolStore, peer: RedisPoolStore, filled) -> None:
+        owner: PoolStore, peer: PoolStore, filled) -> None:
     assert owner.block_digests(LINK, OWNER) == peer.block_digests(LINK, OWNER)
     assert sorted(owner.block_digests(LINK, OWNER)) == [0, 2, 4]
     carved = owner.carve(LINK, OWNER, [5, 20])
@@ -384,7 +385,7 @@ def test_digests_match_after_the_same_operations_and_differ_after_one_sided_use(
     assert after[2] == before[2] and after[4] != before[4]
 
 
-def test_digests_differ_when_the_bytes_differ(owner: RedisPoolStore, peer: RedisPoolStore) -> None:
+def test_digests_differ_when_the_bytes_differ(owner: PoolStore, peer: PoolStore) -> None:
     mine, theirs = make_blocks([0]), make_blocks([0])
     owner.add_blocks(LINK, OWNER, mine)
     peer.add_blocks(LINK, OWNER, theirs)
@@ -394,7 +395,19 @@ def test_digests_differ_when_the_bytes_differ(owner: RedisPoolStore, peer: Redis
 # --- at rest ---------------------------------------------------------------------------------
 
 
-def test_nothing_at_rest_reveals_pool_material(owner, peer, filled, raw: redis.Redis) -> None:
+@pytest.fixture
+def redis_pair(redis_backend: RedisBackend) -> tuple[PoolStore, PoolStore, list[KeyBlock]]:
+    """Owner and peer on Redis, filled like ``filled``."""
+    owner, peer = redis_backend.open(OWNER).pools, redis_backend.open(PEER).pools
+    blocks = make_blocks([0, 2, 4])
+    owner.add_blocks(LINK, OWNER, blocks)
+    peer.add_blocks(LINK, OWNER, blocks)
+    return owner, peer, blocks
+
+
+def test_nothing_at_rest_reveals_pool_material(redis_pair, redis_backend: RedisBackend) -> None:
+    owner, peer, filled = redis_pair
+    raw = redis_backend.raw
     more = make_blocks([6, 8], size_bytes=64)
     owner.add_blocks(LINK, OWNER, more)
     peer.add_blocks(LINK, OWNER, more)
@@ -408,7 +421,9 @@ def test_nothing_at_rest_reveals_pool_material(owner, peer, filled, raw: redis.R
         assert not any(form in blob for form in encodings(rest)), f"material of block {block.sequence} at rest"
 
 
-def test_a_sealed_block_moved_to_another_block_id_does_not_unseal(owner: RedisPoolStore, filled, raw) -> None:
+def test_a_sealed_block_moved_to_another_block_id_does_not_unseal(redis_pair, redis_backend: RedisBackend) -> None:
+    owner, _, filled = redis_pair
+    raw = redis_backend.raw
     prefix = f"qkms:{{{OWNER}|{LINK}}}:pool:{OWNER}:b:"
     raw.hset(prefix + filled[0].block_id, "sealed", raw.hget(prefix + filled[1].block_id, "sealed"))
     with pytest.raises(StoreError):
@@ -435,7 +450,8 @@ def _carve_race(url: str, kek: bytes, seed: int, barrier, results) -> None:
     results.put(got)
 
 
-def test_racing_processes_never_carve_a_byte_twice(redis_url: str, raw: redis.Redis) -> None:
+def test_racing_processes_never_carve_a_byte_twice(redis_backend: RedisBackend) -> None:
+    backend, redis_url = redis_backend, redis_backend.url
     kek = os.urandom(KEK_SIZE_BYTES)
     blocks = make_blocks(range(0, 2 * RACE_BLOCKS, 2), size_bytes=RACE_BLOCK_BYTES)
     pools = open_pools(redis_url, kek, OWNER)
@@ -454,13 +470,13 @@ def test_racing_processes_never_carve_a_byte_twice(redis_url: str, raw: redis.Re
         assert hashlib.sha256(expected_bytes(blocks, segs)).hexdigest() == digest, "carved bytes differ"
     assert carved_bytes * 8 > total_bits * 0.9, "the workers hardly carved anything"
     assert pools.usage_bits(LINK, OWNER)["carved_bits"] == carved_bytes * 8
-    assert pools.available_bits(LINK, OWNER) == total_bits - carved_bytes * 8 == unused_bits_in_redis(raw, OWNER)
+    assert pools.available_bits(LINK, OWNER) == total_bits - carved_bytes * 8 == backend.unused_bits(OWNER, LINK, OWNER)
 
 
 # --- the available_bits counter --------------------------------------------------------------
 
 
-def test_available_bits_always_equals_the_unused_bytes_held(owner, peer: RedisPoolStore, raw) -> None:
+def test_available_bits_always_equals_the_unused_bytes_held(owner, peer: PoolStore, backend: Backend) -> None:
     rng = random.Random(7)
     blocks = make_blocks(range(0, 24, 2), size_bytes=40)
     for start in range(0, len(blocks), 3):
@@ -477,7 +493,7 @@ def test_available_bits_always_equals_the_unused_bytes_held(owner, peer: RedisPo
             else:
                 peer.discard_before(LINK, OWNER, *(owner.head(LINK, OWNER) or (10_000, 0)))
             for pools, kme in ((owner, OWNER), (peer, PEER)):
-                assert pools.available_bits(LINK, OWNER) == unused_bits_in_redis(raw, kme)
+                assert pools.available_bits(LINK, OWNER) == backend.unused_bits(kme, LINK, OWNER)
         if owner.head(LINK, OWNER) is not None:
             peer.discard_before(LINK, OWNER, *owner.head(LINK, OWNER))
         assert owner.block_digests(LINK, OWNER) == peer.block_digests(LINK, OWNER)

@@ -16,11 +16,11 @@ import pytest
 
 from kms.config import NodeConfig, parse_config
 from kms.csprng_source import CsprngSource
-from kms.embedded_redis import EmbeddedRedis
+from kms.storage.embedded_redis import EmbeddedRedis
 from kms.errors import BadRequest, ExtensionNotSupported, KeysNotFound, Unauthorized, Unavailable
 from kms.keys import Key, KeyBlock, KeyRequest
-from kms.node import redis_client
-from kms.redis_store import RedisKeyStore
+from kms.storage.redis_client import redis_client
+from kms.storage.redis_store import RedisKeyStore
 from kms.sealing import Sealer
 from kms.service import KeyService
 from kms.sources import SourceContext

@@ -1,12 +1,15 @@
-"""The KeyStore contract (kms/store.py), run against RedisKeyStore on every kind of Redis
-the product supports: the embedded server and a separately started redis-server
-(DESIGN.md sections 5 and 8)."""
+"""The KeyStore contract (kms/store.py), run against every backend: the in-memory twin
+(unit tier) and RedisKeyStore on every kind of Redis the product supports, the embedded
+server and a separately started redis-server (DESIGN.md sections 5 and 8). What only
+Redis has (data at rest, TTLs, several processes, durability) is checked on Redis only."""
 
 from __future__ import annotations
 
 import hashlib
 import os
+import queue
 import random
+import threading
 import signal
 import time
 import uuid
@@ -16,25 +19,26 @@ from collections.abc import Iterator, Sequence
 import pytest
 import redis
 
-from kms.embedded_redis import EmbeddedRedis
+from kms.storage.embedded_redis import EmbeddedRedis
 from kms.errors import (
     BadRequest,
     DuplicateKeyId,
     KeysNotFound,
+    QuotaExceeded,
     StoreError,
     StoreFull,
     Unauthorized,
 )
 from kms.keys import Key, Provenance, Reservation
-from kms.node import redis_client
-from kms.redis_store import RedisKeyStore
+from kms.storage.redis_client import redis_client
+from kms.storage.redis_store import RedisKeyStore
 from kms.sealing import KEK_SIZE_BYTES, Sealer
+from kms.storage import StorageLimits
 from kms.store import KeyStore
+from tests.support.backends import Backend, RedisBackend
 from tests.support.processes import RedisServerProcess
 from tests.support.at_rest import dump, encodings
 from tests.support.races import race
-
-pytestmark = pytest.mark.integration
 
 KME = "KME-1"
 MASTER = "sae-1"
@@ -50,8 +54,15 @@ def open_store(url: str, kek: bytes, kme_id: str = KME, capacity_keys: int | Non
 
 
 @pytest.fixture
-def store(redis_url: str, kek: bytes) -> Iterator[RedisKeyStore]:
-    store = open_store(redis_url, kek)
+def store(backend: Backend, kek: bytes) -> Iterator[KeyStore]:
+    store = backend.open(KME, kek).store
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def redis_store(redis_backend: RedisBackend, kek: bytes) -> Iterator[KeyStore]:
+    store = redis_backend.open(KME, kek).store
     yield store
     store.close()
 
@@ -78,27 +89,27 @@ def assert_same_keys(got: Sequence[Key], expected: Sequence[Key]) -> None:
 # --- reserve and claim -----------------------------------------------------------------
 
 
-def test_backend_answers(store: RedisKeyStore) -> None:
+def test_backend_answers(store: KeyStore) -> None:
     assert store.ping() is True
 
 
-def test_claim_returns_exactly_what_was_reserved_in_the_order_asked(store: RedisKeyStore) -> None:
+def test_claim_returns_exactly_what_was_reserved_in_the_order_asked(store: KeyStore) -> None:
     keys = new_keys(6, size_bytes=64)
     reserve(store, keys)
     asked = [keys[i] for i in (4, 0, 5, 2, 1, 3)]
     assert_same_keys(store.claim([k.key_id for k in asked], SLAVE, MASTER), asked)
 
 
-def test_a_claimed_key_is_gone(store: RedisKeyStore, raw: redis.Redis) -> None:
+def test_a_claimed_key_is_gone(store: KeyStore, backend: Backend) -> None:
     (key,) = new_keys(1)
     reserve(store, [key])
     store.claim([key.key_id], SLAVE, MASTER)
     with pytest.raises(KeysNotFound):
         store.claim([key.key_id], SLAVE, MASTER)
-    assert raw.dbsize() == 0
+    assert backend.records() == 0
 
 
-def test_claim_with_one_unknown_id_consumes_nothing(store: RedisKeyStore) -> None:
+def test_claim_with_one_unknown_id_consumes_nothing(store: KeyStore) -> None:
     keys = new_keys(3)
     ids = reserve(store, keys)
     unknown = str(uuid.uuid4())
@@ -109,7 +120,7 @@ def test_claim_with_one_unknown_id_consumes_nothing(store: RedisKeyStore) -> Non
     assert_same_keys(store.claim(ids, SLAVE, MASTER), keys)
 
 
-def test_claim_by_a_non_slave_consumes_nothing(store: RedisKeyStore) -> None:
+def test_claim_by_a_non_slave_consumes_nothing(store: KeyStore) -> None:
     keys = new_keys(2)
     ids = reserve(store, keys)
     for caller in ("sae-3", MASTER):
@@ -119,7 +130,7 @@ def test_claim_by_a_non_slave_consumes_nothing(store: RedisKeyStore) -> None:
     assert_same_keys(store.claim(ids, SLAVE, MASTER), keys)
 
 
-def test_claim_across_keys_of_different_slaves_consumes_nothing(store: RedisKeyStore) -> None:
+def test_claim_across_keys_of_different_slaves_consumes_nothing(store: KeyStore) -> None:
     mine, theirs = new_keys(2)
     reserve(store, [mine], slaves=[SLAVE])
     reserve(store, [theirs], slaves=["sae-3"])
@@ -129,7 +140,7 @@ def test_claim_across_keys_of_different_slaves_consumes_nothing(store: RedisKeyS
     assert_same_keys(store.claim([theirs.key_id], "sae-3", MASTER), [theirs])
 
 
-def test_claim_naming_the_wrong_master_is_not_found_and_consumes_nothing(store: RedisKeyStore) -> None:
+def test_claim_naming_the_wrong_master_is_not_found_and_consumes_nothing(store: KeyStore) -> None:
     keys = new_keys(2)
     ids = reserve(store, keys)
     with pytest.raises(KeysNotFound):
@@ -137,7 +148,7 @@ def test_claim_naming_the_wrong_master_is_not_found_and_consumes_nothing(store: 
     assert_same_keys(store.claim(ids, SLAVE, MASTER), keys)
 
 
-def test_every_slave_claims_once_and_the_key_goes_after_the_last(store: RedisKeyStore, raw) -> None:
+def test_every_slave_claims_once_and_the_key_goes_after_the_last(store: KeyStore, backend: Backend) -> None:
     keys = new_keys(2)
     slaves = ["sae-2", "sae-3", "sae-4"]
     ids = reserve(store, keys, slaves=slaves)
@@ -148,12 +159,12 @@ def test_every_slave_claims_once_and_the_key_goes_after_the_last(store: RedisKey
             with pytest.raises(Unauthorized):
                 store.claim(ids, slave, MASTER)
     assert store.pending_count() == 0
-    assert raw.dbsize() == 0
+    assert backend.records() == 0
     with pytest.raises(KeysNotFound):
         store.claim(ids[:1], "sae-4", MASTER)
 
 
-def test_a_repeated_key_id_in_one_claim_cannot_take_another_slaves_share(store: RedisKeyStore) -> None:
+def test_a_repeated_key_id_in_one_claim_cannot_take_another_slaves_share(store: KeyStore) -> None:
     (key,) = new_keys(1)
     reserve(store, [key], slaves=["sae-2", "sae-3"])
     try:
@@ -163,7 +174,7 @@ def test_a_repeated_key_id_in_one_claim_cannot_take_another_slaves_share(store: 
     assert_same_keys(store.claim([key.key_id], "sae-3", MASTER), [key])
 
 
-def test_reserving_an_existing_key_id_stores_nothing_of_the_batch(store: RedisKeyStore) -> None:
+def test_reserving_an_existing_key_id_stores_nothing_of_the_batch(store: KeyStore) -> None:
     (existing,) = new_keys(1)
     reserve(store, [existing])
     before, after = new_keys(2)
@@ -180,39 +191,39 @@ def test_reserving_an_existing_key_id_stores_nothing_of_the_batch(store: RedisKe
     assert_same_keys(store.claim([existing.key_id], SLAVE, MASTER), [existing])
 
 
-def test_a_key_id_repeated_within_one_batch_is_refused(store: RedisKeyStore, raw) -> None:
+def test_a_key_id_repeated_within_one_batch_is_refused(store: KeyStore, backend: Backend) -> None:
     first, = new_keys(1)
     second = Key(first.key_id, os.urandom(32), first.provenance)
     with pytest.raises(DuplicateKeyId):
         store.reserve([Reservation(first, MASTER, frozenset({"sae-2"})),
                        Reservation(second, MASTER, frozenset({"sae-3"}))], TTL_S)
-    assert raw.dbsize() == 0
+    assert backend.records() == 0
 
 
-def test_reserving_nothing_is_a_no_op(store: RedisKeyStore) -> None:
+def test_reserving_nothing_is_a_no_op(store: KeyStore) -> None:
     store.reserve([], TTL_S)
     assert store.pending_count() == 0
 
 
-def test_reservations_expire_and_their_redis_key_is_gone(store: RedisKeyStore, raw: redis.Redis) -> None:
+def test_reservations_expire_and_leave_nothing(store: KeyStore, backend: Backend) -> None:
     ids = reserve(store, new_keys(2), ttl_s=1)
     assert store.pending_count() == 2
-    deadline = time.monotonic() + 3.5
-    while raw.dbsize() and time.monotonic() < deadline:
+    deadline = time.monotonic() + 10
+    while (store.pending_count() or backend.records()) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert raw.dbsize() == 0
+    assert backend.records() == 0
     assert store.pending_count() == 0
     with pytest.raises(KeysNotFound):
         store.claim(ids[:1], SLAVE, MASTER)
 
 
-def test_every_stored_record_carries_its_ttl(store: RedisKeyStore, raw: redis.Redis) -> None:
-    reserve(store, new_keys(3), slaves=["sae-2", "sae-3"], ttl_s=120)
-    for name in raw.scan_iter():
-        assert 0 < raw.ttl(name) <= 120
+def test_every_stored_record_carries_its_ttl(redis_store: KeyStore, redis_backend: RedisBackend) -> None:
+    reserve(redis_store, new_keys(3), slaves=["sae-2", "sae-3"], ttl_s=120)
+    for name in redis_backend.raw.scan_iter():
+        assert 0 < redis_backend.raw.ttl(name) <= 120
 
 
-def test_pending_count_follows_reserve_and_claim(store: RedisKeyStore) -> None:
+def test_pending_count_follows_reserve_and_claim(store: KeyStore) -> None:
     assert store.pending_count() == 0
     ids = reserve(store, new_keys(3))
     reserve(store, new_keys(2), slaves=["sae-3", "sae-4"])
@@ -221,10 +232,10 @@ def test_pending_count_follows_reserve_and_claim(store: RedisKeyStore) -> None:
     assert store.pending_count() == 3
 
 
-def test_nodes_sharing_one_redis_do_not_see_each_others_keys(redis_url: str, kek: bytes,
-                                                             store: RedisKeyStore) -> None:
+def test_nodes_sharing_one_backend_do_not_see_each_others_keys(backend: Backend, kek: bytes,
+                                                               store: KeyStore) -> None:
     ids = reserve(store, new_keys(2))
-    other = open_store(redis_url, kek, "KME-2")
+    other = backend.open("KME-2", kek).store
     try:
         assert other.pending_count() == 0
         with pytest.raises(KeysNotFound):
@@ -238,13 +249,13 @@ def test_nodes_sharing_one_redis_do_not_see_each_others_keys(redis_url: str, kek
 
 
 @pytest.fixture
-def small_store(redis_url: str, kek: bytes) -> Iterator[RedisKeyStore]:
-    store = open_store(redis_url, kek, capacity_keys=5)
+def small_store(backend: Backend, kek: bytes) -> Iterator[KeyStore]:
+    store = backend.open(KME, kek, StorageLimits(capacity_keys=5)).store
     yield store
     store.close()
 
 
-def test_a_full_store_refuses_the_whole_batch_and_stores_nothing(small_store: RedisKeyStore) -> None:
+def test_a_full_store_refuses_the_whole_batch_and_stores_nothing(small_store: KeyStore) -> None:
     reserve(small_store, new_keys(3))
     refused = new_keys(3)
     with pytest.raises(StoreFull):
@@ -258,7 +269,7 @@ def test_a_full_store_refuses_the_whole_batch_and_stores_nothing(small_store: Re
     assert small_store.pending_count() == 5
 
 
-def test_claimed_aborted_and_expired_reservations_free_capacity(small_store: RedisKeyStore) -> None:
+def test_claimed_aborted_and_expired_reservations_free_capacity(small_store: KeyStore) -> None:
     claimed = reserve(small_store, new_keys(2))
     reserve(small_store, new_keys(2), ttl_s=1)
     small_store.reserve([Reservation(key, MASTER, frozenset({SLAVE})) for key in new_keys(1)], TTL_S, "chain-1")
@@ -267,14 +278,14 @@ def test_claimed_aborted_and_expired_reservations_free_capacity(small_store: Red
     small_store.claim(claimed, SLAVE, MASTER)
     assert small_store.abort_request("chain-1") == 1
     assert small_store.pending_count() == 2
-    deadline = time.monotonic() + 3.5
+    deadline = time.monotonic() + 10
     while small_store.pending_count() and time.monotonic() < deadline:
         time.sleep(0.1)
     assert small_store.pending_count() == 0
     reserve(small_store, new_keys(5))
 
 
-def test_a_key_with_slaves_left_still_counts(small_store: RedisKeyStore) -> None:
+def test_a_key_with_slaves_left_still_counts(small_store: KeyStore) -> None:
     ids = reserve(small_store, new_keys(5), slaves=["sae-2", "sae-3"])
     small_store.claim(ids, "sae-2", MASTER)
     with pytest.raises(StoreFull):
@@ -283,10 +294,91 @@ def test_a_key_with_slaves_left_still_counts(small_store: RedisKeyStore) -> None
     reserve(small_store, new_keys(5))
 
 
+# --- per-SAE quota and rate quota ---------------------------------------------------------
+
+
+@pytest.fixture
+def quota_store(backend: Backend, kek: bytes) -> Iterator[KeyStore]:
+    store = backend.open(KME, kek, StorageLimits(capacity_keys=100, quota_keys_per_master=4)).store
+    yield store
+    store.close()
+
+
+def test_a_master_over_its_quota_stores_nothing_while_others_still_can(quota_store: KeyStore) -> None:
+    ids = reserve(quota_store, new_keys(3))
+    with pytest.raises(QuotaExceeded):
+        reserve(quota_store, new_keys(2))
+    assert quota_store.pending_count() == 3
+    assert quota_store.pending_count(MASTER) == 3
+    reserve(quota_store, new_keys(4), master="sae-9")
+    assert quota_store.pending_count("sae-9") == 4 and quota_store.pending_count() == 7
+    reserve(quota_store, new_keys(1))
+    with pytest.raises(QuotaExceeded):
+        reserve(quota_store, new_keys(1))
+    quota_store.claim(ids[:2], SLAVE, MASTER)
+    assert quota_store.pending_count(MASTER) == 2
+    reserve(quota_store, new_keys(2))
+
+
+def test_quota_counts_a_batch_per_master(quota_store: KeyStore) -> None:
+    mine, theirs = new_keys(3), new_keys(3)
+    batch = [Reservation(k, MASTER, frozenset({SLAVE})) for k in mine] + \
+            [Reservation(k, "sae-9", frozenset({SLAVE})) for k in theirs]
+    quota_store.reserve(batch, TTL_S)
+    assert (quota_store.pending_count(MASTER), quota_store.pending_count("sae-9")) == (3, 3)
+    with pytest.raises(QuotaExceeded):
+        quota_store.reserve([Reservation(k, "sae-9", frozenset({SLAVE})) for k in new_keys(2)], TTL_S)
+
+
+def test_aborted_and_expired_reservations_free_the_quota(quota_store: KeyStore) -> None:
+    quota_store.reserve([Reservation(k, MASTER, frozenset({SLAVE})) for k in new_keys(2)], TTL_S, "chain-q")
+    reserve(quota_store, new_keys(2), ttl_s=1)
+    with pytest.raises(QuotaExceeded):
+        reserve(quota_store, new_keys(1))
+    assert quota_store.abort_request("chain-q") == 2
+    assert quota_store.pending_count(MASTER) == 2
+    deadline = time.monotonic() + 10
+    while quota_store.pending_count(MASTER) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    reserve(quota_store, new_keys(4))
+
+
+def test_charge_adds_up_to_the_limit_and_refuses_beyond_it(store: KeyStore) -> None:
+    store.charge("link-bits:sae-1", 600, 1000, 3600)
+    store.charge("link-bits:sae-1", 400, 1000, 3600)
+    with pytest.raises(QuotaExceeded):
+        store.charge("link-bits:sae-1", 1, 1000, 3600)
+    store.charge("link-bits:sae-2", 1000, 1000, 3600)
+    with pytest.raises(QuotaExceeded):
+        store.charge("link-bits:sae-3", 1001, 1000, 3600)
+    store.charge("link-bits:sae-3", 1000, 1000, 3600)
+
+
+def test_a_refused_charge_adds_nothing(store: KeyStore) -> None:
+    store.charge("acct", 900, 1000, 3600 * 24)
+    for _ in range(3):
+        with pytest.raises(QuotaExceeded):
+            store.charge("acct", 101, 1000, 3600 * 24)
+    store.charge("acct", 100, 1000, 3600 * 24)
+
+
+def test_a_new_window_starts_afresh(store: KeyStore) -> None:
+    store.charge("acct", 900, 1000, 1)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            store.charge("acct", 900, 1000, 1)
+            return
+        except QuotaExceeded:
+            time.sleep(0.05)
+    pytest.fail("a new window never started")
+
+
 # --- at rest --------------------------------------------------------------------------
 
 
-def test_nothing_at_rest_reveals_key_material(store: RedisKeyStore, raw: redis.Redis) -> None:
+def test_nothing_at_rest_reveals_key_material(redis_store: KeyStore, redis_backend: RedisBackend) -> None:
+    store, raw = redis_store, redis_backend.raw
     keys = new_keys(20, size_bytes=32) + new_keys(5, size_bytes=8)
     reserve(store, keys, slaves=["sae-2", "sae-3"])
     stored = dump(raw)
@@ -296,7 +388,9 @@ def test_nothing_at_rest_reveals_key_material(store: RedisKeyStore, raw: redis.R
         assert not any(form in blob for form in encodings(key.material)), f"material of {key.key_id} at rest"
 
 
-def test_a_sealed_value_moved_to_another_key_id_does_not_unseal(store: RedisKeyStore, raw) -> None:
+def test_a_sealed_value_moved_to_another_key_id_does_not_unseal(redis_store: KeyStore,
+                                                                redis_backend: RedisBackend) -> None:
+    store, raw = redis_store, redis_backend.raw
     victim, target = new_keys(2)
     reserve(store, [victim, target])
     names = {name.decode().rsplit(":", 1)[1]: name for name in raw.scan_iter()}
@@ -305,9 +399,9 @@ def test_a_sealed_value_moved_to_another_key_id_does_not_unseal(store: RedisKeyS
         store.claim([target.key_id], SLAVE, MASTER)
 
 
-def test_a_store_with_another_kek_cannot_unseal(redis_url: str, store: RedisKeyStore) -> None:
-    ids = reserve(store, new_keys(1))
-    thief = open_store(redis_url, os.urandom(KEK_SIZE_BYTES))
+def test_a_store_with_another_kek_cannot_unseal(redis_backend: RedisBackend, redis_store: KeyStore) -> None:
+    ids = reserve(redis_store, new_keys(1))
+    thief = redis_backend.open(KME, os.urandom(KEK_SIZE_BYTES)).store
     try:
         with pytest.raises(StoreError):
             thief.claim(ids, SLAVE, MASTER)
@@ -341,8 +435,9 @@ def _claim_race(url: str, kek: bytes, key_ids: list[str], seed: int, barrier, re
     results.put(got)
 
 
-def test_racing_processes_deliver_every_key_exactly_once(redis_url: str, kek: bytes,
-                                                         store: RedisKeyStore) -> None:
+def test_racing_processes_deliver_every_key_exactly_once(redis_backend: RedisBackend, kek: bytes,
+                                                         redis_store: KeyStore) -> None:
+    store, redis_url = redis_store, redis_backend.url
     keys = new_keys(RACE_KEYS)
     for start in range(0, RACE_KEYS, 250):
         reserve(store, keys[start:start + 250])
@@ -359,9 +454,45 @@ def test_racing_processes_deliver_every_key_exactly_once(redis_url: str, kek: by
     assert store.pending_count() == 0
 
 
+def test_racing_threads_deliver_every_key_exactly_once(backend: Backend, kek: bytes, store: KeyStore) -> None:
+    """The same race on every backend, between threads of one process (the in-memory
+    store's whole use); each thread has its own connection."""
+    keys = new_keys(400)
+    reserve(store, keys[:200])
+    reserve(store, keys[200:])
+    expected = {key.key_id: _digest(key) for key in keys}
+    barrier, results = threading.Barrier(4), queue.Queue()
+
+    def worker(seed: int) -> None:
+        mine = backend.open(KME, kek).store
+        rng, got = random.Random(seed), []
+        barrier.wait(timeout=30)
+        for _ in range(150):
+            batch = rng.sample(list(expected), rng.randint(1, 8))
+            try:
+                got += [(k.key_id, _digest(k)) for k in mine.claim(batch, SLAVE, MASTER)]
+            except KeysNotFound:
+                continue
+        results.put(got)
+
+    threads = [threading.Thread(target=worker, args=(seed,)) for seed in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    delivered = [item for _ in threads for item in results.get_nowait()]
+    counts = Counter(key_id for key_id, _ in delivered)
+    assert not [key_id for key_id, n in counts.items() if n > 1], "a key was delivered twice"
+    left = [key_id for key_id in expected if key_id not in counts]
+    delivered += [(k.key_id, _digest(k)) for k in store.claim(left, SLAVE, MASTER)] if left else []
+    assert sorted(key_id for key_id, _ in delivered) == sorted(expected)
+    assert all(expected[key_id] == digest for key_id, digest in delivered), "material differs"
+
+
 # --- durability ---------------------------------------------------------------------------
 
 
+@pytest.mark.integration
 def test_reservations_survive_an_embedded_redis_restart(embedded_redis: EmbeddedRedis, kek: bytes) -> None:
     keys = new_keys(10)
     store = open_store(embedded_redis.url, kek)
@@ -386,6 +517,7 @@ def test_reservations_survive_an_embedded_redis_restart(embedded_redis: Embedded
             store.close()
 
 
+@pytest.mark.integration
 def test_confirmed_reservations_survive_sigkill_of_redis(external_redis: RedisServerProcess, kek: bytes) -> None:
     keys = new_keys(50)
     store = open_store(external_redis.url, kek)

@@ -6,9 +6,9 @@ from pathlib import Path
 
 from adapters.etsi014_client import Etsi014Client
 from kms.config import load_config
-from kms.node import redis_client
-from kms.redis_pool import RedisPoolStore
-from kms.redis_store import RedisKeyStore
+from kms.storage.redis_client import redis_client
+from kms.storage.redis_pool import RedisPoolStore
+from kms.storage.redis_store import RedisKeyStore
 from kms.sealing import Sealer, load_kek
 from qkms.layout import LinkPlan, NodePlan, free_port, write_layout
 from qkms.runner import RunningNode, sae_client, start_node, stop_all, wait_for_keys, wait_listening

@@ -20,8 +20,8 @@ import redis
 
 from kms.errors import Unavailable
 from kms.keys import KeyBlock
-from kms.pools import Carved, PoolMismatch, PoolStore, Segment
-from kms.redis_store import run_script
+from kms.pools import MAX_SEGMENTS_PER_KEY, Carved, PoolMismatch, PoolStore, Segment
+from kms.storage.redis_store import run_script
 from kms.sealing import Sealer
 
 _LUA_DELETE_IF_SPENT = """
@@ -53,14 +53,14 @@ return added
 """
 
 _CARVE = _LUA_DELETE_IF_SPENT + """
-local bprefix, uprefix = ARGV[1], ARGV[2]
+local bprefix, uprefix, maxseg = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local total = 0
-for i = 3, #ARGV do total = total + tonumber(ARGV[i]) end
+for i = 4, #ARGV do total = total + tonumber(ARGV[i]) end
 if tonumber(redis.call('GET', KEYS[2]) or '0') < total * 8 then return {'short'} end
+-- Plan every key first (reads only), so a refusal changes nothing.
 local ids = redis.call('ZRANGE', KEYS[1], 0, -1)
-local out, sealed, order, bi = {'ok'}, {}, {}, 1
-local state = {}
-for k = 3, #ARGV do
+local plans, state, sealed, order, bi = {}, {}, {}, {}, 1
+for k = 4, #ARGV do
   local need, segs = tonumber(ARGV[k]), {}
   while need > 0 do
     local id = ids[bi]
@@ -72,16 +72,23 @@ for k = 3, #ARGV do
     end
     local blen, bleft = state[id][1], state[id][2]
     local take = math.min(bleft, need)
-    segs[#segs + 1] = id
-    segs[#segs + 1] = blen - bleft
-    segs[#segs + 1] = take
-    redis.call('SETRANGE', uprefix .. id, blen - bleft, string.rep('\\1', take))
+    segs[#segs + 1] = {id, blen - bleft, take}
     state[id][2] = bleft - take
     need = need - take
     if state[id][2] == 0 then bi = bi + 1 end
   end
-  out[#out + 1] = #segs / 3
-  for _, v in ipairs(segs) do out[#out + 1] = v end
+  if #segs > maxseg then return {'fragmented'} end
+  plans[#plans + 1] = segs
+end
+local out = {'ok'}
+for _, segs in ipairs(plans) do
+  out[#out + 1] = #segs
+  for _, seg in ipairs(segs) do
+    redis.call('SETRANGE', uprefix .. seg[1], seg[2], string.rep('\\1', seg[3]))
+    out[#out + 1] = seg[1]
+    out[#out + 1] = seg[2]
+    out[#out + 1] = seg[3]
+  end
 end
 for _, id in ipairs(order) do
   out[#out + 1] = id
@@ -197,9 +204,11 @@ class RedisPoolStore(PoolStore):
 
     def carve(self, link_id: str, owner: str, sizes_bytes: Sequence[int]) -> list[Carved]:
         reply = run_script(self._carve, self._use_keys(link_id, owner),
-                          [*self._prefixes(link_id, owner), *sizes_bytes])
+                          [*self._prefixes(link_id, owner), MAX_SEGMENTS_PER_KEY, *sizes_bytes])
         if reply[0] == b"short":
             raise Unavailable("not enough key material on the link")
+        if reply[0] == b"fragmented":
+            raise Unavailable(f"a key would span more than {MAX_SEGMENTS_PER_KEY} pool blocks")
         per_key, at = [], 1
         for _ in sizes_bytes:
             count = int(reply[at])

@@ -1,0 +1,75 @@
+"""Where a node keeps its state: the store, link pools and link board on one backend.
+
+The domain (``kms/``) defines the interfaces (:class:`~kms.store.KeyStore`,
+:class:`~kms.pools.PoolStore`, :class:`~kms.link_board.LinkBoard`); this package
+holds their implementations, Redis (the product) and in-memory twins (the unit tier,
+one process only). Every Redis command lives in this package. A backend is chosen by
+one factory from the node's ``redis`` settings, as Vault chooses a physical backend.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from kms.errors import ConfigError
+from kms.link_board import LinkBoard
+from kms.pools import PoolStore
+from kms.sealing import Sealer
+from kms.store import KeyStore
+
+
+@dataclass(frozen=True)
+class StorageLimits:
+    """Capacity the store enforces: reservations per node and per master SAE (None: no limit)."""
+
+    capacity_keys: int | None = None
+    quota_keys_per_master: int | None = None
+
+
+@dataclass
+class Storage:
+    """One node's store, pools and link board on one backend."""
+
+    store: KeyStore
+    pools: PoolStore
+    board: LinkBoard
+
+    def close(self) -> None:
+        self.store.close()
+
+
+def open_redis_storage(url: str, kme_id: str, sealer: Sealer, limits: StorageLimits) -> Storage:
+    """The three stores of ``kme_id`` on the Redis at ``url`` (one connection pool)."""
+    from kms.storage.redis_board import RedisLinkBoard
+    from kms.storage.redis_client import redis_client
+    from kms.storage.redis_pool import RedisPoolStore
+    from kms.storage.redis_store import RedisKeyStore
+
+    client = redis_client(url)
+    store = RedisKeyStore(client, sealer, kme_id, limits.capacity_keys, limits.quota_keys_per_master)
+    return Storage(store, RedisPoolStore(client, sealer, kme_id), RedisLinkBoard(client, kme_id))
+
+
+#: URL scheme -> factory. Redis Sentinel and Cluster will add theirs here.
+BACKENDS = {"redis": open_redis_storage, "rediss": open_redis_storage, "unix": open_redis_storage}
+
+
+def open_storage(url: str, kme_id: str, sealer: Sealer, limits: StorageLimits = StorageLimits()) -> Storage:
+    """The node's storage on the backend ``url`` names; ConfigError for an unknown scheme."""
+    scheme = urlsplit(url).scheme
+    if scheme not in BACKENDS:
+        raise ConfigError(f"redis.url: unsupported scheme {scheme!r} (use one of {', '.join(BACKENDS)})")
+    return BACKENDS[scheme](url, kme_id, sealer, limits)
+
+
+def open_memory_storage(kme_id: str, database=None, limits: StorageLimits = StorageLimits()) -> Storage:
+    """The in-memory twins of the three stores (tests; threads of one process only)."""
+    from kms.storage.memory_board import MemoryLinkBoard
+    from kms.storage.memory_db import MemoryDatabase
+    from kms.storage.memory_pool import MemoryPoolStore
+    from kms.storage.memory_store import MemoryKeyStore
+
+    database = database or MemoryDatabase()
+    return Storage(MemoryKeyStore(database, kme_id, limits.capacity_keys, limits.quota_keys_per_master),
+                   MemoryPoolStore(database, kme_id), MemoryLinkBoard(database, kme_id))
