@@ -10,6 +10,7 @@ import numpy as np
 from adapters.qkd_sim import analytic
 from adapters.qkd_sim.engine import run_link
 from adapters.qkd_sim.params import LinkParams
+from kms.extras import optional_dependency
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,10 +46,11 @@ def analytic_curves(params: LinkParams, lengths_km: np.ndarray) -> dict[str, np.
 
 
 def pyplot():
-    """matplotlib.pyplot drawing to files only."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    """matplotlib.pyplot drawing to files only (MissingExtra without ``qkms[plot]``)."""
+    with optional_dependency(extra="plot", feature="a rate-vs-distance plot"):
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
     return plt
 
 
