@@ -1,4 +1,4 @@
-"""A plain ``pip install qkms`` brings everything the code imports.
+"""A plain ``pip install qkms`` brings everything the code imports, at pinned versions.
 
 The dev venv cannot show a missing dependency (pytest, matplotlib and the rest bring
 their own), so these checks read the source instead: every import in a runtime module
@@ -6,6 +6,9 @@ is the standard library, first-party, or a distribution that pyproject.toml decl
 a base dependency, or, for an import made inside a function under
 ``kms.extras.optional_dependency(extra=...)``, a dependency of that extra.
 Import names map to distributions through the metadata of this (dev) venv.
+
+constraints.txt (``make lock``) pins every distribution the dev install pulls in; the
+Makefile, the Dockerfile and CI install with ``-c constraints.txt``.
 """
 
 from __future__ import annotations
@@ -14,15 +17,17 @@ import ast
 import sys
 import tomllib
 from dataclasses import dataclass
-from importlib.metadata import packages_distributions
+from importlib.metadata import PackageNotFoundError, packages_distributions, requires, version
 from importlib.util import find_spec
 from pathlib import Path
 
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
+from packaging.version import Version
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PYPROJECT = REPO_ROOT / "pyproject.toml"
+CONSTRAINTS = REPO_ROOT / "constraints.txt"
 FIRST_PARTY = ("kms", "adapters", "etsi_api", "qkms")
 
 #: Modules that third-party code imports on our behalf, so our source never names
@@ -147,3 +152,63 @@ def test_every_base_dependency_is_imported() -> None:
     used = {dist for module in {imp.module for imp in runtime_imports()} | IMPORTED_FOR_US.keys()
             for dist in providers(module)}
     assert not declared().keys() - used, "declared but never imported"
+
+
+# ------------------------------------------------------------------ constraints.txt
+
+
+def pins() -> dict[str, Version]:
+    """constraints.txt by canonical name; every line is ``name==version``."""
+    pinned = {}
+    for line in CONSTRAINTS.read_text().splitlines():
+        line = line.partition("#")[0].strip()
+        if not line:
+            continue
+        requirement = Requirement(line)
+        specifiers = list(requirement.specifier)
+        assert len(specifiers) == 1 and specifiers[0].operator == "==", f"not an exact pin: {line}"
+        pinned[canonicalize_name(requirement.name)] = Version(specifiers[0].version)
+    return pinned
+
+
+def dependency_closure(roots: list[Requirement]) -> set[str]:
+    """Canonical names of the distributions ``roots`` need, transitively, as installed here."""
+    needed: set[str] = set()
+    todo, seen = list(roots), set()
+    while todo:
+        requirement = todo.pop()
+        key = (canonicalize_name(requirement.name), frozenset(requirement.extras))
+        if key in seen:
+            continue
+        seen.add(key)
+        needed.add(key[0])
+        for line in requires(requirement.name) or []:
+            dependency = Requirement(line)
+            if dependency.marker is None or any(dependency.marker.evaluate({"extra": extra})
+                                                for extra in {"", *requirement.extras}):
+                todo.append(dependency)
+    return needed
+
+
+def test_constraints_pin_every_base_and_dev_dependency_within_its_bounds() -> None:
+    pinned, problems = pins(), []
+    for name, requirement in {**declared(), **declared("dev")}.items():
+        if name not in pinned:
+            problems.append(f"{requirement} has no pin")
+        elif not requirement.specifier.contains(pinned[name], prereleases=True):
+            problems.append(f"{name}=={pinned[name]} is outside pyproject's {requirement}")
+    assert not problems, "constraints.txt is stale, run `make lock`:\n" + "\n".join(problems)
+
+
+def test_constraints_pin_exactly_what_the_dev_install_pulls_in() -> None:
+    try:
+        needed = dependency_closure([*declared().values(), *declared("dev").values()])
+        installed = {name: Version(version(name)) for name in needed}
+    except PackageNotFoundError as exc:
+        raise AssertionError(f"{exc} is not installed: reinstall the venv (make .venv/.installed)") from None
+    pinned = pins()
+    assert sorted(needed - pinned.keys()) == [], "unpinned: run `make lock`"
+    assert sorted(pinned.keys() - needed) == [], "pinned but no longer needed: run `make lock`"
+    differing = {name: f"{installed[name]} installed, {pinned[name]} pinned"
+                 for name in needed if installed[name] != pinned[name]}
+    assert not differing, "this venv was not installed with -c constraints.txt (make .venv/.installed)"

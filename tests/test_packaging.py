@@ -30,6 +30,8 @@ EXAMPLE = REPO_ROOT / "config" / "example.yaml"
 CONFIG_README = REPO_ROOT / "config" / "README.md"
 DOCKERFILE = REPO_ROOT / "Dockerfile"
 DOCKERIGNORE = REPO_ROOT / ".dockerignore"
+MAKEFILE = REPO_ROOT / "Makefile"
+CI_SCRIPT = REPO_ROOT / ".ci" / "run"
 
 
 # ------------------------------------------------------------------ example config
@@ -153,6 +155,45 @@ def test_dockerfile_is_multi_stage_non_root_and_runs_qkms() -> None:
     assert json.loads(runtime_args["CMD"]) == ["serve", "--config", "/etc/qkms/config.yaml"]
 
 
+def test_the_image_installs_pinned_versions_and_imports_the_worker() -> None:
+    _, runtime = stages(dockerfile_instructions(DOCKERFILE.read_text()))
+    # constraints.txt comes from the build context, not from the builder stage.
+    copies = [args.split() for kw, args in runtime if kw == "COPY" and not args.startswith("--")]
+    destinations = [words[-1] for words in copies if words[:-1] == ["constraints.txt"]]
+    assert len(destinations) == 1, copies
+    installs = [args for kw, args in runtime if kw == "RUN" and "pip install" in args]
+    assert installs and all(re.search(rf"pip install (.* )?-c {re.escape(destinations[0])} ", args)
+                            for args in installs), installs
+    # Building the image imports the worker module gunicorn loads, so a missing
+    # runtime dependency fails the build rather than every worker of a running node.
+    assert any(re.search(r"python -c \"import [^\"]*\bqkms\.gevent_worker\b", args) for args in installs)
+
+
+# ------------------------------------------------------------------ Makefile and CI
+
+
+def make_rule(target: str) -> tuple[list[str], list[str]]:
+    """(prerequisites, recipe lines) of one Makefile rule."""
+    match = re.search(rf"^{re.escape(target)}:(.*)\n((?:\t.*\n)*)", MAKEFILE.read_text(), re.MULTILINE)
+    assert match, f"no rule for {target}"
+    return match.group(1).split(), match.group(2).splitlines()
+
+
+def test_the_dev_venv_and_ci_install_pinned_versions() -> None:
+    prerequisites, recipe = make_rule("$(VENV)/.installed")
+    assert "constraints.txt" in prerequisites, "the venv must be reinstalled when the pins change"
+    assert any(re.search(r"pip install (.* )?-c constraints\.txt .*-e \"\.\[dev\]\"", line) for line in recipe)
+    assert "$(VENV)/.installed" in make_rule("test")[0]
+    assert re.search(r"^make test$", CI_SCRIPT.read_text(), re.MULTILINE)
+
+
+def test_make_lock_writes_the_constraints_file() -> None:
+    _, recipe = make_rule("lock")
+    text = "\n".join(recipe)
+    assert "pip freeze --all --exclude pip --exclude qkms" in text and "constraints.txt" in text
+    assert "make lock" in (REPO_ROOT / "constraints.txt").read_text().split("\n", 3)[1]
+
+
 # ------------------------------------------------------------------ build context
 
 
@@ -190,8 +231,8 @@ def copy_build_context(destination: Path) -> Path:
 
 def test_dockerignore_keeps_what_the_build_needs_and_drops_the_rest() -> None:
     patterns = dockerignore_patterns()
-    for needed in ("pyproject.toml", "kms/config.py", "etsi_api/openapi.yaml", "qkms/cli.py",
-                   "adapters/__init__.py", "config/example.yaml"):
+    for needed in ("pyproject.toml", "constraints.txt", "kms/config.py", "etsi_api/openapi.yaml",
+                   "qkms/cli.py", "adapters/__init__.py", "config/example.yaml"):
         assert not ignored(PurePosixPath(needed), patterns), needed
     for dropped in (".venv/bin/python", ".git/HEAD", ".demo/pki/ca.key", "kms/__pycache__/x.pyc",
                     ".pytest_cache/v", "qkms.egg-info/PKG-INFO", "nodes/KME-1/kek.hex"):
