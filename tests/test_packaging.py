@@ -392,3 +392,13 @@ def serves_keys(manifest: dict, node: subprocess.Popen) -> None:
 def same_material(a: list[DeliveredKey], b: list[DeliveredKey]) -> bool:
     """Compared here so that a failing assertion cannot print key material."""
     return len(a) == len(b) and all(hmac.compare_digest(x.material, y.material) for x, y in zip(a, b))
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1500)
+def test_a_feature_of_a_missing_extra_is_a_one_line_error(plain_install: PlainInstall, tmp_path: Path) -> None:
+    result = run([plain_install.bin("qkms"), "simulate", "--sweep", tmp_path / "rate", "--pulses", "200000",
+                  "--preset", "snspd-illustrative"], cwd=tmp_path, check=False)
+    assert result.returncode == 1, result.stderr
+    assert result.stderr == "Error: a rate-vs-distance plot needs matplotlib: pip install 'qkms[plot]'\n"
+    assert result.stdout == "" and list(tmp_path.iterdir()) == []
