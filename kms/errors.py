@@ -90,3 +90,12 @@ class DuplicateKeyId(StoreError):
     """A key_ID that is being stored already exists (never overwritten)."""
 
     message = "key_ID already exists"
+
+
+class MissingExtra(QkmsError):
+    """An optional feature needs a package that only one of qkms's extras installs."""
+
+    def __init__(self, feature: str, module: str, extra: str):
+        super().__init__(f"{feature} needs {module}: pip install 'qkms[{extra}]'")
+        self.module = module
+        self.extra = extra

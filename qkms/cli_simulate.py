@@ -19,7 +19,8 @@ from adapters.qkd_sim.channel import EVE_MODELS, EveSpec
 from adapters.qkd_sim.engine import LinkStats, run_link
 from adapters.qkd_sim.errors import InvalidLinkParams
 from adapters.qkd_sim.params import PRESETS, LinkParams, preset
-from adapters.qkd_sim.sweep import plot_sweep, simulate_points
+from adapters.qkd_sim.sweep import plot_sweep, pyplot, simulate_points
+from kms.errors import MissingExtra
 
 JSON_FIELDS = ("length_km", "pulses", "qber", "sifted_bits", "secret_bits",
                "secret_bits_per_pulse", "reconciliation_efficiency", "y1_lower", "e1_upper",
@@ -62,6 +63,17 @@ def _table(stats: LinkStats, params: LinkParams) -> Table:
     return table
 
 
+def _write_sweep(params: LinkParams, pulses: int, seed: int, prefix: str, paths_to_stderr: bool) -> None:
+    try:
+        pyplot()  # without the plot extra, fail now rather than after minutes of simulation
+        points = simulate_points(params, [0.0, 25.0, 50.0], pulses, seed)
+        paths = plot_sweep(params, points, prefix)
+    except MissingExtra as exc:
+        raise click.ClickException(exc.message) from None
+    for path in paths:
+        click.echo(str(path), err=paths_to_stderr)
+
+
 @click.command("simulate")
 @click.option("--preset", "preset_name", type=click.Choice(sorted(PRESETS)), default="gys",
               show_default=True, help="Named link parameter set.")
@@ -86,9 +98,7 @@ def simulate(preset_name, length_km, mu, nu, pulses, seed, eve, eve_fraction, as
     except InvalidLinkParams as exc:
         raise click.BadParameter(str(exc)) from None
     if sweep_prefix:
-        points = simulate_points(params, [0.0, 25.0, 50.0], pulses, seed)
-        for path in plot_sweep(params, points, sweep_prefix):
-            click.echo(str(path), err=as_json)
+        _write_sweep(params, pulses, seed, sweep_prefix, paths_to_stderr=as_json)
         if not as_json:
             return
     if as_analytic:

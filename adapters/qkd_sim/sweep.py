@@ -10,6 +10,7 @@ import numpy as np
 from adapters.qkd_sim import analytic
 from adapters.qkd_sim.engine import run_link
 from adapters.qkd_sim.params import LinkParams
+from kms.extras import optional_dependency
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,29 +45,48 @@ def analytic_curves(params: LinkParams, lengths_km: np.ndarray) -> dict[str, np.
     }
 
 
-def plot_sweep(params: LinkParams, points: list[SweepPoint], out_prefix: str,
-               max_km: float = 200.0) -> list[Path]:
-    """Write OUT_PREFIX.png and OUT_PREFIX.svg; returns the paths."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def pyplot():
+    """matplotlib.pyplot drawing to files only (MissingExtra without ``qkms[plot]``)."""
+    with optional_dependency(extra="plot", feature="a rate-vs-distance plot"):
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    return plt
 
+
+def _semilogy(ax, lengths_km, rates, style: str, label: str) -> None:
+    """Plot the positive rates on the log axis; a series with none stays out of the legend."""
+    rates = np.asarray(rates, dtype=float)
+    shown = np.isfinite(rates) & (rates > 0)
+    if shown.any():
+        ax.semilogy(lengths_km, np.where(shown, rates, np.nan), style, label=label)
+
+
+def sweep_figure(params: LinkParams, points: list[SweepPoint], max_km: float = 200.0):
+    """The rate-vs-distance figure: analytic curves, simulated points, PLOB."""
+    plt = pyplot()
     grid = np.linspace(0.0, max_km, 201)
     fig, ax = plt.subplots(figsize=(7, 5))
     for label, rates in analytic_curves(params, grid).items():
-        ax.semilogy(grid, np.where(rates > 0, rates, np.nan), label=label)
-    if points:
-        lengths = [p.length_km for p in points]
-        ax.semilogy(lengths, [p.asymptotic_bits_per_pulse or np.nan for p in points], "o",
-                    label="simulated, asymptotic estimate from MC counts")
-        ax.semilogy(lengths, [p.finite_bits_per_pulse or np.nan for p in points], "s",
-                    label="simulated, finite-key (Lim et al. 2014)")
+        _semilogy(ax, grid, rates, "-", label)
+    lengths = [p.length_km for p in points]
+    _semilogy(ax, lengths, [p.asymptotic_bits_per_pulse for p in points], "o",
+              "simulated, asymptotic estimate from MC counts")
+    _semilogy(ax, lengths, [p.finite_bits_per_pulse for p in points], "s",
+              "simulated, finite-key (Lim et al. 2014)")
     ax.set(xlabel="fibre length (km)", ylabel="secret key (bits per pulse)",
            title=f"Decoy-state BB84, mu={params.mu}, nu={params.nu}")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7)
+    return fig
+
+
+def plot_sweep(params: LinkParams, points: list[SweepPoint], out_prefix: str,
+               max_km: float = 200.0) -> list[Path]:
+    """Write OUT_PREFIX.png and OUT_PREFIX.svg; returns the paths."""
+    fig = sweep_figure(params, points, max_km)
     paths = [Path(f"{out_prefix}.{ext}") for ext in ("png", "svg")]
     for path in paths:
         fig.savefig(path, dpi=120)
-    plt.close(fig)
+    pyplot().close(fig)
     return paths

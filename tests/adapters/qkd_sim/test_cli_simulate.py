@@ -1,4 +1,5 @@
 import json
+import sys
 
 import pytest
 from click.testing import CliRunner
@@ -51,3 +52,13 @@ def test_sweep_writes_png_and_svg(tmp_path):
     _invoke("--sweep", str(prefix), "--pulses", "200000", "--preset", "snspd-illustrative")
     assert (tmp_path / "rate.png").stat().st_size > 1000
     assert (tmp_path / "rate.svg").read_text().startswith("<?xml")
+
+
+def test_sweep_without_the_plot_extra_is_a_one_line_error(tmp_path, monkeypatch):
+    # None in sys.modules makes `import matplotlib` fail as in an install without it.
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    monkeypatch.setitem(sys.modules, "matplotlib.pyplot", None)
+    result = CliRunner().invoke(simulate, ["--sweep", str(tmp_path / "rate"), "--pulses", "200000"])
+    assert result.exit_code == 1 and not isinstance(result.exception, ModuleNotFoundError)
+    assert result.output == "Error: a rate-vs-distance plot needs matplotlib: pip install 'qkms[plot]'\n"
+    assert list(tmp_path.iterdir()) == []
