@@ -1,11 +1,14 @@
 """Exceptions raised by the simulated QKD link.
 
-One small tree: callers catch :class:`QkdSimError`; bad configuration is also a
-``ValueError`` so generic validation code treats it as such.
+A branch of qkms's one exception tree: callers catch :class:`QkdSimError` (or
+``QkmsError``); bad configuration is also a ``ValueError`` so generic validation code
+treats it as such.
 """
 
+from kms.errors import QkmsError
 
-class QkdSimError(Exception):
+
+class QkdSimError(QkmsError):
     """Base class of every error raised by ``adapters.qkd_sim``."""
 
 

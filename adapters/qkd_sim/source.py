@@ -25,6 +25,7 @@ from typing import Any
 
 from adapters.qkd_sim.channel import EveSpec
 from adapters.qkd_sim.engine import LinkStats, run_link
+from adapters.qkd_sim.errors import QkdSimError
 from adapters.qkd_sim.source_config import (SimulatedSourceSettings, frame_seed, link_identity,
                                             parse_settings, shared_secret)
 from kms.keys import KeyBlock, Provenance
@@ -38,7 +39,7 @@ MAX_LAG_FRAMES = 3  # a worker further behind than this skips to the current slo
 STOP_JOIN_S = 5.0
 
 
-class _FrameCancelled(Exception):
+class _FrameCancelled(QkdSimError):
     """Raised from the engine's progress callback when the worker is stopping."""
 
 

@@ -24,7 +24,10 @@ from kms.pki import (
     CertificateAuthority,
     IssuedCertificate,
     PkiError,
+    KME_URN_PREFIX,
+    SAE_URN_PREFIX,
     format_serial,
+    node_identity_from_der,
     sae_identity,
     sae_identity_from_der,
 )
@@ -433,3 +436,40 @@ def test_tls_server_rejects_clients_not_from_its_ca(tmp_path: Path, ca, node, cl
     assert received == b""
     assert isinstance(outcome.get("error"), ssl.SSLError), outcome
     assert "certificate" in str(outcome["error"])
+
+
+# --- node identity (KM channel) ------------------------------------------------------
+
+
+def _der(issued: IssuedCertificate) -> bytes:
+    return issued.certificate.public_bytes(serialization.Encoding.DER)
+
+
+def _crafted(ca: CertificateAuthority, common_name: str, uris: list[str], usages) -> bytes:
+    """A certificate the CA signs with exactly these names and usages (as a careless or
+    compromised issuing process might)."""
+    names = [x509.UniformResourceIdentifier(uri) for uri in uris]
+    return _der(ca._issue(common_name, names, usages, 30, "ec-p256"))
+
+
+SERVER_AND_CLIENT = [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+
+
+def test_a_node_certificate_names_its_kme(ca, node) -> None:
+    assert node_identity_from_der(_der(node)) == "kme-a"
+
+
+@pytest.mark.parametrize("common_name, uris, usages", [
+    ("sae-1", [KME_URN_PREFIX + "kme-a"], SERVER_AND_CLIENT),
+    ("kme-a", [KME_URN_PREFIX + "kme-a", SAE_URN_PREFIX + "sae-1"], SERVER_AND_CLIENT),
+    ("kme-a", [KME_URN_PREFIX + "kme-a", KME_URN_PREFIX + "kme-b"], SERVER_AND_CLIENT),
+    ("kme-a", [KME_URN_PREFIX + "kme-a"], [ExtendedKeyUsageOID.CLIENT_AUTH]),
+    ("kme-a", [], SERVER_AND_CLIENT),
+], ids=["SAE CN with a node URI", "node and SAE URNs", "two node URNs", "client-only usage", "no node URN"])
+def test_other_certificates_do_not_pass_as_a_node(ca, common_name, uris, usages) -> None:
+    assert node_identity_from_der(_crafted(ca, common_name, uris, usages)) is None
+
+
+def test_an_sae_certificate_is_no_node(sae) -> None:
+    assert node_identity_from_der(_der(sae)) is None
+    assert node_identity_from_der(b"not a certificate") is None

@@ -1,4 +1,4 @@
-"""kms.service.KeyService with a real RedisKeyStore on the embedded Redis: request
+"""kms.service.KeyService with a real KeyStore on the embedded Redis: request
 validation changes nothing, dec_keys is all or none, the audit log names key_IDs and
 never key material (DESIGN.md sections 2, 3, 7 and 8)."""
 
@@ -16,16 +16,13 @@ import pytest
 
 from kms.config import NodeConfig, parse_config
 from kms.csprng_source import CsprngSource
-from kms.storage.embedded_redis import EmbeddedRedis
-from kms.errors import BadRequest, ExtensionNotSupported, KeysNotFound, Unauthorized, Unavailable
+from kms.errors import BadRequest, ExtensionNotSupported, KeysNotFound, QuotaExceeded, Unauthorized, Unavailable
 from kms.keys import Key, KeyBlock, KeyRequest
-from kms.storage.redis_client import redis_client
-from kms.storage.redis_store import RedisKeyStore
-from kms.sealing import Sealer
+from kms.node import storage_limits
+from kms.store import KeyStore
+from tests.support.backends import Backend
 from kms.service import KeyService
 from kms.sources import SourceContext
-
-pytestmark = pytest.mark.integration
 
 KME = "KME-1"
 MAX_PER_REQUEST = 16
@@ -51,30 +48,22 @@ class StarvedSource(CountingSource):
         return super().fetch(max_bits - 8)
 
 
-def node_config(tmp_path: Path) -> NodeConfig:
+def node_config(tmp_path: Path, **limits) -> NodeConfig:
     return parse_config({
         "kme_id": KME,
         "tls": {"cert": "node.crt", "key": "node.key", "ca": "ca.crt"},
         "saes": [{"id": f"sae-{n}"} for n in range(1, 6)],
         "kek": {"file": "kek.hex"},
         "limits": {"min_key_size_bits": 64, "key_size_bits": 256, "max_key_size_bits": 1024,
-                   "max_keys_per_request": MAX_PER_REQUEST, "max_sae_id_count": MAX_ADDITIONAL},
+                   "max_keys_per_request": MAX_PER_REQUEST, "max_sae_id_count": MAX_ADDITIONAL, **limits},
         "reservation_ttl_s": 600,
     }, tmp_path)
 
 
-@pytest.fixture(scope="module")
-def module_redis(tmp_path_factory) -> Iterator[EmbeddedRedis]:
-    """One embedded Redis for the module (starting one per test costs more than the tests)."""
-    with EmbeddedRedis(tmp_path_factory.mktemp("service") / "redis") as server:
-        yield server
-
-
 @pytest.fixture
-def store(module_redis: EmbeddedRedis) -> Iterator[RedisKeyStore]:
-    client = redis_client(module_redis.url)
-    client.flushall()
-    store = RedisKeyStore(client, Sealer(os.urandom(32), KME), KME)
+def store(backend: Backend) -> Iterator[KeyStore]:
+    """The node's store on every backend (the in-memory twin in the unit tier)."""
+    store = backend.open(KME).store
     yield store
     store.close()
 
@@ -85,7 +74,7 @@ def source() -> CountingSource:
 
 
 @pytest.fixture
-def service(tmp_path: Path, store: RedisKeyStore, source: CountingSource) -> KeyService:
+def service(tmp_path: Path, store: KeyStore, source: CountingSource) -> KeyService:
     return KeyService(node_config(tmp_path), store, source)
 
 
@@ -164,7 +153,7 @@ REJECTED = [
 
 
 @pytest.mark.parametrize(("slave", "req", "error", "message", "details"), REJECTED)
-def test_rejected_enc_keys_stores_nothing(service: KeyService, store: RedisKeyStore, source: CountingSource,
+def test_rejected_enc_keys_stores_nothing(service: KeyService, store: KeyStore, source: CountingSource,
                                           caplog, slave, req, error, message, details) -> None:
     caplog.set_level(logging.INFO, logger="qkms.audit")
     reserved_before = store.pending_count()
@@ -183,7 +172,7 @@ def test_extension_mandatory_is_checked_before_the_size(service: KeyService) -> 
         service.enc_keys("sae-1", "sae-2", request(size_bits=7, extension_mandatory=({"x": 1},)))
 
 
-def test_a_source_short_of_bits_is_unavailable_and_stores_nothing(tmp_path: Path, store: RedisKeyStore) -> None:
+def test_a_source_short_of_bits_is_unavailable_and_stores_nothing(tmp_path: Path, store: KeyStore) -> None:
     service = KeyService(node_config(tmp_path), store, StarvedSource(SourceContext(kme_id=KME)))
     with pytest.raises(Unavailable):
         service.enc_keys("sae-1", "sae-2", request(number=4))
@@ -317,3 +306,24 @@ def test_audit_is_silent_when_its_logger_is_off(service: KeyService, caplog) -> 
     caplog.set_level(logging.WARNING, logger="qkms.audit")
     service.enc_keys("sae-1", "sae-2", request())
     assert audit_entries(caplog) == []
+
+
+# --- one SAE cannot starve the others ------------------------------------------------------
+
+
+def test_a_master_at_its_quota_gets_503_while_another_master_is_served(tmp_path: Path, backend: Backend) -> None:
+    """Issue 8: bursts of enc_keys by one SAE used to take every reservation of the node."""
+    config = node_config(tmp_path, max_pending_keys_per_sae=3 * MAX_PER_REQUEST, max_key_count=10 * MAX_PER_REQUEST)
+    store = backend.open(KME, limits=storage_limits(config)).store
+    service = KeyService(config, store, CountingSource(SourceContext(kme_id=KME)))
+    for _ in range(3):
+        service.enc_keys("sae-1", "sae-2", request(number=MAX_PER_REQUEST))
+    with pytest.raises(QuotaExceeded):
+        service.enc_keys("sae-1", "sae-2", request(number=1))
+    assert store.pending_count() == 3 * MAX_PER_REQUEST
+    assert service.status("sae-1", "sae-2").stored_key_count == 0
+    assert service.status("sae-3", "sae-2").stored_key_count == 3 * MAX_PER_REQUEST
+    keys = service.enc_keys("sae-3", "sae-2", request(number=MAX_PER_REQUEST))
+    assert len(keys) == MAX_PER_REQUEST
+    service.dec_keys("sae-2", "sae-3", [k.key_id for k in keys])
+    assert service.status("sae-3", "sae-2").stored_key_count == 3 * MAX_PER_REQUEST

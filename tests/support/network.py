@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from adapters.etsi014_client import Etsi014Client
 from kms.config import load_config
+from kms.keys import KeyBlock
 from kms.storage.redis_client import redis_client
 from kms.storage.redis_pool import RedisPoolStore
 from kms.storage.redis_store import RedisKeyStore
@@ -60,6 +62,17 @@ class LocalNetwork:
         """The live pool store of a running node (its embedded Redis, its KEK)."""
         client, sealer = self._open(kme_id)
         return RedisPoolStore(client, sealer, kme_id)
+
+    def inject(self, a: str, b: str, bits: int, block_bytes: int = 1 << 17, first_sequence: int = 10**9) -> None:
+        """Put ``bits`` of identical key material into both ends' copy of the lower
+        KME_ID's half of link a-b (the half that end sends from), as the link's source
+        would, but at once. Sequences start far above the simulated frames', whose
+        later blocks are then skipped on that half."""
+        owner = min(a, b)
+        blocks = [KeyBlock(f"{a}-{b}:injected:{i}", os.urandom(block_bytes), first_sequence + 2 * i)
+                  for i in range(-(-bits // (8 * block_bytes)))]
+        for holder in (a, b):
+            self.pools(holder).add_blocks(f"{a}-{b}", owner, blocks)
 
     def store(self, kme_id: str) -> RedisKeyStore:
         client, sealer = self._open(kme_id)
