@@ -11,6 +11,8 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
+from kms.errors import BadRequest
+from kms.inbox import BlockInbox
 from kms.keys import KeyBlock, Provenance
 
 HealthState = Literal["up", "degraded", "down"]
@@ -25,14 +27,30 @@ class SourceHealth:
     metrics: dict[str, float] = field(default_factory=dict)
 
 
+class LinkChannel(ABC):
+    """A link end's authenticated line to its peer end's source (over the KM channel)."""
+
+    @abstractmethod
+    def exchange(self, message: dict[str, Any]) -> dict[str, Any]:
+        """Hand ``message`` (JSON-able, never key material in the clear) to the peer end's
+        :meth:`KeySource.respond` and return its reply; Unavailable if the peer cannot
+        be reached or refused."""
+
+
 @dataclass(frozen=True)
 class SourceContext:
-    """What a source may need to know about where it runs."""
+    """What a source may need to know about where it runs.
+
+    ``channel`` (in the link manager) reaches the peer end's source; ``inbox`` holds the
+    blocks this end's source made while answering its peer (in a web worker) until the
+    link manager fetches them. Both are None where a source runs without a link."""
 
     kme_id: str
     peer_kme_id: str | None = None
     link_id: str | None = None
     data_dir: str | None = None
+    channel: LinkChannel | None = field(default=None, compare=False)
+    inbox: BlockInbox | None = field(default=None, compare=False)
 
 
 class KeySource(ABC):
@@ -70,6 +88,13 @@ class KeySource(ABC):
     @abstractmethod
     def provenance(self) -> Provenance:
         """What to record with keys made from this source's bits."""
+
+    def respond(self, message: dict[str, Any]) -> dict[str, Any]:
+        """Answer the peer end's source (a message it sent through its ``channel``),
+        leaving any blocks made in ``context.inbox``. Runs in a web worker, on an
+        instance that was never started; must be safe to call concurrently and to
+        repeat. Sources whose ends need no conversation keep this default."""
+        raise BadRequest(f"the {self.kind} source takes no messages from its peer")
 
     def start(self) -> None:
         """Begin producing (background sources start their worker here)."""

@@ -1,7 +1,8 @@
 """Where a node keeps its state: the store, link pools and link board on one backend.
 
 The domain (``kms/``) defines the interfaces (:class:`~kms.store.KeyStore`,
-:class:`~kms.pools.PoolStore`, :class:`~kms.link_board.LinkBoard`); this package
+:class:`~kms.pools.PoolStore`, :class:`~kms.link_board.LinkBoard`,
+:class:`~kms.inbox.BlockInbox`); this package
 holds their implementations, Redis (the product) and in-memory twins (the unit tier,
 one process only). Every Redis command lives in this package. A backend is chosen by
 one factory from the node's ``redis`` settings, as Vault chooses a physical backend.
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from kms.errors import ConfigError
+from kms.inbox import BlockInbox
 from kms.link_board import LinkBoard
 from kms.pools import PoolStore
 from kms.sealing import Sealer
@@ -29,11 +31,12 @@ class StorageLimits:
 
 @dataclass
 class Storage:
-    """One node's store, pools and link board on one backend."""
+    """One node's store, pools, link board and block inbox on one backend."""
 
     store: KeyStore
     pools: PoolStore
     board: LinkBoard
+    inbox: BlockInbox
 
     def close(self) -> None:
         self.store.close()
@@ -43,12 +46,14 @@ def open_redis_storage(url: str, kme_id: str, sealer: Sealer, limits: StorageLim
     """The three stores of ``kme_id`` on the Redis at ``url`` (one connection pool)."""
     from kms.storage.redis_board import RedisLinkBoard
     from kms.storage.redis_client import redis_client
+    from kms.storage.redis_inbox import RedisBlockInbox
     from kms.storage.redis_pool import RedisPoolStore
     from kms.storage.redis_store import RedisKeyStore
 
     client = redis_client(url)
     store = RedisKeyStore(client, sealer, kme_id, limits.capacity_keys, limits.quota_keys_per_master)
-    return Storage(store, RedisPoolStore(client, sealer, kme_id), RedisLinkBoard(client, kme_id))
+    return Storage(store, RedisPoolStore(client, sealer, kme_id), RedisLinkBoard(client, kme_id),
+                   RedisBlockInbox(client, sealer, kme_id))
 
 
 #: URL scheme -> factory. Redis Sentinel and Cluster will add theirs here.
@@ -67,9 +72,11 @@ def open_memory_storage(kme_id: str, database=None, limits: StorageLimits = Stor
     """The in-memory twins of the three stores (tests; threads of one process only)."""
     from kms.storage.memory_board import MemoryLinkBoard
     from kms.storage.memory_db import MemoryDatabase
+    from kms.storage.memory_inbox import MemoryBlockInbox
     from kms.storage.memory_pool import MemoryPoolStore
     from kms.storage.memory_store import MemoryKeyStore
 
     database = database or MemoryDatabase()
     return Storage(MemoryKeyStore(database, kme_id, limits.capacity_keys, limits.quota_keys_per_master),
-                   MemoryPoolStore(database, kme_id), MemoryLinkBoard(database, kme_id))
+                   MemoryPoolStore(database, kme_id), MemoryLinkBoard(database, kme_id),
+                   MemoryBlockInbox(database, kme_id))

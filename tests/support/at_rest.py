@@ -19,6 +19,8 @@ def dump(raw: redis.Redis) -> list[bytes]:
             out.extend(raw.smembers(name))
         elif kind == b"zset":
             out.extend(raw.zrange(name, 0, -1))
+        elif kind == b"list":
+            out.extend(raw.lrange(name, 0, -1))
         else:
             assert kind == b"string", (name, kind)
             out.append(raw.get(name))
