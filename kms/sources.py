@@ -70,7 +70,20 @@ class KeySource(ABC):
     @abstractmethod
     def from_config(cls, section: dict[str, Any], context: SourceContext) -> "KeySource":
         """Build the source from its own config section; raise ConfigError naming the
-        bad setting relative to the section (e.g. ``length_km: must be >= 0``)."""
+        bad setting relative to the section (e.g. ``length_km: must be >= 0``).
+
+        Building must not begin producing: no worker thread, no device session (that is
+        :meth:`start`), so a source can be built only to check its settings."""
+
+    @classmethod
+    def validate_config(cls, section: dict[str, Any], context: SourceContext) -> None:
+        """Raise ConfigError as :meth:`from_config` would, without producing anything.
+
+        ``qkms serve`` calls this for every link end before starting any process. The
+        default builds the source and drops it unstarted; a source whose construction
+        is costly or reaches out (a device login, say) overrides it with a check of the
+        section alone."""
+        cls.from_config(section, context)
 
     @abstractmethod
     def fetch(self, max_bits: int) -> list[KeyBlock]:

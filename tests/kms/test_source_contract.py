@@ -8,6 +8,7 @@ entry there (or from an empty section) is skipped with the reason.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +19,8 @@ import pytest
 from kms.csprng_source import CsprngSource
 from kms.errors import ConfigError
 from kms.keys import KeyBlock, Provenance
-from kms.source_registry import BUILTIN_SOURCES, available_sources, build_source
+from kms.source_registry import (BUILTIN_SOURCES, available_sources, build_source, known_kinds, require_known_kind,
+                                 source_class, validate_source)
 from kms.sources import KeySource, SourceContext, SourceHealth
 
 #: kind -> the config section that builds the source for these tests.
@@ -146,6 +148,18 @@ def test_unknown_setting_is_rejected_by_name(kind: str, tmp_path: Path) -> None:
     section = {**CONTRACT_CONFIGS.get(kind, {}), "no_such_setting": 1}
     with pytest.raises(ConfigError, match="no_such_setting"):
         build_source(kind, section, context_for(tmp_path))
+    with pytest.raises(ConfigError, match="no_such_setting"):
+        validate_source(kind, section, context_for(tmp_path))
+
+
+def test_validating_starts_nothing(kind: str, tmp_path: Path) -> None:
+    """``qkms serve`` validates every link source before it starts any process."""
+    threads = set(threading.enumerate())
+    try:
+        validate_source(kind, dict(CONTRACT_CONFIGS.get(kind, {})), context_for(tmp_path))
+    except ConfigError:
+        pytest.skip(f"source {kind!r} needs settings; add it to CONTRACT_CONFIGS")
+    assert set(threading.enumerate()) == threads
 
 
 # --- the registry --------------------------------------------------------------------------
@@ -165,6 +179,16 @@ def test_unknown_kind_is_a_config_error_listing_the_known_kinds(tmp_path: Path) 
     assert message.startswith("kind: ") and "qkd-teleporter" in message
     for known in available_sources():
         assert known in message
+    with pytest.raises(ConfigError) as by_name:
+        require_known_kind("qkd-teleporter")
+    assert by_name.value.message == message
+
+
+def test_known_kinds_are_the_available_sources() -> None:
+    assert known_kinds() == sorted(available_sources())
+    for kind in known_kinds():
+        require_known_kind(kind)
+        assert source_class(kind) is available_sources()[kind]
 
 
 # --- csprng specifics --------------------------------------------------------------------------
