@@ -126,12 +126,13 @@ def up(directory: Path) -> None:
 @click.option("--config", "config_path", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def serve(config_path: Path) -> None:
     """Run one node until SIGTERM or Ctrl-C."""
-    from qkms.server import ensure_listen_port_free, serve as run_node
+    from qkms.server import check_link_sources, ensure_listen_port_free, serve as run_node
 
     _configure_logging()
     try:
         config = load_config(config_path)
         check_files(config)
+        check_link_sources(config, config_path)
         ensure_listen_port_free(config)
     except QkmsError as exc:
         raise click.ClickException(exc.message) from None
@@ -140,12 +141,23 @@ def serve(config_path: Path) -> None:
 
 @main.command(hidden=True)
 @click.option("--config", "config_path", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--redis-url", required=True)
-def linkd(config_path: Path, redis_url: str) -> None:
+@click.option("--redis-url", help="The node's Redis (required unless --check).")
+@click.option("--check", is_flag=True, help="Only validate the link sources (build them, start nothing): "
+                                            "exit 2 with the bad setting's path on stderr.")
+def linkd(config_path: Path, redis_url: str | None, check: bool) -> None:
     """The link manager of one node (started by `qkms serve`)."""
-    from qkms.linkd import run_link_manager
+    from qkms.linkd import run_link_manager, validate_link_sources
 
     _configure_logging()
+    if check:
+        try:
+            validate_link_sources(load_config(config_path))
+        except QkmsError as exc:
+            click.echo(exc.message, err=True)
+            raise SystemExit(2) from None
+        return
+    if redis_url is None:
+        raise click.UsageError("--redis-url is required")
     run_link_manager(load_config(config_path), redis_url)
 
 

@@ -18,15 +18,17 @@ import signal
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from kms.config import LinkConfig, NodeConfig
-from kms.errors import QkmsError
+from kms.errors import ConfigError, QkmsError
 from kms.keys import KeyBlock
 from kms.link_board import LinkBoard, LinkHalf
 from kms.pools import PoolStore, owner_of
 from kms.relay import PeerTransport
-from kms.source_registry import build_source
+from kms.source_registry import build_source, require_known_kind, validate_source
 from kms.sources import KeySource, SourceContext
 
 log = logging.getLogger("qkms.linkd")
@@ -56,19 +58,43 @@ class LinkEnd:
     peer_half_sequences: deque = field(default_factory=lambda: deque(maxlen=REPORTED_SEQUENCES))
 
 
+def _source_settings(config: NodeConfig, link: LinkConfig) -> tuple[str, dict[str, Any], SourceContext]:
+    """(kind, the source's own section, its context) of a link this node is an end of."""
+    peer = next(n for n in link.nodes if n != config.kme_id)
+    section = {k: v for k, v in link.source.items() if k != "kind"}
+    return link.source["kind"], section, SourceContext(config.kme_id, peer, link.id, str(config.config_dir))
+
+
+def _at_link(index: int, check: Callable[..., Any], *args: Any) -> Any:
+    """``check(*args)``, with a ConfigError's setting path put under ``links[index].source``."""
+    try:
+        return check(*args)
+    except ConfigError as exc:
+        raise ConfigError(f"links[{index}].source.{exc.message}") from None
+
+
 def build_link_ends(config: NodeConfig) -> list[LinkEnd]:
-    """Instantiate the key source of every link this node is an end of."""
+    """Instantiate (not start) the key source of every link this node is an end of."""
     ends = []
-    for index, link in enumerate(config.local_links()):
-        peer = next(n for n in link.nodes if n != config.kme_id)
-        section = {k: v for k, v in link.source.items() if k != "kind"}
-        context = SourceContext(config.kme_id, peer, link.id, str(config.config_dir))
-        try:
-            source = build_source(link.source["kind"], section, context)
-        except QkmsError as exc:
-            raise QkmsError(f"links[{index}].source.{exc.message}") from None
-        ends.append(LinkEnd(link, peer, source))
+    for index, link in enumerate(config.links):
+        if config.kme_id in link.nodes:
+            kind, section, context = _source_settings(config, link)
+            source = _at_link(index, build_source, kind, section, context)
+            ends.append(LinkEnd(link, context.peer_kme_id, source))
     return ends
+
+
+def validate_link_sources(config: NodeConfig) -> None:
+    """ConfigError naming ``links[i].source.<setting>`` for the first invalid link source.
+
+    This node's own links are checked by their source (see KeySource.validate_config:
+    nothing starts); links between other nodes need only a known kind, and for those
+    nothing is imported."""
+    for index, link in enumerate(config.links):
+        if config.kme_id in link.nodes:
+            _at_link(index, validate_source, *_source_settings(config, link))
+        else:
+            _at_link(index, require_known_kind, link.source["kind"])
 
 
 class LinkManager:

@@ -26,9 +26,12 @@ from kms.errors import ConfigError
 from kms.node import assemble_node, node_sealer, storage_limits
 from kms.storage import open_storage
 from kms.storage.embedded_redis import EmbeddedRedis, die_with_parent
+from qkms.linkd import validate_link_sources
 from qkms.runner import stop_process
 
 log = logging.getLogger("qkms.server")
+
+CHECK_TIMEOUT_S = 120.0
 
 
 def _worker_dies_with_master(server, worker) -> None:
@@ -114,6 +117,25 @@ def ensure_listen_port_free(config: NodeConfig, wait_s: float = 5.0) -> None:
                 if time.monotonic() >= deadline:
                     raise ConfigError(f"listen: {host}:{port} is already in use ({exc.strerror})") from None
         time.sleep(0.2)
+
+
+def check_link_sources(config: NodeConfig, config_path: Path) -> None:
+    """ConfigError naming ``links[i].source.<setting>`` if a link's source section is invalid.
+
+    The sources of this node's own links are built, never started, in a child process
+    (``qkms linkd --check``), so the modules they import (the simulator's NumPy and
+    SciPy) stay out of this process, which becomes the gunicorn master of the workers."""
+    if not config.local_links():
+        validate_link_sources(config)
+        return
+    command = [sys.executable, "-m", "qkms", "linkd", "--config", str(config_path), "--check"]
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, timeout=CHECK_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        raise ConfigError(f"links: checking the link sources took longer than {CHECK_TIMEOUT_S:.0f} s") from None
+    if result.returncode != 0:
+        lines = result.stderr.strip().splitlines()
+        raise ConfigError(lines[-1] if lines else f"links: checking the link sources failed ({result.returncode})")
 
 
 def start_link_manager(config_path: Path, redis_url: str) -> subprocess.Popen:
