@@ -29,10 +29,11 @@ RETRY_DELAYS_S = (0.05, 0.2, 0.5)
 class HttpPeerTransport(PeerTransport):
     """One keep-alive HTTPS client per peer, mutual TLS with this node's certificate."""
 
-    def __init__(self, config: NodeConfig):
+    def __init__(self, config: NodeConfig, http_transport: httpx.BaseTransport | None = None):
+        """``http_transport`` stands in for the network (tests pass an ``httpx.MockTransport``)."""
         context = client_tls_context(config.tls.ca, config.tls.cert, config.tls.key)
         self._clients = {peer.kme_id: httpx.Client(base_url=peer.url.rstrip("/") + "/km/v1/", verify=context,
-                                                   timeout=config.km_timeout_s)
+                                                   timeout=config.km_timeout_s, transport=http_transport)
                          for peer in config.peers}
 
     def _client(self, peer: str) -> httpx.Client:
@@ -69,7 +70,12 @@ class HttpPeerTransport(PeerTransport):
                                                "offset": offset}, retries=0)
 
     def link_halves(self, peer: str) -> list[LinkHalf]:
-        return km_wire.halves_from_json(self._call(peer, "GET", "links", retries=0))
+        """The peer's own link halves; Unavailable, as if unreachable, when its answer is malformed."""
+        try:
+            return km_wire.halves_from_json(self._call(peer, "GET", "links", retries=0))
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            log.warning("KM GET links at %s: malformed answer (%s)", peer, type(exc).__name__)
+            raise Unavailable(f"peer {peer} sent malformed link state") from None
 
     def close(self) -> None:
         for client in self._clients.values():

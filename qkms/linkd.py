@@ -30,6 +30,7 @@ from kms.pools import PoolStore, owner_of
 from kms.relay import PeerTransport
 from kms.source_registry import build_source, require_known_kind, validate_source
 from kms.sources import KeySource, SourceContext
+from qkms.failure_log import FailureLog
 
 log = logging.getLogger("qkms.linkd")
 
@@ -55,6 +56,8 @@ class LinkEnd:
     source: KeySource
     heads: deque = field(default_factory=lambda: deque(maxlen=64))
     unconfirmed: dict[int, KeyBlock] = field(default_factory=dict)
+    #: Blocks of the peer's half fetched from the source but not yet stored (a failed step).
+    unstored: dict[int, KeyBlock] = field(default_factory=dict)
     peer_half_sequences: deque = field(default_factory=lambda: deque(maxlen=REPORTED_SEQUENCES))
 
 
@@ -98,7 +101,8 @@ def validate_link_sources(config: NodeConfig) -> None:
 
 
 class LinkManager:
-    """Runs until ``stop()``; every step is safe to repeat after a crash."""
+    """Runs until ``stop()``; every step is safe to repeat after a crash, and a step that
+    fails, for whatever reason, is logged and retried by the next one."""
 
     def __init__(self, config: NodeConfig, pools: PoolStore, board: LinkBoard,
                  transport: PeerTransport, ends: list[LinkEnd]):
@@ -107,31 +111,41 @@ class LinkManager:
         self._board = board
         self._transport = transport
         self._ends = ends
+        self._failures = FailureLog(log, "link manager step")
         self._stopping = threading.Event()
 
     def fill(self) -> int:
         """Move ready blocks into the pools: the peer's half at once, this node's own half
-        only after the peer confirms it (see :meth:`confirm`). Returns blocks added."""
+        only after the peer confirms it (see :meth:`confirm`). A block that could not be
+        stored is kept for the next call (a source hands each block out once). Returns
+        blocks added."""
         added = 0
         for end in self._ends:
             for block in end.source.fetch(MAX_FETCH_BITS):
-                if owner_of(block, end.config.nodes) == self._config.kme_id:
-                    end.unconfirmed[block.sequence] = block
-                else:
-                    added += self._pools.add_blocks(end.config.id, end.peer, [block])
-                    end.peer_half_sequences.append(block.sequence)
+                own = owner_of(block, end.config.nodes) == self._config.kme_id
+                (end.unconfirmed if own else end.unstored)[block.sequence] = block
             _bound(end.unconfirmed)
+            _bound(end.unstored)
+            if end.unstored:
+                sequences = sorted(end.unstored)
+                added += self._pools.add_blocks(end.config.id, end.peer, [end.unstored[s] for s in sequences])
+                end.peer_half_sequences.extend(sequences)
+                end.unstored.clear()
         return added
 
     def confirm(self, end: LinkEnd, held_by_peer: tuple[int, ...]) -> int:
         """Release own blocks the peer holds; forget those the peer has moved past without."""
         held = set(held_by_peer)
-        ready = [end.unconfirmed.pop(seq) for seq in sorted(held & set(end.unconfirmed))]
+        ready = sorted(held & set(end.unconfirmed))
+        added = self._pools.add_blocks(end.config.id, self._config.kme_id, [end.unconfirmed[s] for s in ready]) \
+            if ready else 0
+        for seq in ready:
+            del end.unconfirmed[seq]
         newest = max(held, default=-1)
         for seq in [seq for seq in end.unconfirmed if seq < newest]:
             log.warning("link %s: block %d never reached %s; not used", end.config.id, seq, end.peer)
             del end.unconfirmed[seq]
-        return self._pools.add_blocks(end.config.id, self._config.kme_id, ready) if ready else 0
+        return added
 
     def own_halves(self) -> list[LinkHalf]:
         now = time.time()
@@ -176,35 +190,43 @@ class LinkManager:
             end.source.start()
         due = {"publish": 0.0, "poll": 0.0, "sync": time.monotonic() + SYNC_INTERVAL_S}
         try:
+            self.step(due)
             while not self._stopping.wait(FILL_INTERVAL_S):
-                self._step(due)
+                self.step(due)
         finally:
             for end in self._ends:
                 end.source.stop()
 
-    def _step(self, due: dict[str, float]) -> None:
+    def step(self, due: dict[str, float]) -> None:
+        """One round of the work that is due (``due``: next time of each periodic task)."""
         try:
-            self.fill()
-            now = time.monotonic()
-            if now >= due["publish"]:
-                self._board.publish(self.own_halves())
-                due["publish"] = now + PUBLISH_INTERVAL_S
-            if now >= due["poll"]:
-                self.poll_peers()
-                due["poll"] = now + POLL_INTERVAL_S
-            if now >= due["sync"]:
-                self.sync_pools()
-                due["sync"] = now + SYNC_INTERVAL_S
-        except QkmsError as exc:
-            log.warning("link manager step failed: %s", exc.message)
+            self._due_work(due)
+        except Exception as exc:  # anything: an ended loop would leave the pools unfilled unnoticed
+            self._failures.failed(exc)
+        else:
+            self._failures.succeeded()
+
+    def _due_work(self, due: dict[str, float]) -> None:
+        now = time.monotonic()
+        self.fill()
+        if now >= due["publish"]:
+            self._board.publish(self.own_halves())
+            due["publish"] = now + PUBLISH_INTERVAL_S
+        if now >= due["poll"]:
+            self.poll_peers()
+            due["poll"] = now + POLL_INTERVAL_S
+        if now >= due["sync"]:
+            self.sync_pools()
+            due["sync"] = now + SYNC_INTERVAL_S
 
     def stop(self, *_args) -> None:
         self._stopping.set()
 
 
-def _bound(unconfirmed: dict[int, KeyBlock]) -> None:
-    while len(unconfirmed) > MAX_UNCONFIRMED_BLOCKS:
-        del unconfirmed[min(unconfirmed)]
+def _bound(blocks: dict[int, KeyBlock]) -> None:
+    """Keep at most MAX_UNCONFIRMED_BLOCKS waiting blocks, dropping the oldest."""
+    while len(blocks) > MAX_UNCONFIRMED_BLOCKS:
+        del blocks[min(blocks)]
 
 
 def run_link_manager(config: NodeConfig, redis_url: str) -> None:
