@@ -14,6 +14,7 @@ dropped there by pool sync.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 import time
@@ -26,6 +27,7 @@ from kms.config import LinkConfig, NodeConfig
 from kms.errors import ConfigError, QkmsError
 from kms.keys import KeyBlock
 from kms.link_board import LinkBoard, LinkHalf
+from kms.link_manager_state import HEARTBEAT_INTERVAL_S, LinkManagerState
 from kms.pools import PoolStore, owner_of
 from kms.relay import PeerTransport
 from kms.source_registry import build_source, require_known_kind, validate_source
@@ -102,15 +104,18 @@ def validate_link_sources(config: NodeConfig) -> None:
 
 class LinkManager:
     """Runs until ``stop()``; every step is safe to repeat after a crash, and a step that
-    fails, for whatever reason, is logged and retried by the next one."""
+    fails, for whatever reason, is logged and retried by the next one.
+
+    ``heartbeat()`` is called about every HEARTBEAT_INTERVAL_S while the loop runs."""
 
     def __init__(self, config: NodeConfig, pools: PoolStore, board: LinkBoard,
-                 transport: PeerTransport, ends: list[LinkEnd]):
+                 transport: PeerTransport, ends: list[LinkEnd], heartbeat: Callable[[], None] = lambda: None):
         self._config = config
         self._pools = pools
         self._board = board
         self._transport = transport
         self._ends = ends
+        self._heartbeat = heartbeat
         self._failures = FailureLog(log, "link manager step")
         self._stopping = threading.Event()
 
@@ -188,7 +193,7 @@ class LinkManager:
     def run(self) -> None:
         for end in self._ends:
             end.source.start()
-        due = {"publish": 0.0, "poll": 0.0, "sync": time.monotonic() + SYNC_INTERVAL_S}
+        due = {"beat": 0.0, "publish": 0.0, "poll": 0.0, "sync": time.monotonic() + SYNC_INTERVAL_S}
         try:
             self.step(due)
             while not self._stopping.wait(FILL_INTERVAL_S):
@@ -207,7 +212,11 @@ class LinkManager:
             self._failures.succeeded()
 
     def _due_work(self, due: dict[str, float]) -> None:
+        # The heartbeat comes first: it says the loop runs, even while a source keeps failing.
         now = time.monotonic()
+        if now >= due["beat"]:
+            self._heartbeat()
+            due["beat"] = now + HEARTBEAT_INTERVAL_S
         self.fill()
         if now >= due["publish"]:
             self._board.publish(self.own_halves())
@@ -237,7 +246,10 @@ def run_link_manager(config: NodeConfig, redis_url: str) -> None:
 
     transport = HttpPeerTransport(config)
     storage = open_storage(redis_url, config.kme_id, node_sealer(config), storage_limits(config))
-    manager = LinkManager(config, storage.pools, storage.board, transport, build_link_ends(config))
+    state = LinkManagerState.for_node(storage.link_manager, config)
+    pid = os.getpid()
+    manager = LinkManager(config, storage.pools, storage.board, transport, build_link_ends(config),
+                          lambda: state.beat(pid))
     signal.signal(signal.SIGTERM, manager.stop)
     signal.signal(signal.SIGINT, manager.stop)
     log.info("link manager of %s running %d link(s)", config.kme_id, len(manager._ends))

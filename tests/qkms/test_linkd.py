@@ -112,11 +112,13 @@ def peer_block(sequence: int) -> KeyBlock:
     return KeyBlock(f"A-B:{sequence}", SECRET, sequence)
 
 
-def manager_for(source: KeySource, pools=None, transport=None, board=None, peers=("B",)):
+def manager_for(source: KeySource, pools=None, transport=None, heartbeat=lambda: None, board=None,
+                peers=("B",)):
     config = node_config([{"id": "A-B", "nodes": ["A", "B"]}] +
                          [{"id": f"A-{p}", "nodes": ["A", p]} for p in peers if p != "B"])
     end = LinkEnd(config.links[0], "B", source)
-    return LinkManager(config, pools or FakePools(), board or FakeBoard(), transport or FakeTransport({}), [end])
+    return LinkManager(config, pools or FakePools(), board or FakeBoard(), transport or FakeTransport({}), [end],
+                       heartbeat)
 
 
 def run_until(manager: LinkManager, condition: Callable[[], bool]) -> threading.Thread:
@@ -172,6 +174,15 @@ def test_a_failing_pool_store_loses_no_block(failure, caplog):
         manager.step(due)
     assert pools.stored[("A-B", "B")] == ["A-B:1", "A-B:3"]
     assert "link manager step works again after 3 failed attempt(s)" in caplog.messages
+
+
+def test_heartbeat_is_sent_while_every_step_fails(caplog):
+    beats = []
+    source = ScriptedSource([RuntimeError("broken")] * 1000)
+    manager = manager_for(source, heartbeat=lambda: beats.append(time.monotonic()))
+    thread = run_until(manager, lambda: len(beats) >= 2)
+    stop(manager, thread)
+    assert len(step_failures(caplog)) == 1
 
 
 def test_a_malformed_peer_answer_does_not_end_the_loop(caplog):
