@@ -142,13 +142,16 @@ def serve(config_path: Path) -> None:
 @main.command(hidden=True)
 @click.option("--config", "config_path", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--redis-url", help="The node's Redis (required unless --check).")
+@click.option("--parent-pid", type=int, help="Stop when this process (the node's `qkms serve`) exits.")
 @click.option("--check", is_flag=True, help="Only validate the link sources (build them, start nothing): "
                                             "exit 2 with the bad setting's path on stderr.")
-def linkd(config_path: Path, redis_url: str | None, check: bool) -> None:
-    """The link manager of one node (started by `qkms serve`)."""
-    from qkms.linkd import run_link_manager, validate_link_sources
+def linkd(config_path: Path, redis_url: str | None, parent_pid: int | None, check: bool) -> None:
+    """The link manager of one node (started and supervised by `qkms serve`)."""
+    from qkms.linkd import bind_to_parent, run_link_manager, validate_link_sources
 
     _configure_logging()
+    if parent_pid is not None:
+        bind_to_parent(parent_pid)
     if check:
         try:
             validate_link_sources(load_config(config_path))

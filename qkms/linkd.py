@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kms.config import LinkConfig, NodeConfig
+from kms.storage.embedded_redis import die_with_parent
 from kms.errors import ConfigError, QkmsError
 from kms.keys import KeyBlock
 from kms.link_board import LinkBoard, LinkHalf
@@ -236,6 +237,15 @@ def _bound(blocks: dict[int, KeyBlock]) -> None:
     """Keep at most MAX_UNCONFIRMED_BLOCKS waiting blocks, dropping the oldest."""
     while len(blocks) > MAX_UNCONFIRMED_BLOCKS:
         del blocks[min(blocks)]
+
+
+def bind_to_parent(parent_pid: int) -> None:
+    """Get SIGTERM when the process that started this one exits (Linux parent-death
+    signal, set here rather than in a preexec_fn, which is unsafe in a parent with
+    threads); exit at once if that process is already gone."""
+    die_with_parent(signal.SIGTERM)
+    if os.getppid() != parent_pid:
+        raise SystemExit(f"link manager: parent process {parent_pid} is gone")
 
 
 def run_link_manager(config: NodeConfig, redis_url: str) -> None:

@@ -1,7 +1,9 @@
-"""Running a node: embedded Redis (if no URL is configured) plus gunicorn over mutual TLS.
+"""Running a node: embedded Redis (if no URL is configured), the supervised link
+manager, and gunicorn over mutual TLS.
 
-The gunicorn master owns the embedded Redis: it starts it before forking workers and
-stops it after the last worker is gone. Each worker opens its own connections.
+The gunicorn master owns the embedded Redis and the link manager's supervisor: it
+starts both before forking workers and stops them after the last worker is gone. Each
+worker opens its own connections.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import subprocess
 import sys
 import time
 import warnings
+from functools import partial
 from pathlib import Path
 
 from gunicorn.app.base import BaseApplication
@@ -23,11 +26,12 @@ from etsi_api.app import create_app
 from etsi_api.km_client import HttpPeerTransport
 from kms.config import NodeConfig, ServerConfig
 from kms.errors import ConfigError
+from kms.link_manager_state import LinkManagerState
 from kms.node import assemble_node, node_sealer, storage_limits
 from kms.storage import open_storage
 from kms.storage.embedded_redis import EmbeddedRedis, die_with_parent
 from qkms.linkd import validate_link_sources
-from qkms.runner import stop_process
+from qkms.supervisor import Supervisor
 
 log = logging.getLogger("qkms.server")
 
@@ -139,23 +143,35 @@ def check_link_sources(config: NodeConfig, config_path: Path) -> None:
 
 
 def start_link_manager(config_path: Path, redis_url: str) -> subprocess.Popen:
-    """The node's link manager as a child process that dies with this one."""
+    """The node's link manager as a child process that dies with this one (it arranges
+    that itself, see ``bind_to_parent``) and, in its own process group, leaves Ctrl-C
+    to this process, which stops it."""
     return subprocess.Popen([sys.executable, "-m", "qkms", "linkd", "--config", str(config_path),
-                             "--redis-url", redis_url], preexec_fn=die_with_parent)
+                             "--redis-url", redis_url, "--parent-pid", str(os.getpid())], process_group=0)
+
+
+def supervise_link_manager(config: NodeConfig, config_path: Path, redis_url: str) -> Supervisor:
+    """Start the link manager under a supervisor that records its state in the node's storage."""
+    storage = open_storage(redis_url, config.kme_id, node_sealer(config), storage_limits(config))
+    state = LinkManagerState.for_node(storage.link_manager, config)
+    supervisor = Supervisor("link manager", partial(start_link_manager, config_path, redis_url), state.record)
+    supervisor.start()
+    return supervisor
 
 
 def serve(config: NodeConfig, config_path: Path) -> None:
     """Run the node until SIGTERM/SIGINT: embedded Redis (unless a URL is configured),
-    the link manager (if the node has links) and the HTTPS workers; stop them all after."""
+    the supervised link manager (if the node has links) and the HTTPS workers; stop
+    them all after."""
     embedded = None if config.redis.url else EmbeddedRedis(config.redis.data_dir, config.redis.appendfsync)
     redis_url = config.redis.url or embedded.start().url
     owner = os.getpid()
-    link_manager = start_link_manager(config_path, redis_url) if config.local_links() else None
+    supervisor = supervise_link_manager(config, config_path, redis_url) if config.local_links() else None
     try:
         NodeServer(config, redis_url).run()
     finally:
         if os.getpid() == owner:
-            if link_manager is not None:
-                stop_process(link_manager, timeout_s=10)
+            if supervisor is not None:
+                supervisor.stop()
             if embedded is not None:
                 embedded.stop()
