@@ -84,12 +84,15 @@ def pool_sync():
 
 @bp.get("/links")
 def links():
-    """This node's own link halves, for peers; with ``all=1`` every half it knows of.
-    Peers and the node itself (its operator, holding its certificate) may read it."""
+    """This node's own link halves, for peers; with ``all=1`` every half it knows of and
+    the state of its link manager. Peers and the node itself (its operator, holding its
+    certificate) may read it."""
     caller = calling_node()
     config = current_app.config["QKMS_NODE_CONFIG"]
     if caller != config.kme_id and config.peer(caller) is None:
         raise Unauthorized("caller is not a peer of this node")
     network = _network()
-    halves = network.known_halves() if request.args.get("all") == "1" else network.local_halves()
-    return jsonify(km_wire.halves_to_json(halves))
+    if request.args.get("all") != "1":
+        return jsonify(km_wire.halves_to_json(network.local_halves()))
+    link_manager = current_app.extensions["qkms.service"].link_manager_status()
+    return jsonify(km_wire.halves_to_json(network.known_halves(), link_manager))

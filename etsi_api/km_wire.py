@@ -8,6 +8,7 @@ from typing import Any
 
 from kms.errors import BadRequest
 from kms.link_board import LinkHalf
+from kms.link_manager_state import LinkManagerStatus
 from kms.pools import Segment
 from kms.relay import HopKey, RelayRequest
 from kms.routing import Hop
@@ -69,12 +70,17 @@ def _hop_key(item: Any) -> HopKey:
                   base64.b64decode(otp, validate=True) if otp is not None else None)
 
 
-def halves_to_json(halves: list[LinkHalf]) -> dict[str, Any]:
-    return {"links": [{"link": h.link_id, "owner": h.owner, "available_bits": h.available_bits,
-                       "state": h.state, "reason": h.reason, "metrics": h.metrics,
-                       "observed_at": h.observed_at, "sources": list(h.sources),
-                       "algorithms": list(h.algorithms),
-                       "held_peer_sequences": list(h.held_peer_sequences)} for h in halves]}
+def halves_to_json(halves: list[LinkHalf], link_manager: LinkManagerStatus | None = None) -> dict[str, Any]:
+    """A GET /links answer; ``link_manager`` (the node's own, for its operator) is optional."""
+    body: dict[str, Any] = {
+        "links": [{"link": h.link_id, "owner": h.owner, "available_bits": h.available_bits,
+                   "state": h.state, "reason": h.reason, "metrics": h.metrics,
+                   "observed_at": h.observed_at, "sources": list(h.sources),
+                   "algorithms": list(h.algorithms),
+                   "held_peer_sequences": list(h.held_peer_sequences)} for h in halves]}
+    if link_manager is not None:
+        body["link_manager"] = link_manager.to_dict()
+    return body
 
 
 def halves_from_json(data: Any) -> list[LinkHalf]:
@@ -82,3 +88,9 @@ def halves_from_json(data: Any) -> list[LinkHalf]:
                      dict(h["metrics"]), float(h["observed_at"]), tuple(h.get("sources", ())),
                      tuple(h.get("algorithms", ())), tuple(int(s) for s in h.get("held_peer_sequences", ())))
             for h in data["links"]]
+
+
+def link_manager_from_json(data: Any) -> LinkManagerStatus | None:
+    """The link manager state in a GET /links answer, None if it carries none."""
+    raw = data.get("link_manager") if isinstance(data, dict) else None
+    return None if raw is None else LinkManagerStatus.from_dict(raw)

@@ -8,7 +8,7 @@ from flask import Blueprint, Response, current_app, jsonify
 
 from etsi_api.auth import calling_sae
 from etsi_api.km_api import calling_node
-from kms.errors import Unauthorized
+from kms.errors import StoreError, Unauthorized
 
 bp = Blueprint("meta", __name__)
 
@@ -38,6 +38,15 @@ def km_openapi_document():
 
 @bp.get("/healthz")
 def healthz():
+    """200 when the store answers and, on a node with links, the link manager that fills
+    the pools is alive (its heartbeat is current); 503 otherwise."""
     calling_sae()
     store_up = current_app.extensions["qkms.store"].ping()
-    return jsonify({"store": "up" if store_up else "down"}), 200 if store_up else 503
+    body = {"store": "up" if store_up else "down"}
+    try:
+        link_manager = current_app.extensions["qkms.service"].link_manager_status()
+    except StoreError:
+        body["link_manager"] = {"state": "unknown"}
+        return jsonify(body), 503
+    body["link_manager"] = link_manager.to_dict()
+    return jsonify(body), 200 if store_up and link_manager.healthy else 503

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from kms.config import NodeConfig
 from kms.csprng_source import CsprngSource
+from kms.link_manager_state import LinkManagerState
 from kms.network import KeyNetwork
 from kms.relay import PeerTransport
 from kms.sealing import Sealer, load_kek
@@ -45,4 +46,5 @@ def assemble_node(config: NodeConfig, storage: Storage, transport: PeerTransport
     network = (KeyNetwork(config, storage.store, storage.pools, storage.board, transport)
                if transport is not None else None)
     local_source = CsprngSource(SourceContext(kme_id=config.kme_id))
-    return Node(config, storage, KeyService(config, storage.store, local_source, network), network)
+    link_manager = LinkManagerState.for_node(storage.link_manager, config)
+    return Node(config, storage, KeyService(config, storage.store, local_source, network, link_manager), network)

@@ -15,6 +15,7 @@ from kms import audit
 from kms.config import NodeConfig
 from kms.errors import BadRequest, ExtensionNotSupported, Unavailable
 from kms.keys import Key, KeyOrder, KeyRequest, Reservation
+from kms.link_manager_state import LinkManagerState, LinkManagerStatus
 from kms.network import KeyNetwork
 from kms.sources import KeySource
 from kms.store import KeyStore
@@ -42,11 +43,12 @@ class KeyService:
     """Serves keys for the SAEs attached to one node."""
 
     def __init__(self, config: NodeConfig, store: KeyStore, local_source: KeySource,
-                 network: KeyNetwork | None = None):
+                 network: KeyNetwork | None = None, link_manager: LinkManagerState | None = None):
         self._config = config
         self._store = store
         self._local_source = local_source
         self._network = network
+        self._link_manager = link_manager
         self._identities = {sae.identity: sae.id for sae in config.saes}
 
     @property
@@ -73,8 +75,14 @@ class KeyService:
             self.kme_id, target, master_id, slave_id, limits.key_size_bits,
             stored, limits.max_key_count, limits.max_keys_per_request,
             limits.max_key_size_bits, limits.min_key_size_bits, limits.max_sae_id_count,
-            {"qkms_source": extension},
+            {"qkms_source": extension, "qkms_link_manager": self.link_manager_status().to_dict()},
         )
+
+    def link_manager_status(self) -> LinkManagerStatus:
+        """Whether the link manager that fills this node's link pools is running."""
+        if self._link_manager is None:
+            return LinkManagerStatus("absent")
+        return self._link_manager.status()
 
     def enc_keys(self, master_id: str, slave_id: str, request: KeyRequest) -> list[Key]:
         """New keys for ``master_id``, reserved for ``slave_id`` and any additional slaves,

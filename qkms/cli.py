@@ -178,17 +178,18 @@ def demo(directory: Path) -> None:
 @click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--node", "kme_id", help="Ask this node (default: the first in the manifest).")
 def links(directory: Path, kme_id: str | None) -> None:
-    """Show every link's state, QBER, key rate and pool level, as a running node sees them."""
-    from qkms.link_status import fetch_link_halves, link_table
+    """Show every link's state, QBER, key rate and pool level, as a running node sees them,
+    and the state of that node's link manager."""
+    from qkms.link_status import fetch_link_state, link_table
     from qkms.runner import load_manifest
 
     manifest = load_manifest(directory)
     kme_id = kme_id or next(iter(manifest["nodes"]))
     try:
-        halves = fetch_link_halves(manifest, kme_id)
+        state = fetch_link_state(manifest, kme_id)
     except httpx.HTTPError as exc:
         raise click.ClickException(f"node {kme_id} did not answer: {exc}") from None
-    Console(width=130).print(link_table(halves))
+    Console(width=130).print(link_table(state))
 
 
 main.add_command(pki)

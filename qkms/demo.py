@@ -15,7 +15,7 @@ from rich.table import Table
 
 from adapters.etsi014_client import Etsi014Client, Etsi014Error
 from qkms.layout import DEMO_LINK_SOURCE, LinkPlan, NodePlan, free_port, write_layout
-from qkms.link_status import fetch_link_halves, link_table
+from qkms.link_status import fetch_link_state, link_table
 from qkms.runner import sae_client, start_all, stop_all, wait_for_keys
 
 NODES = {"A": ("sae-a",), "B": ("sae-b",), "C": ("sae-c",)}
@@ -40,7 +40,7 @@ def run_demo(directory: Path, console: Console) -> bool:
         with sae_client(manifest, "sae-a") as sae_a, sae_client(manifest, "sae-b") as sae_b, \
                 sae_client(manifest, "sae-c") as sae_c:
             status = _wait_for_keys(sae_a, "sae-c", 8, console)
-            console.print(link_table(fetch_link_halves(manifest, "A")))
+            console.print(link_table(fetch_link_state(manifest, "A")))
             console.print(f"status sae-a -> sae-c: source {status['source_KME_ID']}, target "
                           f"{status['target_KME_ID']}, route {status['status_extension']['qkms_source']['route']}, "
                           f"{status['stored_key_count']} keys of {status['key_size']} bits available")

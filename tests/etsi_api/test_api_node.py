@@ -242,6 +242,15 @@ def test_openapi_document_is_served(master, node):
     assert response.status_code == 200 and "openapi:" in response.text and "enc_keys" in response.text
 
 
+def test_healthz_and_status_show_a_node_without_links_has_no_link_manager(master, node):
+    response = master.request("GET", f"{node.url}/healthz")
+    assert response.status_code == 200
+    assert response.json() == {"store": "up", "link_manager": {
+        "state": "absent", "pid": None, "restarts": 0, "last_exit_code": None, "backoff_s": None,
+        "heartbeat_age_s": None}}
+    assert master.status("sae-2")["status_extension"]["qkms_link_manager"]["state"] == "absent"
+
+
 def test_connection_is_reused(master):
     for _ in range(5):
         master.status("sae-2")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import re
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
@@ -20,6 +21,7 @@ from etsi_api.auth import PEER_CERT_ENVIRON_KEY
 from kms.config import parse_config
 from kms.errors import BadRequest, Conflict, Unavailable
 from kms.link_board import LinkHalf
+from kms.link_manager_state import LinkManagerStateName, LinkManagerStatus
 from kms.pki import CertificateAuthority
 from kms.pools import Segment
 from kms.relay import HopKey, RelayRequest, check_relay
@@ -59,6 +61,7 @@ NODE_B = parse_config({
 
 SAMPLE_HALF = LinkHalf("link-A-B", "KME_A", 4096, "degraded", "frame 3: QBER 9.0%", {"qber": 0.09},
                        1767225600.5, ("qkd-sim",), ("BB84",), (3, 5))
+SAMPLE_LINK_MANAGER = LinkManagerStatus("restarting", 4242, 2, -9, 1.0, None)
 
 
 # --- the document itself ---------------------------------------------------------
@@ -163,12 +166,23 @@ def test_segments_are_references_never_key_bits(doc):
 
 
 def test_link_half_schema_names_are_km_wire_names(doc):
-    wire = km_wire.halves_to_json([SAMPLE_HALF])
+    wire = km_wire.halves_to_json([SAMPLE_HALF], SAMPLE_LINK_MANAGER)
     assert set(wire) == schema_props(doc, "LinkHalves")
     assert set(wire["links"][0]) == schema_props(doc, "LinkHalf")
     assert set(doc["components"]["schemas"]["LinkHalf"]["required"]) == set(wire["links"][0])
     validate(doc, {"$ref": "#/components/schemas/LinkHalves"}, wire)
     assert km_wire.halves_from_json(wire) == [SAMPLE_HALF]
+
+
+def test_link_manager_schema_names_are_km_wire_names(doc):
+    wire = km_wire.halves_to_json([SAMPLE_HALF], SAMPLE_LINK_MANAGER)
+    schema = doc["components"]["schemas"]["LinkManagerStatus"]
+    assert set(wire["link_manager"]) == set(schema["properties"]) == set(schema["required"])
+    assert set(schema["properties"]["state"]["enum"]) == set(typing.get_args(LinkManagerStateName))
+    assert km_wire.link_manager_from_json(wire) == SAMPLE_LINK_MANAGER
+    without = km_wire.halves_to_json([SAMPLE_HALF])
+    assert "link_manager" not in without and km_wire.link_manager_from_json(without) is None
+    validate(doc, {"$ref": "#/components/schemas/LinkHalves"}, without)
 
 
 # --- what the blueprint answers conforms to the document ---------------------------
@@ -210,7 +224,8 @@ def km_app():
     app = Flask("km-test")
     app.config.update(QKMS_NODE_CONFIG=NODE_B, QKMS_SAE_ID_FIELD="subject_cn")
     app.extensions["qkms.network"] = FakeNetwork()
-    app.extensions["qkms.service"] = SimpleNamespace(sae_for_identity=lambda i: i if i == "sae-b1" else None)
+    app.extensions["qkms.service"] = SimpleNamespace(sae_for_identity=lambda i: i if i == "sae-b1" else None,
+                                                     link_manager_status=lambda: SAMPLE_LINK_MANAGER)
     errors.init_app(app)
     app.register_blueprint(km_api.bp)
     app.register_blueprint(meta_api.bp)
@@ -286,3 +301,9 @@ def test_relay_result_names_the_request_and_the_outcome(doc, km_app):
     assert response.get_json() == {"request_id": sample_relay(None).request_id, "result": "reserved"}
     enum = doc["components"]["schemas"]["RelayResult"]["properties"]["result"]["enum"]
     assert set(enum) == {"reserved", "forwarded"}
+
+
+def test_only_the_all_answer_carries_the_link_manager(km_app):
+    assert "link_manager" not in call(km_app, "KME_A", "GET", "/links").get_json()
+    body = call(km_app, "KME_B", "GET", "/links", query_string={"all": "1"}).get_json()
+    assert km_wire.link_manager_from_json(body) == SAMPLE_LINK_MANAGER
