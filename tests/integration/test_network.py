@@ -16,14 +16,10 @@ import httpx
 import pytest
 
 from adapters.etsi014_client import Etsi014Error
-from tests.support.network import LocalNetwork
+from tests.support.network import FAST_LINK, LocalNetwork
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-# Efficient detectors, 10 km, a frame of 3e6 pulses per 4 s at each link end: the
-# chain's pools fill within seconds without saturating two cores.
-FAST_LINK = {"kind": "simulated", "preset": "snspd-illustrative", "length_km": 10,
-             "pulses_per_frame": 3_000_000, "frame_interval_s": 4.0}
 SAES = {"A": ("sae-a", "sae-a2"), "B": ("sae-b",), "C": ("sae-c",), "D": ("sae-d",)}
 
 

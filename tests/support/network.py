@@ -15,6 +15,11 @@ from kms.sealing import Sealer, load_kek
 from qkms.layout import LinkPlan, NodePlan, free_port, write_layout
 from qkms.runner import RunningNode, sae_client, start_node, stop_all, wait_for_keys, wait_listening
 
+# Efficient detectors, 10 km, a frame of 3e6 pulses per 4 s at each link end: the
+# pools fill within seconds without saturating two cores.
+FAST_LINK = {"kind": "simulated", "preset": "snspd-illustrative", "length_km": 10,
+             "pulses_per_frame": 3_000_000, "frame_interval_s": 4.0}
+
 
 class LocalNetwork:
     """Nodes written with ``write_layout`` and run as ``qkms serve`` children."""

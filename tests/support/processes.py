@@ -103,3 +103,36 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def child_pids(parent: int) -> list[int]:
+    """The live (not zombie) children of process ``parent``, from /proc."""
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            state, ppid = stat.read_text().rsplit(")", 1)[1].split()[:2]
+        except (OSError, IndexError):
+            continue  # the process ended meanwhile
+        if int(ppid) == parent and state != "Z":
+            children.append(int(stat.parent.name))
+    return children
+
+
+def link_manager_pid(node_pid: int) -> int | None:
+    """The pid of the ``qkms linkd`` child of a ``qkms serve`` process, if one runs."""
+    for pid in child_pids(node_pid):
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"linkd" in argv and b"--check" not in argv:
+            return pid
+    return None
+
+
+def is_gone(pid: int) -> bool:
+    """True once ``pid`` has exited (a zombie counts as exited)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return True
