@@ -6,14 +6,17 @@ from flask import Flask
 
 from etsi_api import errors, keys_api, km_api, meta_api
 from kms.config import NodeConfig
+from kms.link_exchange import LinkResponders
 from kms.network import KeyNetwork
 from kms.service import KeyService
 from kms.store import KeyStore
 
 
-def create_app(config: NodeConfig, service: KeyService, store: KeyStore, network: KeyNetwork | None = None) -> Flask:
+def create_app(config: NodeConfig, service: KeyService, store: KeyStore, network: KeyNetwork | None = None,
+               responders: LinkResponders | None = None) -> Flask:
     """A Flask app serving ETSI GS QKD 014 with ``service`` (and the KM channel with
-    ``network``) for the node configured by ``config``; ``store`` answers health checks."""
+    ``network``) for the node configured by ``config``; ``store`` answers health checks,
+    ``responders`` the peers of this node's links' key sources."""
     app = Flask("qkms")
     app.config.update(
         MAX_CONTENT_LENGTH=config.server.max_request_bytes,
@@ -28,6 +31,8 @@ def create_app(config: NodeConfig, service: KeyService, store: KeyStore, network
     app.extensions["qkms.store"] = store
     if network is not None:
         app.extensions["qkms.network"] = network
+    if responders is not None:
+        app.extensions["qkms.responders"] = responders
     errors.init_app(app)
     # No implicit HEAD (it would run GET handlers: a dec_keys that deletes keys nobody
     # receives) and no OPTIONS: both are refused before any handler or authorization.

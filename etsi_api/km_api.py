@@ -96,3 +96,13 @@ def links():
         return jsonify(km_wire.halves_to_json(network.local_halves()))
     link_manager = current_app.extensions["qkms.service"].link_manager_status()
     return jsonify(km_wire.halves_to_json(network.known_halves(), link_manager))
+
+
+@bp.post("/links/<link_id>/exchange")
+def link_exchange(link_id: str):
+    """A message from the other end of one of this node's links to its key source."""
+    peer = calling_peer()
+    responders = current_app.extensions.get("qkms.responders")
+    if responders is None:
+        raise BadRequest("this node has no links")
+    return jsonify(responders.respond(link_id, peer, _body()))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -76,6 +77,21 @@ class HttpPeerTransport(PeerTransport):
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             log.warning("KM GET links at %s: malformed answer (%s)", peer, type(exc).__name__)
             raise Unavailable(f"peer {peer} sent malformed link state") from None
+
+    def exchange(self, peer: str, link_id: str, message: dict) -> dict:
+        try:
+            response = self._client(peer).post(f"links/{quote(link_id, safe='')}/exchange", json=message)
+        except httpx.TransportError as exc:
+            raise Unavailable(f"peer {peer} unreachable ({type(exc).__name__})") from None
+        if response.status_code != 200:
+            raise Unavailable(f"peer {peer} answered {response.status_code}: {_message(response)}")
+        try:
+            answer = response.json()
+        except ValueError:
+            answer = None
+        if not isinstance(answer, dict):
+            raise Unavailable(f"peer {peer} sent a malformed answer")
+        return answer
 
     def close(self) -> None:
         for client in self._clients.values():

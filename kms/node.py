@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from kms.config import NodeConfig
 from kms.csprng_source import CsprngSource
+from kms.link_exchange import LinkResponders
 from kms.link_manager_state import LinkManagerState
 from kms.network import KeyNetwork
 from kms.relay import PeerTransport
@@ -33,6 +34,7 @@ class Node:
     storage: Storage
     service: KeyService
     network: KeyNetwork | None = None
+    responders: LinkResponders | None = None
 
     def close(self) -> None:
         self.storage.close()
@@ -42,9 +44,11 @@ def assemble_node(config: NodeConfig, storage: Storage, transport: PeerTransport
     """The node's service (and, with a KM channel ``transport``, its network) on ``storage``.
 
     Keys between SAEs of this node come straight from the operating system's CSPRNG;
-    no other key source is loaded in a serving process."""
+    a link's key source is loaded only when its peer end first talks to it."""
     network = (KeyNetwork(config, storage.store, storage.pools, storage.board, transport)
                if transport is not None else None)
     local_source = CsprngSource(SourceContext(kme_id=config.kme_id))
     link_manager = LinkManagerState.for_node(storage.link_manager, config)
-    return Node(config, storage, KeyService(config, storage.store, local_source, network, link_manager), network)
+    responders = LinkResponders(config, storage.inbox) if config.local_links() else None
+    service = KeyService(config, storage.store, local_source, network, link_manager)
+    return Node(config, storage, service, network, responders)

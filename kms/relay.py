@@ -86,6 +86,12 @@ class PeerTransport(ABC):
     def link_halves(self, peer: str) -> list:
         """The peer's own view of its link halves (a list of LinkHalf)."""
 
+    @abstractmethod
+    def exchange(self, peer: str, link_id: str, message: dict) -> dict:
+        """Hand ``message`` to ``peer``'s end of ``link_id``'s key source and return its
+        answer (kms/link_exchange.py); not retried. Unavailable, naming the peer's
+        reason, if it refused or could not be reached."""
+
 
 @dataclass(frozen=True)
 class Delivery:

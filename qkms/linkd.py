@@ -26,8 +26,10 @@ from typing import Any
 from kms.config import LinkConfig, NodeConfig
 from kms.storage.embedded_redis import die_with_parent
 from kms.errors import ConfigError, QkmsError
+from kms.inbox import BlockInbox
 from kms.keys import KeyBlock
 from kms.link_board import LinkBoard, LinkHalf
+from kms.link_exchange import TransportLinkChannel
 from kms.link_manager_state import HEARTBEAT_INTERVAL_S, LinkManagerState
 from kms.pools import PoolStore, owner_of
 from kms.relay import PeerTransport
@@ -64,11 +66,15 @@ class LinkEnd:
     peer_half_sequences: deque = field(default_factory=lambda: deque(maxlen=REPORTED_SEQUENCES))
 
 
-def _source_settings(config: NodeConfig, link: LinkConfig) -> tuple[str, dict[str, Any], SourceContext]:
-    """(kind, the source's own section, its context) of a link this node is an end of."""
+def _source_settings(config: NodeConfig, link: LinkConfig, transport: PeerTransport | None = None,
+                     inbox: BlockInbox | None = None) -> tuple[str, dict[str, Any], SourceContext]:
+    """(kind, the source's own section, its context) of a link this node is an end of;
+    with a ``transport`` the context carries the channel to the peer end's source."""
     peer = next(n for n in link.nodes if n != config.kme_id)
     section = {k: v for k, v in link.source.items() if k != "kind"}
-    return link.source["kind"], section, SourceContext(config.kme_id, peer, link.id, str(config.config_dir))
+    channel = TransportLinkChannel(transport, peer, link.id) if transport is not None else None
+    return link.source["kind"], section, SourceContext(config.kme_id, peer, link.id, str(config.config_dir),
+                                                       channel=channel, inbox=inbox)
 
 
 def _at_link(index: int, check: Callable[..., Any], *args: Any) -> Any:
@@ -79,12 +85,13 @@ def _at_link(index: int, check: Callable[..., Any], *args: Any) -> Any:
         raise ConfigError(f"links[{index}].source.{exc.message}") from None
 
 
-def build_link_ends(config: NodeConfig) -> list[LinkEnd]:
+def build_link_ends(config: NodeConfig, transport: PeerTransport | None = None,
+                    inbox: BlockInbox | None = None) -> list[LinkEnd]:
     """Instantiate (not start) the key source of every link this node is an end of."""
     ends = []
     for index, link in enumerate(config.links):
         if config.kme_id in link.nodes:
-            kind, section, context = _source_settings(config, link)
+            kind, section, context = _source_settings(config, link, transport, inbox)
             source = _at_link(index, build_source, kind, section, context)
             ends.append(LinkEnd(link, context.peer_kme_id, source))
     return ends
@@ -258,8 +265,8 @@ def run_link_manager(config: NodeConfig, redis_url: str) -> None:
     storage = open_storage(redis_url, config.kme_id, node_sealer(config), storage_limits(config))
     state = LinkManagerState.for_node(storage.link_manager, config)
     pid = os.getpid()
-    manager = LinkManager(config, storage.pools, storage.board, transport, build_link_ends(config),
-                          lambda: state.beat(pid))
+    manager = LinkManager(config, storage.pools, storage.board, transport,
+                          build_link_ends(config, transport, storage.inbox), lambda: state.beat(pid))
     signal.signal(signal.SIGTERM, manager.stop)
     signal.signal(signal.SIGINT, manager.stop)
     log.info("link manager of %s running %d link(s)", config.kme_id, len(manager._ends))

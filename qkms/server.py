@@ -102,7 +102,7 @@ class NodeServer(BaseApplication):
         transport = HttpPeerTransport(config) if config.peers else None
         storage = open_storage(self._redis_url, config.kme_id, node_sealer(config), storage_limits(config))
         node = assemble_node(config, storage, transport)
-        return create_app(config, node.service, storage.store, node.network)
+        return create_app(config, node.service, storage.store, node.network, node.responders)
 
 
 def ensure_listen_port_free(config: NodeConfig, wait_s: float = 5.0) -> None:

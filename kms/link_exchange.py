@@ -1,0 +1,59 @@
+"""Conversations between the two ends of a link's key source, over the KM channel.
+
+The initiating end's source (in the link manager) holds a :class:`TransportLinkChannel`;
+the other end answers in a web worker, where :class:`LinkResponders` builds the link's
+source once (never started) and hands it the message (:meth:`KeySource.respond`). The
+blocks it makes wait in the node's block inbox for its link manager (kms/inbox.py).
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from kms.config import NodeConfig
+from kms.errors import BadRequest, Unauthorized
+from kms.inbox import BlockInbox
+from kms.relay import PeerTransport
+from kms.source_registry import build_source
+from kms.sources import KeySource, LinkChannel, SourceContext
+
+
+class TransportLinkChannel(LinkChannel):
+    """The channel of one link end to ``peer``'s end of ``link_id``."""
+
+    def __init__(self, transport: PeerTransport, peer: str, link_id: str):
+        self._transport = transport
+        self._peer = peer
+        self._link_id = link_id
+
+    def exchange(self, message: dict[str, Any]) -> dict[str, Any]:
+        return self._transport.exchange(self._peer, self._link_id, message)
+
+
+class LinkResponders:
+    """This node's answering ends of its links' sources, built on first use."""
+
+    def __init__(self, config: NodeConfig, inbox: BlockInbox):
+        self._config = config
+        self._inbox = inbox
+        self._sources: dict[str, KeySource] = {}
+        self._lock = threading.Lock()
+
+    def respond(self, link_id: str, caller: str, message: dict[str, Any]) -> dict[str, Any]:
+        """The answer of this node's end of ``link_id`` to its peer ``caller``."""
+        return self._source(link_id, caller).respond(message)
+
+    def _source(self, link_id: str, caller: str) -> KeySource:
+        link = next((link for link in self._config.local_links() if link.id == link_id), None)
+        if link is None:
+            raise BadRequest("no such link at this node")
+        if caller not in link.nodes or caller == self._config.kme_id:
+            raise Unauthorized("caller is not the other end of this link")
+        with self._lock:
+            if link_id not in self._sources:
+                section = {k: v for k, v in link.source.items() if k != "kind"}
+                context = SourceContext(self._config.kme_id, caller, link_id, str(self._config.config_dir),
+                                        inbox=self._inbox)
+                self._sources[link_id] = build_source(link.source["kind"], section, context)
+            return self._sources[link_id]
