@@ -25,6 +25,7 @@ from kms.config import NodeConfig, ServerConfig
 from kms.embedded_redis import EmbeddedRedis, die_with_parent
 from kms.errors import ConfigError
 from kms.node import NodeResources
+from qkms.gevent_worker import NodeWorker
 from qkms.runner import stop_process
 
 log = logging.getLogger("qkms.server")
@@ -51,7 +52,7 @@ def _concurrency_settings(server: ServerConfig) -> dict:
     # theirs afterwards (gunicorn's server context, the KM-channel and device clients),
     # and the one module it names (redis.asyncio) is not used.
     warnings.filterwarnings("ignore", message="Monkey-patching ssl after ssl has already been imported")
-    return {"worker_class": "qkms.gevent_worker.NodeWorker", "worker_connections": server.worker_connections}
+    return {"worker_class": NodeWorker.configured(server), "worker_connections": server.worker_connections}
 
 
 class NodeServer(BaseApplication):

@@ -1,17 +1,23 @@
 """The node's gevent workers (qkms.gevent_worker, qkms.server) as a real node process:
-idle keep-alive connections are closed, busy ones are kept, and the kernel spreads
-connections over the workers (SO_REUSEPORT)."""
+idle keep-alive connections are closed, busy ones are kept, the kernel spreads
+connections over the workers (SO_REUSEPORT); connections that never authenticate
+cannot hold the node."""
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
+import re
 import time
 from pathlib import Path
 
 import pytest
 
 from adapters.etsi014_client import client_tls_context
+from kms.pki import CertificateAuthority
+from tests.support.raw_connections import (Sockets, ensure_open_files, exchange, node_port, still_open,
+                                           wait_until_closed)
 
 pytestmark = pytest.mark.integration
 
@@ -86,3 +92,71 @@ def test_connections_are_spread_over_the_workers(node):
     assert min(counts.values()) >= 6, f"one worker holds nearly every connection: {counts}"
     for connection in connections:
         connection.close()
+
+
+@pytest.fixture
+def sockets():
+    opened = Sockets()
+    yield opened
+    opened.close_all()
+
+
+# ---- connections that never authenticate ---------------------------------------------
+
+SILENT_CONNECTIONS = 300
+
+
+@pytest.mark.slow
+def test_silent_connections_neither_starve_clients_nor_stay_open(make_node, sockets):
+    """More never-speaking TCP connections than both workers hold: an SAE is still
+    served, and every silent connection is closed (handshake_timeout_s, per-address limit)."""
+    node = make_node(saes=("sae-1", "sae-2"), config_overrides={
+        "server": {"workers": 2, "worker_connections": 40, "max_pending_connections_per_ip": 8}})
+    ensure_open_files(SILENT_CONNECTIONS)
+    silent = [sockets.tcp(node_port(node), source="127.0.0.2") for _ in range(SILENT_CONNECTIONS)]
+    assert node.client("sae-1").status("sae-2")["master_SAE_ID"] == "sae-1"
+    closed = wait_until_closed(silent, count=len(silent), timeout_s=120)
+    assert len(closed) == len(silent), f"{len(silent) - len(closed)} silent connections are still open"
+
+
+def test_pending_connections_beyond_the_per_address_limit_are_closed_at_once(make_node, sockets):
+    """With a long handshake timeout only the per-address limit can close them: the
+    excess goes at once, the limit's worth stays, another address is served."""
+    node = make_node(saes=("sae-1", "sae-2"), config_overrides={
+        "server": {"workers": 1, "worker_connections": 50, "max_pending_connections_per_ip": 4,
+                   "handshake_timeout_s": 300}})
+    silent = [sockets.tcp(node_port(node), source="127.0.0.3") for _ in range(20)]
+    closed = wait_until_closed(silent, count=16, timeout_s=60)
+    assert len(closed) == 16
+    assert sum(still_open(sock) for sock in silent if sock not in closed) == 4
+    assert node.client("sae-1").status("sae-2")["master_SAE_ID"] == "sae-1"
+
+
+def log_lines_from(node, source: str, timeout_s: float = 30) -> list[str]:
+    """The node's log lines naming ``source``, once there is at least one (the server
+    may close a connection just before it writes the line)."""
+    deadline = time.monotonic() + timeout_s
+    while not (lines := [line for line in node.process.log_text().splitlines() if source in line]):
+        if time.monotonic() > deadline:
+            return []
+        time.sleep(0.05)
+    return lines
+
+
+def test_failed_handshakes_are_logged_in_short_rate_limited_lines(make_node, sockets, tmp_path):
+    node = make_node(saes=("sae-1", "sae-2"), config_overrides={"server": {"workers": 1}})
+    for _ in range(50):
+        sock = sockets.tcp(node_port(node), source="127.0.0.4")
+        sock.sendall(b"GET /api/v1/keys/sae-2/status HTTP/1.1\r\nHost: plain-http\r\n\r\n")
+        assert wait_until_closed([sock], count=1, timeout_s=30)
+    rogue = CertificateAuthority.create("rogue CA")
+    rogue.issue_sae_certificate("sae-1").save(tmp_path / "r.crt", tmp_path / "r.key")
+    node.manifest["saes"]["rogue"] = {"cert": tmp_path / "r.crt", "key": tmp_path / "r.key"}
+    with contextlib.suppress(OSError):
+        assert exchange(sockets.tls(node, "rogue", source="127.0.0.5"), b"GET / HTTP/1.1\r\n\r\n") == b""
+    plain, rogue_lines = log_lines_from(node, "127.0.0.4"), log_lines_from(node, "127.0.0.5")
+    assert "Traceback" not in node.process.log_text()
+    # One line per address and minute; a slow machine may cross one minute boundary.
+    assert 1 <= len(plain) <= 2, plain
+    assert len(rogue_lines) == 1 and re.search(r"certificate", rogue_lines[0], re.IGNORECASE), rogue_lines
+    assert all(len(line) < 300 for line in plain + rogue_lines)
