@@ -7,7 +7,7 @@ KME needs: the client certificate of the TLS connection in the WSGI environ (rea
 once per connection), idle keep-alive connections closed after ``keepalive_s``, and
 limits on clients that connect and stall (config/README.md, "Connections that never
 authenticate"): a deadline for the TLS handshake and a cap on handshakes in progress
-per source address.
+per source address. Request framing is checked by ``qkms.http_framing``.
 """
 
 from __future__ import annotations
@@ -17,11 +17,12 @@ import socket
 from collections import Counter
 
 import gevent
-from gunicorn.workers.ggevent import GeventPyWSGIWorker, PyWSGIHandler, PyWSGIServer
+from gunicorn.workers.ggevent import GeventPyWSGIWorker, PyWSGIServer
 
 from etsi_api.auth import PEER_CERT_ENVIRON_KEY
 from kms.config import ServerConfig
 from kms.errors import QkmsError
+from qkms.http_framing import FramingHandler
 from qkms.rate_limited_log import RateLimitedLog
 
 log = logging.getLogger("qkms.server")
@@ -86,7 +87,7 @@ class _NodeServer(PyWSGIServer):
                 del self._handshakes[source]
 
 
-class _NodeHandler(PyWSGIHandler):
+class _NodeHandler(FramingHandler):
     """Serves the requests of one TLS connection."""
 
     idle_timeout_s: float = 75.0

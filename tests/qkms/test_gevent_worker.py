@@ -1,7 +1,7 @@
 """The node's gevent workers (qkms.gevent_worker, qkms.server) as a real node process:
 idle keep-alive connections are closed, busy ones are kept, the kernel spreads
 connections over the workers (SO_REUSEPORT); connections that never authenticate
-cannot hold the node."""
+cannot hold the node, and malformed HTTP framing is refused before it changes anything."""
 
 from __future__ import annotations
 
@@ -16,8 +16,9 @@ import pytest
 
 from adapters.etsi014_client import client_tls_context
 from kms.pki import CertificateAuthority
-from tests.support.raw_connections import (Sockets, ensure_open_files, exchange, node_port, still_open,
-                                           wait_until_closed)
+from tests.conftest import SingleNode
+from tests.support.raw_connections import (Sockets, ensure_open_files, etsi_error, exchange, node_port,
+                                           still_open, wait_until_closed)
 
 pytestmark = pytest.mark.integration
 
@@ -160,3 +161,47 @@ def test_failed_handshakes_are_logged_in_short_rate_limited_lines(make_node, soc
     assert 1 <= len(plain) <= 2, plain
     assert len(rogue_lines) == 1 and re.search(r"certificate", rogue_lines[0], re.IGNORECASE), rogue_lines
     assert all(len(line) < 300 for line in plain + rogue_lines)
+
+
+# ---- malformed HTTP, rejected below the application ---------------------------------
+
+def post_enc_keys(*headers: bytes, body: bytes = b"{}") -> bytes:
+    head = b"POST /api/v1/keys/sae-2/enc_keys HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+    return head + b"".join(header + b"\r\n" for header in headers) + b"\r\n" + body
+
+
+def get_status(*headers: bytes, query: bytes = b"") -> bytes:
+    head = b"GET /api/v1/keys/sae-2/status" + query + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+    return head + b"".join(header + b"\r\n" for header in headers) + b"\r\n"
+
+
+MALFORMED_REQUESTS = [
+    (get_status(query=b"?pad=" + b"a" * 9000), "request line too long"),
+    (get_status(b"X-Pad: " + b"a" * 70000), "request header line too long"),
+    (get_status(*(b"X-Header-%d: 1" % i for i in range(150))), "too many request headers"),
+    (post_enc_keys(b"Content-Length: 2", b"Content-Length: 2"), "Content-Length given more than once"),
+    (post_enc_keys(b"Content-Length: 2", b"Transfer-Encoding: chunked", body=b"2\r\n{}\r\n0\r\n\r\n"),
+     "Content-Length and Transfer-Encoding given together"),
+    (post_enc_keys(b"Transfer-Encoding: gzip, chunked", body=b"2\r\n{}\r\n0\r\n\r\n"),
+     "unsupported Transfer-Encoding"),
+    (post_enc_keys(b"Content-Length: +2"), "Content-Length must be a decimal number"),
+]
+
+
+@pytest.fixture(scope="module")
+def one_worker_node(tmp_path_factory):
+    node = SingleNode(tmp_path_factory.mktemp("one-worker"), ("sae-1", "sae-2"), {"server": {"workers": 1}})
+    node.process.start()
+    yield node
+    node.close_clients()
+    node.process.stop()
+
+
+@pytest.mark.parametrize("request_bytes, message", MALFORMED_REQUESTS, ids=[m for _, m in MALFORMED_REQUESTS])
+def test_malformed_http_is_400_with_an_etsi_error_and_changes_nothing(one_worker_node, sockets, request_bytes,
+                                                                      message):
+    master = one_worker_node.client("sae-1")
+    before = master.status("sae-2")["stored_key_count"]
+    status, error = etsi_error(exchange(sockets.tls(one_worker_node, "sae-1"), request_bytes))
+    assert (status, error["message"]) == (400, message)
+    assert master.status("sae-2")["stored_key_count"] == before

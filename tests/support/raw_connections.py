@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import resource
 import selectors
 import socket
@@ -101,3 +102,24 @@ def exchange(sock: socket.socket, request: bytes, timeout_s: float = 30) -> byte
         if not chunk:
             return received
         received += chunk
+
+
+def parse_response(raw: bytes) -> tuple[int, dict[str, str], bytes]:
+    """Status, headers (lowercase names) and body of one HTTP/1.1 response."""
+    head, _, body = raw.partition(b"\r\n\r\n")
+    status_line, *header_lines = head.decode("latin-1").split("\r\n")
+    headers = {}
+    for line in header_lines:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return int(status_line.split()[1]), headers, body
+
+
+def etsi_error(raw: bytes) -> tuple[int, dict]:
+    """Status and ETSI Error body of a response; fails the test if the body is not one."""
+    status, headers, body = parse_response(raw)
+    # Only the status line in the failure message: a 200 body would hold key material.
+    assert headers.get("content-type") == "application/json", raw.partition(b"\r\n")[0]
+    error = json.loads(body)
+    assert set(error) <= {"message", "details"} and isinstance(error["message"], str), error
+    return status, error
