@@ -6,8 +6,9 @@ benchmark it served ~15 % more round trips per second. These subclasses add what
 KME needs: the client certificate of the TLS connection in the WSGI environ (read
 once per connection), idle keep-alive connections closed after ``keepalive_s``, and
 limits on clients that connect and stall (config/README.md, "Connections that never
-authenticate"): a deadline for the TLS handshake and a cap on handshakes in progress
-per source address. Request framing is checked by ``qkms.http_framing``.
+authenticate"): a deadline for the TLS handshake, a cap on handshakes in progress
+per source address, and a deadline for each request's line and headers. Request
+framing is checked by ``qkms.http_framing``.
 """
 
 from __future__ import annotations
@@ -91,6 +92,8 @@ class _NodeHandler(FramingHandler):
     """Serves the requests of one TLS connection."""
 
     idle_timeout_s: float = 75.0
+    header_timeout_s: float = 10.0
+    _header_deadline: gevent.Timeout | None = None
 
     def handle(self) -> None:
         # A read or write that waits longer than this (an idle keep-alive connection,
@@ -98,6 +101,36 @@ class _NodeHandler(FramingHandler):
         self.socket.settimeout(self.idle_timeout_s)
         self._peer_cert_der = self.socket.getpeercert(binary_form=True)
         super().handle()
+
+    def handle_one_request(self):
+        try:
+            return super().handle_one_request()
+        except gevent.Timeout as timeout:
+            if timeout is not self._header_deadline:
+                raise
+            return self._refuse(f"request line and headers not received within {self.header_timeout_s:g} s")
+        finally:
+            self._end_header_deadline()
+
+    def read_requestline(self) -> str:
+        # Waiting for the next request is keep-alive idling (idle_timeout_s per read);
+        # from its first byte, the request line and headers get header_timeout_s in
+        # all, so a client cannot hold the connection by trickling them in.
+        if not self.rfile.peek(1):
+            return ""
+        self._header_deadline = gevent.Timeout.start_new(self.header_timeout_s)
+        return super().read_requestline()
+
+    def read_request(self, raw_requestline: str) -> bool:
+        try:
+            return super().read_request(raw_requestline)
+        finally:
+            self._end_header_deadline()
+
+    def _end_header_deadline(self) -> None:
+        if self._header_deadline is not None:
+            self._header_deadline.close()
+            self._header_deadline = None
 
     def get_environ(self) -> dict:
         environ = super().get_environ()
@@ -121,5 +154,5 @@ class NodeWorker(GeventPyWSGIWorker):
             "handshake_timeout_s": server.handshake_timeout_s,
             "max_pending_connections_per_ip": server.max_pending_connections_per_ip})
         self.wsgi_handler = type("NodeHandler", (_NodeHandler,), {
-            "idle_timeout_s": float(server.keepalive_s)})
+            "idle_timeout_s": float(server.keepalive_s), "header_timeout_s": server.header_timeout_s})
         super().run()

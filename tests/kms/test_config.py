@@ -64,7 +64,7 @@ def test_minimal_config_parses_with_defaults(tmp_path: Path) -> None:
     assert (config.server.worker_class, config.server.workers, config.server.threads) == ("gevent", 3, 8)
     assert (config.server.keepalive_s, config.server.max_request_bytes) == (75, 65536)
     server = config.server
-    assert (server.handshake_timeout_s, server.max_pending_connections_per_ip) == (5, 64)
+    assert (server.handshake_timeout_s, server.header_timeout_s, server.max_pending_connections_per_ip) == (5, 10, 64)
 
 
 def test_pending_limit_may_exceed_the_gevent_pool_under_gthread() -> None:
@@ -153,6 +153,8 @@ def test_saes_are_an_immutable_tuple() -> None:
     ("server.max_request_bytes", 1023, r"server\.max_request_bytes: "),
     ("server.handshake_timeout_s", 0, r"server\.handshake_timeout_s: "),
     ("server.handshake_timeout_s", 301, r"server\.handshake_timeout_s: "),
+    ("server.header_timeout_s", 0, r"server\.header_timeout_s: "),
+    ("server.header_timeout_s", 301, r"server\.header_timeout_s: "),
     ("server.max_pending_connections_per_ip", 0, r"server\.max_pending_connections_per_ip: "),
     ("server.max_pending_connections_per_ip", 1000,
      r"server: max_pending_connections_per_ip must be below worker_connections"),

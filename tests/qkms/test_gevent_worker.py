@@ -1,7 +1,8 @@
 """The node's gevent workers (qkms.gevent_worker, qkms.server) as a real node process:
 idle keep-alive connections are closed, busy ones are kept, the kernel spreads
-connections over the workers (SO_REUSEPORT); connections that never authenticate
-cannot hold the node, and malformed HTTP framing is refused before it changes anything."""
+connections over the workers (SO_REUSEPORT); connections that never authenticate and
+slow request headers cannot hold the node, and malformed HTTP framing is refused
+before it changes anything."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import contextlib
 import http.client
 import json
 import re
+import select
 import time
 from pathlib import Path
 
@@ -17,8 +19,8 @@ import pytest
 from adapters.etsi014_client import client_tls_context
 from kms.pki import CertificateAuthority
 from tests.conftest import SingleNode
-from tests.support.raw_connections import (Sockets, ensure_open_files, etsi_error, exchange, node_port,
-                                           still_open, wait_until_closed)
+from tests.support.raw_connections import (Sockets, closed_by_peer, ensure_open_files, etsi_error, exchange,
+                                           node_port, still_open, wait_until_closed)
 
 pytestmark = pytest.mark.integration
 
@@ -161,6 +163,47 @@ def test_failed_handshakes_are_logged_in_short_rate_limited_lines(make_node, soc
     assert 1 <= len(plain) <= 2, plain
     assert len(rogue_lines) == 1 and re.search(r"certificate", rogue_lines[0], re.IGNORECASE), rogue_lines
     assert all(len(line) < 300 for line in plain + rogue_lines)
+
+
+# ---- slow request headers ------------------------------------------------------------
+
+SLOW_REQUEST = (b"GET /api/v1/keys/sae-2/status HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                b"X-Slow: " + b"z" * 40 + b"\r\n\r\n")
+
+
+def trickle(sock, data: bytes, interval_s: float) -> int:
+    """Send ``data`` a byte every ``interval_s``; the number of bytes sent before the
+    server closed the connection (``len(data)`` if it never did)."""
+    for sent in range(len(data)):
+        try:
+            sock.sendall(data[sent:sent + 1])
+        except OSError:
+            return sent
+        readable, _, _ = select.select([sock], [], [], interval_s)
+        if readable and closed_by_peer(sock):
+            return sent + 1
+    return len(data)
+
+
+@pytest.mark.slow
+def test_slow_headers_are_cut_off_by_header_timeout(make_node, sockets):
+    """A client with a valid certificate trickling its headers (slowloris) is closed
+    after header_timeout_s (2 s here), long before its ~55 s trickle would end."""
+    node = make_node(saes=("sae-1", "sae-2"), config_overrides={"server": {"workers": 1, "header_timeout_s": 2}})
+    sent = trickle(sockets.tls(node, "sae-1"), SLOW_REQUEST, interval_s=0.5)
+    assert sent < len(SLOW_REQUEST) // 2, "the node waited for the whole trickled request"
+
+
+
+@pytest.mark.slow
+def test_idle_time_between_requests_does_not_count_as_header_time(make_node):
+    node = make_node(saes=("sae-1", "sae-2"), config_overrides={
+        "server": {"workers": 1, "header_timeout_s": 1, "keepalive_s": 60}})
+    connection = connect(node)
+    status_over(connection)
+    assert wait_until_closed([connection.sock], count=1, timeout_s=3) == [], "closed while idle"
+    assert status_over(connection)["slave_SAE_ID"] == "sae-2"
+    connection.close()
 
 
 # ---- malformed HTTP, rejected below the application ---------------------------------
