@@ -3,12 +3,16 @@
 ETSI GS QKD 014 defines 400 and 503 with an Error body ({"message", "details"}) and
 401. Everything the framework would answer with another 4xx (unknown route, wrong
 method, oversized body) is a bad request here; anything unexpected is a 503 with a
-generic message, logged in full on the server only. The KM channel (our own protocol)
-adds 409 for final refusals that a retry cannot change.
+generic message, logged in full on the server only. So are requests the HTTP server
+rejects before the application sees them (where a plain server answers 414 or 431:
+over-long request line or headers; malformed framing): ``raw_bad_request`` is their
+whole response. The KM channel (our own protocol) adds 409 for final refusals that a
+retry cannot change.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 
 from flask import Flask, jsonify, request
@@ -36,6 +40,15 @@ def error_body(message: str, details: list | None = None) -> dict:
     if details:
         body["details"] = details
     return body
+
+
+def raw_bad_request(message: str) -> bytes:
+    """A complete HTTP/1.1 400 response with an ETSI Error body that closes the
+    connection, for the HTTP server to send when it rejects a request itself."""
+    body = json.dumps(error_body(message), separators=(",", ":")).encode()
+    head = (f"HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n")
+    return head.encode("ascii") + body
 
 
 def status_for(error: QkmsError, node_to_node: bool = False) -> int:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
@@ -21,15 +22,44 @@ KEY_ID_FIELDS = {"key_ID", "key_ID_extension"}
 _MAX_INT = 2**31 - 1
 
 
+_MAX_JSON_INT_DIGITS = 64
+
+
+def _object_without_repeated_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    data = dict(pairs)
+    if len(data) != len(pairs):
+        repeated = next(key for key, count in Counter(key for key, _ in pairs).items() if count > 1)
+        raise BadRequest(f"duplicate key in request body: {repeated[:64]}")
+    return data
+
+
+def _short_int(digits: str) -> int:
+    if len(digits.lstrip("-")) > _MAX_JSON_INT_DIGITS:
+        raise BadRequest(f"request body holds a number of more than {_MAX_JSON_INT_DIGITS} digits")
+    return int(digits)
+
+
+def _not_json(constant: str) -> None:
+    raise ValueError(f"{constant} is not JSON")
+
+
 def parse_json_object(body: bytes, required: bool) -> dict[str, Any]:
-    """Decode a JSON object body; an empty body is ``{}`` unless ``required``."""
+    """Decode a JSON object body; an empty body is ``{}`` unless ``required``.
+
+    Stricter than ``json.loads``: a key repeated within an object, NaN, Infinity and
+    integers of more than 64 digits are refused, and so is nesting deeper than the
+    interpreter's recursion limit.
+    """
     if not body.strip():
         if required:
             raise BadRequest("request body must be a JSON object")
         return {}
     try:
-        data = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+        data = json.loads(body, object_pairs_hook=_object_without_repeated_keys, parse_int=_short_int,
+                          parse_constant=_not_json)
+    except RecursionError:
+        raise BadRequest("request body nests too deeply") from None
+    except ValueError:  # UnicodeDecodeError and JSONDecodeError among them
         raise BadRequest("request body is not valid JSON") from None
     if not isinstance(data, dict):
         raise BadRequest("request body must be a JSON object")

@@ -104,6 +104,16 @@ class ServerConfig(_Frozen):
     threads: int = Field(8, ge=1, le=256)
     keepalive_s: int = Field(75, ge=1, le=3600)
     max_request_bytes: int = Field(65536, ge=1024, le=16 * 1024 * 1024)
+    handshake_timeout_s: float = Field(5.0, gt=0, le=300)
+    header_timeout_s: float = Field(10.0, gt=0, le=300)
+    max_pending_connections_per_ip: int = Field(64, ge=1, le=100_000)
+
+    @model_validator(mode="after")
+    def _pending_limit_below_pool(self) -> "ServerConfig":
+        if self.worker_class == "gevent" and self.max_pending_connections_per_ip >= self.worker_connections:
+            raise ValueError("max_pending_connections_per_ip must be below worker_connections "
+                             "(else one address can fill a worker with unfinished handshakes)")
+        return self
 
 
 class PeerConfig(_Frozen):

@@ -2,22 +2,98 @@
 
 gunicorn's ``gevent_pywsgi`` worker writes each response, headers and body, in one
 TLS record where its ``gevent`` worker makes two writes; on the ETSI round-trip
-benchmark it served ~15 % more round trips per second. This subclass adds what a KME
-needs: the client certificate of the TLS connection in the WSGI environ (read once
-per connection), and idle keep-alive connections closed after ``keepalive`` seconds.
+benchmark it served ~15 % more round trips per second. These subclasses add what a
+KME needs: the client certificate of the TLS connection in the WSGI environ (read
+once per connection), idle keep-alive connections closed after ``keepalive_s``, and
+limits on clients that connect and stall (config/README.md, "Connections that never
+authenticate"): a deadline for the TLS handshake, a cap on handshakes in progress
+per source address, and a deadline for each request's line and headers. Request
+framing is checked by ``qkms.http_framing``.
 """
 
 from __future__ import annotations
 
-from gunicorn.workers.ggevent import GeventPyWSGIWorker, PyWSGIHandler
+import logging
+import socket
+from collections import Counter
+
+import gevent
+from gunicorn.workers.ggevent import GeventPyWSGIWorker, PyWSGIServer
 
 from etsi_api.auth import PEER_CERT_ENVIRON_KEY
+from kms.config import ServerConfig
+from kms.errors import QkmsError
+from qkms.http_framing import FramingHandler
+from qkms.rate_limited_log import RateLimitedLog
+
+log = logging.getLogger("qkms.server")
 
 
-class _NodeHandler(PyWSGIHandler):
+class _HandshakeTimeout(QkmsError):
+    message = "TLS handshake not completed in time"
+
+
+def _handshake_failure(error: BaseException, timeout_s: float) -> str:
+    """Why a TLS handshake failed, in a few words (an OpenSSL reason where there is one)."""
+    if isinstance(error, _HandshakeTimeout):
+        return f"not completed within {timeout_s:g} s"
+    return getattr(error, "reason", None) or error.strerror or type(error).__name__
+
+
+class _NodeServer(PyWSGIServer):
+    """Accepts connections; each must finish its TLS handshake within
+    ``handshake_timeout_s``, and one source address may have at most
+    ``max_pending_connections_per_ip`` handshakes in progress (in this worker)."""
+
+    handshake_timeout_s: float = 5.0
+    max_pending_connections_per_ip: int = 64
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._handshakes: Counter[str] = Counter()
+        self._quiet_log = RateLimitedLog(log)
+
+    def wrap_socket_and_handle(self, client_socket, address):
+        source = address[0]
+        if self._handshakes[source] >= self.max_pending_connections_per_ip:
+            self._quiet_log.warning((source, "refused"), f"connection from {source} closed: "
+                                    f"{self._handshakes[source]} TLS handshakes from it in progress")
+            return None  # the server closes client_socket
+        ssl_socket = self._handshake(client_socket, source)
+        if ssl_socket is None:
+            return None
+        with ssl_socket:
+            return self.handle(ssl_socket, address)
+
+    def _handshake(self, client_socket, source: str):
+        """The TLS socket after a completed handshake, or None (failure logged, closed)."""
+        self._handshakes[source] += 1
+        ssl_socket = None
+        try:
+            with gevent.Timeout(self.handshake_timeout_s, _HandshakeTimeout):
+                if not client_socket.recv(1, socket.MSG_PEEK):
+                    return None  # closed before saying anything: a port probe, not worth a line
+                ssl_socket = self.wrap_socket(client_socket, do_handshake_on_connect=False, **self.ssl_args)
+                ssl_socket.do_handshake()
+            return ssl_socket
+        except (_HandshakeTimeout, OSError) as error:
+            if ssl_socket is not None:
+                ssl_socket.close()
+            self._quiet_log.warning((source, "failed"), f"TLS handshake from {source} failed: "
+                                    f"{_handshake_failure(error, self.handshake_timeout_s)}")
+            return None
+        finally:
+            self._handshakes[source] -= 1
+            if not self._handshakes[source]:
+                del self._handshakes[source]
+
+
+class _NodeHandler(FramingHandler):
     """Serves the requests of one TLS connection."""
 
     idle_timeout_s: float = 75.0
+    header_timeout_s: float = 10.0
+    _header_deadline: gevent.Timeout | None = None
 
     def handle(self) -> None:
         # A read or write that waits longer than this (an idle keep-alive connection,
@@ -25,6 +101,36 @@ class _NodeHandler(PyWSGIHandler):
         self.socket.settimeout(self.idle_timeout_s)
         self._peer_cert_der = self.socket.getpeercert(binary_form=True)
         super().handle()
+
+    def handle_one_request(self):
+        try:
+            return super().handle_one_request()
+        except gevent.Timeout as timeout:
+            if timeout is not self._header_deadline:
+                raise
+            return self._refuse(f"request line and headers not received within {self.header_timeout_s:g} s")
+        finally:
+            self._end_header_deadline()
+
+    def read_requestline(self) -> str:
+        # Waiting for the next request is keep-alive idling (idle_timeout_s per read);
+        # from its first byte, the request line and headers get header_timeout_s in
+        # all, so a client cannot hold the connection by trickling them in.
+        if not self.rfile.peek(1):
+            return ""
+        self._header_deadline = gevent.Timeout.start_new(self.header_timeout_s)
+        return super().read_requestline()
+
+    def read_request(self, raw_requestline: str) -> bool:
+        try:
+            return super().read_request(raw_requestline)
+        finally:
+            self._end_header_deadline()
+
+    def _end_header_deadline(self) -> None:
+        if self._header_deadline is not None:
+            self._header_deadline.close()
+            self._header_deadline = None
 
     def get_environ(self) -> dict:
         environ = super().get_environ()
@@ -35,6 +141,18 @@ class _NodeHandler(PyWSGIHandler):
 class NodeWorker(GeventPyWSGIWorker):
     """gunicorn worker class for ``server.worker_class: gevent``."""
 
+    server_config: ServerConfig = ServerConfig()
+
+    @classmethod
+    def configured(cls, server: ServerConfig) -> type[NodeWorker]:
+        """This worker class serving with the settings of ``server``."""
+        return type(cls.__name__, (cls,), {"server_config": server})
+
     def run(self) -> None:
-        self.wsgi_handler = type("NodeHandler", (_NodeHandler,), {"idle_timeout_s": float(self.cfg.keepalive)})
+        server = self.server_config
+        self.server_class = type("NodeServer", (_NodeServer,), {
+            "handshake_timeout_s": server.handshake_timeout_s,
+            "max_pending_connections_per_ip": server.max_pending_connections_per_ip})
+        self.wsgi_handler = type("NodeHandler", (_NodeHandler,), {
+            "idle_timeout_s": float(server.keepalive_s), "header_timeout_s": server.header_timeout_s})
         super().run()

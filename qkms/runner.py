@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -10,11 +11,15 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 from urllib.parse import urlparse
 
 import httpx
 
 from adapters.etsi014_client import Etsi014Client, Etsi014Error
+
+# Node logs name clients, certificates and key_IDs: not for every local user.
+LOG_FILE_MODE = 0o640
 
 
 @dataclass
@@ -56,9 +61,17 @@ def load_manifest(directory: Path) -> dict:
     return json.loads((directory / "manifest.json").read_text())
 
 
+def open_log(path: Path) -> BinaryIO:
+    """``path`` opened for appending, readable by its owner and group only (mode
+    LOG_FILE_MODE, also when the file was there before with a wider one)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, LOG_FILE_MODE)
+    os.fchmod(fd, LOG_FILE_MODE)
+    return os.fdopen(fd, "ab")
+
+
 def start_node(kme_id: str, entry: dict, log_dir: Path) -> RunningNode:
     log_path = log_dir / f"{kme_id}.log"
-    with open(log_path, "ab") as log:
+    with open_log(log_path) as log:
         process = subprocess.Popen([sys.executable, "-m", "qkms", "serve", "--config", entry["config"]],
                                    stdout=log, stderr=subprocess.STDOUT)
     return RunningNode(kme_id, entry["url"], process, log_path)
@@ -104,7 +117,7 @@ def start_all(directory: Path) -> list[RunningNode]:
     """Start every node of the directory and wait until all listen."""
     manifest = load_manifest(directory)
     log_dir = directory / "logs"
-    log_dir.mkdir(exist_ok=True)
+    log_dir.mkdir(exist_ok=True, mode=0o750)
     nodes = [start_node(kme_id, entry, log_dir) for kme_id, entry in manifest["nodes"].items()]
     try:
         for node in nodes:

@@ -30,6 +30,7 @@ from kms.link_manager_state import LinkManagerState
 from kms.node import assemble_node, node_sealer, storage_limits
 from kms.storage import open_storage
 from kms.storage.embedded_redis import EmbeddedRedis, die_with_parent
+from qkms.gevent_worker import NodeWorker
 from qkms.linkd import validate_link_sources
 from qkms.supervisor import Supervisor
 
@@ -59,7 +60,7 @@ def _concurrency_settings(server: ServerConfig) -> dict:
     # theirs afterwards (gunicorn's server context, the KM-channel and device clients),
     # and the one module it names (redis.asyncio) is not used.
     warnings.filterwarnings("ignore", message="Monkey-patching ssl after ssl has already been imported")
-    return {"worker_class": "qkms.gevent_worker.NodeWorker", "worker_connections": server.worker_connections}
+    return {"worker_class": NodeWorker.configured(server), "worker_connections": server.worker_connections}
 
 
 class NodeServer(BaseApplication):

@@ -13,6 +13,7 @@ import ctypes
 import os
 import hashlib
 import signal
+import stat
 import subprocess
 import tempfile
 import time
@@ -21,9 +22,11 @@ from pathlib import Path
 import redis
 
 from kms.errors import StoreError
+from kms.pki.files import write_atomic
 
 _PR_SET_PDEATHSIG = 1
 _MAX_UNIX_PATH = 100
+_UMASK = 0o027  # no write for the group, nothing for other users
 
 
 def redis_server_binary() -> str:
@@ -37,6 +40,15 @@ def die_with_parent(sig: int = signal.SIGTERM) -> None:
     """In a child process: receive ``sig`` when the parent dies (Linux prctl)."""
     libc = ctypes.CDLL("libc.so.6", use_errno=True)
     libc.prctl(_PR_SET_PDEATHSIG, sig)
+
+
+def _close_to_other_users(data_dir: Path) -> None:
+    """Files an earlier version left readable by every user (the AOF holds sealed keys,
+    the log names clients) get the modes new ones are created with."""
+    for path in data_dir.rglob("*"):
+        mode = stat.S_IMODE(path.lstat().st_mode)
+        if mode & _UMASK and not path.is_symlink():
+            path.chmod(mode & ~_UMASK)
 
 
 def _socket_path(data_dir: Path) -> Path:
@@ -81,10 +93,12 @@ class EmbeddedRedis:
         """Start the server and wait until it answers PING."""
         self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._wait_for_previous_server()
+        _close_to_other_users(self.data_dir)
         conf = self.data_dir / "redis.conf"
-        conf.write_text(self._config_text())
+        write_atomic(conf, self._config_text().encode(), 0o640)
+        # Redis creates its AOF and log with mode 0666 less the umask.
         self._process = subprocess.Popen([redis_server_binary(), str(conf)], preexec_fn=die_with_parent,
-                                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+                                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, umask=_UMASK)
         self._owner_pid = os.getpid()
         self._wait_until_up()
         return self

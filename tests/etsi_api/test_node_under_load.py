@@ -163,7 +163,7 @@ def test_two_node_processes_sharing_one_redis(make_node, external_redis, tmp_pat
         replica.stop()
     assert_exactly_once(ledger)
     assert set(ledger.fetched) == set(ledger.issued)
-    assert "Using worker: qkms.gevent_worker.NodeWorker" in node.process.log_text()
+    assert "Using worker: NodeWorker" in node.process.log_text()
     assert "Using worker: gthread" in replica.log_text()
 
 

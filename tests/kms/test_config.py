@@ -63,6 +63,13 @@ def test_minimal_config_parses_with_defaults(tmp_path: Path) -> None:
     assert config.reservation_ttl_s == 3600
     assert (config.server.worker_class, config.server.workers, config.server.threads) == ("gevent", 3, 8)
     assert (config.server.keepalive_s, config.server.max_request_bytes) == (75, 65536)
+    server = config.server
+    assert (server.handshake_timeout_s, server.header_timeout_s, server.max_pending_connections_per_ip) == (5, 10, 64)
+
+
+def test_pending_limit_may_exceed_the_gevent_pool_under_gthread() -> None:
+    data = with_change("server", {"worker_class": "gthread", "worker_connections": 16})
+    assert parse_config(data).server.max_pending_connections_per_ip == 64
 
 
 def test_sae_identity_defaults_to_its_id() -> None:
@@ -144,6 +151,13 @@ def test_saes_are_an_immutable_tuple() -> None:
     ("server.worker_connections", 0, r"server\.worker_connections: "),
     ("server.keepalive_s", 0, r"server\.keepalive_s: "),
     ("server.max_request_bytes", 1023, r"server\.max_request_bytes: "),
+    ("server.handshake_timeout_s", 0, r"server\.handshake_timeout_s: "),
+    ("server.handshake_timeout_s", 301, r"server\.handshake_timeout_s: "),
+    ("server.header_timeout_s", 0, r"server\.header_timeout_s: "),
+    ("server.header_timeout_s", 301, r"server\.header_timeout_s: "),
+    ("server.max_pending_connections_per_ip", 0, r"server\.max_pending_connections_per_ip: "),
+    ("server.max_pending_connections_per_ip", 1000,
+     r"server: max_pending_connections_per_ip must be below worker_connections"),
 ])
 def test_error_names_the_exact_path(path: str, value: Any, expected: str) -> None:
     message = config_error(with_change(path, value))

@@ -1,17 +1,26 @@
 """The node's gevent workers (qkms.gevent_worker, qkms.server) as a real node process:
-idle keep-alive connections are closed, busy ones are kept, and the kernel spreads
-connections over the workers (SO_REUSEPORT)."""
+idle keep-alive connections are closed, busy ones are kept, the kernel spreads
+connections over the workers (SO_REUSEPORT); connections that never authenticate and
+slow request headers cannot hold the node, and malformed HTTP framing is refused
+before it changes anything."""
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
+import re
+import select
 import time
 from pathlib import Path
 
 import pytest
 
 from adapters.etsi014_client import client_tls_context
+from kms.pki import CertificateAuthority
+from tests.conftest import SingleNode
+from tests.support.raw_connections import (Sockets, closed_by_peer, ensure_open_files, etsi_error, exchange,
+                                           node_port, still_open, wait_until_closed)
 
 pytestmark = pytest.mark.integration
 
@@ -86,3 +95,156 @@ def test_connections_are_spread_over_the_workers(node):
     assert min(counts.values()) >= 6, f"one worker holds nearly every connection: {counts}"
     for connection in connections:
         connection.close()
+
+
+@pytest.fixture
+def sockets():
+    opened = Sockets()
+    yield opened
+    opened.close_all()
+
+
+# ---- connections that never authenticate ---------------------------------------------
+
+SILENT_CONNECTIONS = 300
+
+
+@pytest.mark.slow
+def test_silent_connections_neither_starve_clients_nor_stay_open(make_node, sockets):
+    """More never-speaking TCP connections than both workers hold: an SAE is still
+    served, and every silent connection is closed (handshake_timeout_s, per-address limit)."""
+    node = make_node(saes=("sae-1", "sae-2"), config_overrides={
+        "server": {"workers": 2, "worker_connections": 40, "max_pending_connections_per_ip": 8}})
+    ensure_open_files(SILENT_CONNECTIONS)
+    silent = [sockets.tcp(node_port(node), source="127.0.0.2") for _ in range(SILENT_CONNECTIONS)]
+    assert node.client("sae-1").status("sae-2")["master_SAE_ID"] == "sae-1"
+    closed = wait_until_closed(silent, count=len(silent), timeout_s=120)
+    assert len(closed) == len(silent), f"{len(silent) - len(closed)} silent connections are still open"
+
+
+def test_pending_connections_beyond_the_per_address_limit_are_closed_at_once(make_node, sockets):
+    """With a long handshake timeout only the per-address limit can close them: the
+    excess goes at once, the limit's worth stays, another address is served."""
+    node = make_node(saes=("sae-1", "sae-2"), config_overrides={
+        "server": {"workers": 1, "worker_connections": 50, "max_pending_connections_per_ip": 4,
+                   "handshake_timeout_s": 300}})
+    silent = [sockets.tcp(node_port(node), source="127.0.0.3") for _ in range(20)]
+    closed = wait_until_closed(silent, count=16, timeout_s=60)
+    assert len(closed) == 16
+    assert sum(still_open(sock) for sock in silent if sock not in closed) == 4
+    assert node.client("sae-1").status("sae-2")["master_SAE_ID"] == "sae-1"
+
+
+def log_lines_from(node, source: str, timeout_s: float = 30) -> list[str]:
+    """The node's log lines naming ``source``, once there is at least one (the server
+    may close a connection just before it writes the line)."""
+    deadline = time.monotonic() + timeout_s
+    while not (lines := [line for line in node.process.log_text().splitlines() if source in line]):
+        if time.monotonic() > deadline:
+            return []
+        time.sleep(0.05)
+    return lines
+
+
+def test_failed_handshakes_are_logged_in_short_rate_limited_lines(make_node, sockets, tmp_path):
+    node = make_node(saes=("sae-1", "sae-2"), config_overrides={"server": {"workers": 1}})
+    for _ in range(50):
+        sock = sockets.tcp(node_port(node), source="127.0.0.4")
+        sock.sendall(b"GET /api/v1/keys/sae-2/status HTTP/1.1\r\nHost: plain-http\r\n\r\n")
+        assert wait_until_closed([sock], count=1, timeout_s=30)
+    rogue = CertificateAuthority.create("rogue CA")
+    rogue.issue_sae_certificate("sae-1").save(tmp_path / "r.crt", tmp_path / "r.key")
+    node.manifest["saes"]["rogue"] = {"cert": tmp_path / "r.crt", "key": tmp_path / "r.key"}
+    with contextlib.suppress(OSError):
+        assert exchange(sockets.tls(node, "rogue", source="127.0.0.5"), b"GET / HTTP/1.1\r\n\r\n") == b""
+    plain, rogue_lines = log_lines_from(node, "127.0.0.4"), log_lines_from(node, "127.0.0.5")
+    assert "Traceback" not in node.process.log_text()
+    # One line per address and minute; a slow machine may cross one minute boundary.
+    assert 1 <= len(plain) <= 2, plain
+    assert len(rogue_lines) == 1 and re.search(r"certificate", rogue_lines[0], re.IGNORECASE), rogue_lines
+    assert all(len(line) < 300 for line in plain + rogue_lines)
+
+
+# ---- slow request headers ------------------------------------------------------------
+
+SLOW_REQUEST = (b"GET /api/v1/keys/sae-2/status HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                b"X-Slow: " + b"z" * 40 + b"\r\n\r\n")
+
+
+def trickle(sock, data: bytes, interval_s: float) -> int:
+    """Send ``data`` a byte every ``interval_s``; the number of bytes sent before the
+    server closed the connection (``len(data)`` if it never did)."""
+    for sent in range(len(data)):
+        try:
+            sock.sendall(data[sent:sent + 1])
+        except OSError:
+            return sent
+        readable, _, _ = select.select([sock], [], [], interval_s)
+        if readable and closed_by_peer(sock):
+            return sent + 1
+    return len(data)
+
+
+@pytest.mark.slow
+def test_slow_headers_are_cut_off_by_header_timeout(make_node, sockets):
+    """A client with a valid certificate trickling its headers (slowloris) is closed
+    after header_timeout_s (2 s here), long before its ~55 s trickle would end."""
+    node = make_node(saes=("sae-1", "sae-2"), config_overrides={"server": {"workers": 1, "header_timeout_s": 2}})
+    sent = trickle(sockets.tls(node, "sae-1"), SLOW_REQUEST, interval_s=0.5)
+    assert sent < len(SLOW_REQUEST) // 2, "the node waited for the whole trickled request"
+
+
+
+@pytest.mark.slow
+def test_idle_time_between_requests_does_not_count_as_header_time(make_node):
+    node = make_node(saes=("sae-1", "sae-2"), config_overrides={
+        "server": {"workers": 1, "header_timeout_s": 1, "keepalive_s": 60}})
+    connection = connect(node)
+    status_over(connection)
+    assert wait_until_closed([connection.sock], count=1, timeout_s=3) == [], "closed while idle"
+    assert status_over(connection)["slave_SAE_ID"] == "sae-2"
+    connection.close()
+
+
+# ---- malformed HTTP, rejected below the application ---------------------------------
+
+def post_enc_keys(*headers: bytes, body: bytes = b"{}") -> bytes:
+    head = b"POST /api/v1/keys/sae-2/enc_keys HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+    return head + b"".join(header + b"\r\n" for header in headers) + b"\r\n" + body
+
+
+def get_status(*headers: bytes, query: bytes = b"") -> bytes:
+    head = b"GET /api/v1/keys/sae-2/status" + query + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+    return head + b"".join(header + b"\r\n" for header in headers) + b"\r\n"
+
+
+MALFORMED_REQUESTS = [
+    (get_status(query=b"?pad=" + b"a" * 9000), "request line too long"),
+    (get_status(b"X-Pad: " + b"a" * 70000), "request header line too long"),
+    (get_status(*(b"X-Header-%d: 1" % i for i in range(150))), "too many request headers"),
+    (post_enc_keys(b"Content-Length: 2", b"Content-Length: 2"), "Content-Length given more than once"),
+    (post_enc_keys(b"Content-Length: 2", b"Transfer-Encoding: chunked", body=b"2\r\n{}\r\n0\r\n\r\n"),
+     "Content-Length and Transfer-Encoding given together"),
+    (post_enc_keys(b"Transfer-Encoding: gzip, chunked", body=b"2\r\n{}\r\n0\r\n\r\n"),
+     "unsupported Transfer-Encoding"),
+    (post_enc_keys(b"Content-Length: +2"), "Content-Length must be a decimal number"),
+]
+
+
+@pytest.fixture(scope="module")
+def one_worker_node(tmp_path_factory):
+    node = SingleNode(tmp_path_factory.mktemp("one-worker"), ("sae-1", "sae-2"), {"server": {"workers": 1}})
+    node.process.start()
+    yield node
+    node.close_clients()
+    node.process.stop()
+
+
+@pytest.mark.parametrize("request_bytes, message", MALFORMED_REQUESTS, ids=[m for _, m in MALFORMED_REQUESTS])
+def test_malformed_http_is_400_with_an_etsi_error_and_changes_nothing(one_worker_node, sockets, request_bytes,
+                                                                      message):
+    master = one_worker_node.client("sae-1")
+    before = master.status("sae-2")["stored_key_count"]
+    status, error = etsi_error(exchange(sockets.tls(one_worker_node, "sae-1"), request_bytes))
+    assert (status, error["message"]) == (400, message)
+    assert master.status("sae-2")["stored_key_count"] == before

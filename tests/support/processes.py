@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from qkms.runner import stop_process, wait_for_port
+from qkms.runner import open_log, stop_process, wait_for_port
 
 
 @dataclass
@@ -28,7 +28,7 @@ class NodeProcess:
     env: dict[str, str] = field(default_factory=dict)
 
     def start(self, timeout_s: float = 30) -> "NodeProcess":
-        log = open(self.log_path, "ab")
+        log = open_log(self.log_path)
         self.process = subprocess.Popen(
             [sys.executable, "-m", "qkms", "serve", "--config", str(self.config_path)],
             stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **self.env})
