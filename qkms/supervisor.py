@@ -2,7 +2,12 @@
 
 The supervisor is a daemon thread of the serving master process, started before
 gunicorn forks its workers: a fork copies only the forking thread, so no worker runs a
-supervisor (and workers never touch the object they inherit). The thread starts the
+supervisor (and workers never touch the object they inherit). No fork of the process
+may happen while the thread starts a child: ``subprocess`` waits for the child's exec
+on a pipe, and a worker forked in that moment would inherit the pipe's write end and
+keep that wait (and with it supervision) blocked for the worker's whole life. So the
+thread holds a lock while it starts a child, and every ``os.fork`` of the process
+(gunicorn forking a worker) takes that lock first. The thread starts the
 child, waits for it and, when it exits without having been asked to, starts it again
 after a backoff (:class:`Backoff`). Each change is published as a SupervisorRecord so
 that every process of the node can report it.
@@ -87,6 +92,7 @@ class Supervisor:
         self._backoff = backoff
         self._stopping = threading.Event()
         self._lock = threading.Lock()  # orders a start of the child against stop()
+        self._spawning = threading.Lock()  # held while a child starts; forks wait for it
         self._process: subprocess.Popen | None = None
         self._thread: threading.Thread | None = None
         self._restarts = 0
@@ -94,6 +100,8 @@ class Supervisor:
 
     def start(self) -> None:
         """Start the child and the thread that watches it."""
+        os.register_at_fork(before=self._spawning.acquire, after_in_parent=self._spawning.release,
+                            after_in_child=self._spawning.release)
         self._thread = threading.Thread(target=self._run, name=f"supervisor of the {self._name}", daemon=True)
         self._thread.start()
 
@@ -130,7 +138,8 @@ class Supervisor:
             if self._stopping.is_set():
                 return None, None
             try:
-                process = self._process = self._spawn()
+                with self._spawning:
+                    process = self._process = self._spawn()
             except Exception as exc:  # whatever the cause, the next attempt follows the backoff
                 log.error("%s could not be started: %s", self._name, exc)
                 return None, None

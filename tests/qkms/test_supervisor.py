@@ -141,3 +141,41 @@ def test_a_failing_publisher_does_not_end_supervision(supervise):
                                         (-99, "killed by signal 99")])
 def test_exit_reason(code, text):
     assert exit_reason(code) == text
+
+
+def test_a_fork_waits_while_the_supervisor_starts_a_child() -> None:
+    """A worker forked while subprocess waits for the child's exec would inherit that
+    wait's pipe and block supervision for the worker's life (seen: a link manager killed
+    -9 was never restarted). Forks wait until the child has started."""
+    spawning, release = threading.Event(), threading.Event()
+    children = Children("import time; time.sleep(60)")
+
+    def slow_spawn() -> subprocess.Popen:
+        spawning.set()
+        assert release.wait(WAIT_S)
+        return children()
+
+    supervisor = Supervisor("sleeper", slow_spawn, Records(), QUICK)
+    forked: list[int] = []
+
+    def fork_like_gunicorn() -> None:
+        pid = os.fork()
+        if pid == 0:
+            os._exit(0)
+        forked.append(pid)
+        os.waitpid(pid, 0)
+
+    try:
+        supervisor.start()
+        assert spawning.wait(WAIT_S)
+        forker = threading.Thread(target=fork_like_gunicorn)
+        forker.start()
+        forker.join(0.5)
+        assert forker.is_alive() and forked == [], "a fork ran while a child was being started"
+        release.set()
+        forker.join(WAIT_S)
+        assert not forker.is_alive() and len(forked) == 1
+    finally:
+        release.set()
+        supervisor.stop(5)
+        children.reap_all()
