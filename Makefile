@@ -32,10 +32,16 @@ lock:
 	  "$$tmp/venv/bin/python" -m pip freeze --all --exclude pip --exclude qkms; } > constraints.txt.new; \
 	mv constraints.txt.new constraints.txt
 
-# Debian packages the integration tiers use (real redis-server, openssl).
+# Debian packages the integration tiers use: redis-server and openssl; for the connector
+# tests strongSwan's charon and swanctl, wireguard-go and wg, iproute2 (ip netns). Each
+# command is probed first, so apt-get runs only when something is missing.
+SYSTEM_COMMANDS := redis-server:redis-server openssl:openssl ip:iproute2 wg:wireguard-tools \
+	wireguard-go:wireguard-go swanctl:strongswan-swanctl /usr/lib/ipsec/charon:strongswan-charon
 system-deps:
-	@command -v redis-server >/dev/null 2>&1 && command -v openssl >/dev/null 2>&1 || \
-	  ( $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q redis-server openssl )
+	@missing=$$(for pair in $(SYSTEM_COMMANDS); do command -v "$${pair%%:*}" >/dev/null 2>&1 || \
+	  echo "$${pair#*:}"; done); \
+	[ -z "$$missing" ] || { $(SUDO) apt-get update -q && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends $$missing; }
 
 demo: $(VENV)/.installed
 	$(PY) -m qkms demo .demo
