@@ -20,6 +20,9 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from cryptography import x509
+from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
+
 from adapters.connectors.errors import ConnectorError
 from kms.errors import BadRequest
 from kms.pki import sae_identity_from_der
@@ -42,17 +45,37 @@ class SaeCredentials:
     id_field: str = "subject_cn"
 
     def context(self, server_side: bool) -> ssl.SSLContext:
+        """The server verifies client certificates as usual. SAE certificates are for TLS
+        clients (no serverAuth), so a client checks the serving agent's certificate
+        itself, with ``verified_identity`` after the handshake (TLS has proven that the
+        server holds the certificate's key)."""
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER if server_side else ssl.PROTOCOL_TLS_CLIENT)
         context.minimum_version = ssl.TLSVersion.TLSv1_2
         context.load_cert_chain(str(self.cert), str(self.key))
-        context.load_verify_locations(cafile=str(self.ca))
-        # Agents are named by SAE_ID, not by host name: the identity check is ours.
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_REQUIRED
+        context.check_hostname = False  # agents are named by SAE_ID, not by host name
+        if server_side:
+            context.load_verify_locations(cafile=str(self.ca))
+            context.verify_mode = ssl.CERT_REQUIRED
+        else:
+            context.verify_mode = ssl.CERT_NONE
         return context
 
     def identity(self, der: bytes | None) -> str | None:
+        """The SAE_ID of a certificate the TLS server already verified."""
         return sae_identity_from_der(der, self.id_field) if der else None
+
+    def verified_identity(self, der: bytes | None) -> str:
+        """The SAE_ID of a serving agent's certificate, after checking it as an SAE
+        certificate of our CA (chain, validity, clientAuth); ConnectorError otherwise."""
+        if not der:
+            raise ConnectorError("the peer agent presented no certificate")
+        try:
+            ca = x509.load_pem_x509_certificate(self.ca.read_bytes())
+            verifier = PolicyBuilder().store(Store([ca])).build_client_verifier()
+            verifier.verify(x509.load_der_x509_certificate(der), [])
+        except (ValueError, VerificationError) as exc:
+            raise ConnectorError(f"the peer agent's certificate is not an SAE certificate of our CA: {exc}") from None
+        return self.identity(der) or ""
 
 
 def parse_address(address: str) -> tuple[str, int]:
@@ -73,7 +96,8 @@ class ChannelServer:
                  routes: dict[str, Handler], status: Callable[[], dict]):
         self._server = _TlsServer(listen, _RequestHandler, credentials.context(server_side=True))
         self._server.channel = (credentials, peer_sae, routes, status)
-        self._thread = threading.Thread(target=self._server.serve_forever, name="connect-channel", daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), name="connect-channel",
+                                        daemon=True)
 
     @property
     def address(self) -> tuple[str, int]:
@@ -83,7 +107,10 @@ class ChannelServer:
         self._thread.start()
 
     def stop(self) -> None:
-        self._server.shutdown()
+        """Stop serving and close the socket (safe to call twice, or before start)."""
+        if self._thread.is_alive():
+            self._server.shutdown()
+            self._thread.join()
         self._server.server_close()
 
 
@@ -172,7 +199,7 @@ class ChannelClient:
         connection = http.client.HTTPSConnection(self.host, self.port, context=self._context, timeout=self.timeout_s)
         try:
             connection.connect()
-            peer = self.credentials.identity(connection.sock.getpeercert(binary_form=True))
+            peer = self.credentials.verified_identity(connection.sock.getpeercert(binary_form=True))
             if peer != self.peer_sae:
                 raise ConnectorError(f"the agent at {self.host}:{self.port} is {peer!r}, not {self.peer_sae!r}")
             connection.request("POST", path, body=json.dumps(body), headers={"Content-Type": "application/json"})
