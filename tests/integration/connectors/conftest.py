@@ -2,7 +2,8 @@
 embedded Redis, and two links; the SAEs of applications sit at A and C, so every key
 an agent pair uses is relayed through B (one-time pad per hop). Link material is
 injected into the pools at once (tests/support/network.py); the simulated sources run
-one small frame a minute, only so that the links count as up."""
+the smallest frame that still yields key (3e6 pulses; 1e6 aborts on the finite-key
+bound) every 10 s, only so that the links count as up."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 from tests.support.network import LocalNetwork
 
 LINK = {"kind": "simulated", "preset": "snspd-illustrative", "length_km": 10,
-        "pulses_per_frame": 1_000_000, "frame_interval_s": 60.0}
+        "pulses_per_frame": 3_000_000, "frame_interval_s": 10.0}
 SAES = {"A": ("tls-a", "ike-a", "wg-a", "router-a", "file-a"), "B": (),
         "C": ("tls-c", "ike-c", "wg-c", "router-c", "file-c")}
 
