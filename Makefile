@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-fast bench lock system-deps clean
+.PHONY: demo demo-tls test test-fast bench lock system-deps clean
 
 # Exact versions from constraints.txt. A -c on the command line adds to a `constraint`
 # set in pip's own configuration (both hold); PIP_CONSTRAINT would replace that one.
@@ -46,6 +46,10 @@ system-deps:
 demo: $(VENV)/.installed
 	$(PY) -m qkms demo .demo
 
+# A TLS 1.3 session (openssl s_server/s_client) keyed by qkms over a relay.
+demo-tls: $(VENV)/.installed system-deps
+	$(PY) -m qkms demo-tls .demo-tls
+
 test: $(VENV)/.installed system-deps
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
@@ -56,4 +60,4 @@ bench: $(VENV)/.installed
 	$(PY) benchmarks/bench_etsi_roundtrip.py
 
 clean:
-	rm -rf .demo .pytest_cache build *.egg-info
+	rm -rf .demo .demo-tls .pytest_cache build *.egg-info

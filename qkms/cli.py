@@ -160,6 +160,16 @@ def demo(directory: Path) -> None:
         raise SystemExit(1)
 
 
+@main.command("demo-tls")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path), default=".demo-tls")
+def demo_tls(directory: Path) -> None:
+    """Run the TLS demo in DIRECTORY (recreated): OpenSSL TLS 1.3 sessions keyed by qkms over a relay."""
+    from qkms.demo_tls import run_demo_tls
+
+    if not run_demo_tls(directory, Console(width=150)):
+        raise SystemExit(1)
+
+
 @main.command()
 @click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--node", "kme_id", help="Ask this node (default: the first in the manifest).")

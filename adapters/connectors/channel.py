@@ -196,13 +196,20 @@ class ChannelClient:
     def post(self, path: str, body: dict) -> dict:
         """The peer's JSON answer to ``body``; ConnectorError if unreachable, not the
         peer, or not 200 (with the peer's message)."""
+        return self._request("POST", path, json.dumps(body))
+
+    def get(self, path: str) -> dict:
+        """The peer's JSON answer to a GET (its status)."""
+        return self._request("GET", path, None)
+
+    def _request(self, method: str, path: str, data: str | None) -> dict:
         connection = http.client.HTTPSConnection(self.host, self.port, context=self._context, timeout=self.timeout_s)
         try:
             connection.connect()
             peer = self.credentials.verified_identity(connection.sock.getpeercert(binary_form=True))
             if peer != self.peer_sae:
                 raise ConnectorError(f"the agent at {self.host}:{self.port} is {peer!r}, not {self.peer_sae!r}")
-            connection.request("POST", path, body=json.dumps(body), headers={"Content-Type": "application/json"})
+            connection.request(method, path, body=data, headers={"Content-Type": "application/json"})
             response = connection.getresponse()
             answer = _json(response.read())
         except (OSError, http.client.HTTPException) as exc:

@@ -5,17 +5,16 @@ handshake. The Python 3.13 ssl helper reads the same files."""
 
 from __future__ import annotations
 
-import contextlib
 import glob
 import hashlib
 import shutil
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
 
+from adapters.connectors.openssl_psk import CIPHERSUITE, s_client_exchange, start_s_server
 from adapters.connectors.tls_psk_helper import read_psk
 from qkms.layout import free_port
 from qkms.runner import stop_process
@@ -23,7 +22,6 @@ from tests.support.connect import agent_pair, stop_pair
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-CIPHERSUITE = "TLS_AES_128_GCM_SHA256"
 REPO = Path(__file__).resolve().parents[3]
 
 
@@ -42,52 +40,14 @@ def psk_pair(qnet, tmp_path):
         stop_pair(init, resp)
 
 
-def openssl(*argv: str) -> list[str]:
-    """openssl with ``-psk "$QKMS_PSK"``: the key stays out of this test's argv lists (and
-    so out of its failure messages)."""
-    return ["sh", "-c", 'exec openssl "$@" -psk "$QKMS_PSK"', "openssl", *argv]
-
-
-def s_server(port: int, identity: str, key: bytes) -> subprocess.Popen:
-    process = subprocess.Popen(
-        openssl("s_server", "-accept", f"127.0.0.1:{port}", "-tls1_3", "-ciphersuites", CIPHERSUITE,
-                "-psk_identity", identity, "-nocert", "-rev", "-naccept", "1"),
-        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={"QKMS_PSK": key.hex()})
-    # s_server prints ACCEPT once it listens (a probe connection would use up -naccept 1).
-    for line in process.stdout:
-        if line.strip() == b"ACCEPT":
-            return process
-    raise RuntimeError(f"openssl s_server exited with {process.wait()}")
-
-
-def s_client(port: int, identity: str, key: bytes, line: bytes) -> tuple[int, bytes]:
-    """Send ``line``, read one line back, then close: (exit status, the line read)."""
-    process = subprocess.Popen(
-        openssl("s_client", "-connect", f"127.0.0.1:{port}", "-tls1_3", "-ciphersuites", CIPHERSUITE,
-                "-psk_identity", identity, "-quiet", "-no_ign_eof"),
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env={"QKMS_PSK": key.hex()})
-    watchdog = threading.Timer(20, process.kill)
-    watchdog.start()
-    try:
-        with contextlib.suppress(OSError):  # a failed handshake may close the pipe first
-            process.stdin.write(line)
-            process.stdin.flush()
-        reply = process.stdout.readline()
-        with contextlib.suppress(OSError):
-            process.stdin.close()
-        return process.wait(), reply
-    finally:
-        watchdog.cancel()
-
-
 def test_openssl_completes_a_tls13_psk_handshake_with_qkms_keys(psk_pair):
     (identity_a, key_a), (identity_c, key_c) = (read_psk(f) for f in psk_pair)
     assert identity_a == identity_c  # the key_ID is the PSK identity
     assert hashlib.sha256(key_a).digest() == hashlib.sha256(key_c).digest()
     port = free_port()
-    server = s_server(port, identity_c, key_c)
+    server = start_s_server(port, identity_c, key_c)
     try:
-        status, reply = s_client(port, identity_a, key_a, b"hello over qkms\n")
+        status, reply = s_client_exchange(port, identity_a, key_a, b"hello over qkms\n")
         assert (status, reply.strip()) == (0, b"smkq revo olleh")
         server_log = server.stdout.read().decode()
     finally:
@@ -100,9 +60,9 @@ def test_a_wrong_key_fails_the_handshake(psk_pair):
     identity, key = read_psk(psk_pair[1])
     wrong = bytes(b ^ 1 for b in key[:1]) + key[1:]
     port = free_port()
-    server = s_server(port, identity, key)
+    server = start_s_server(port, identity, key)
     try:
-        status, reply = s_client(port, identity, wrong, b"hello\n")
+        status, reply = s_client_exchange(port, identity, wrong, b"hello\n")
         assert status != 0 and b"olleh" not in reply
     finally:
         stop_process(server, timeout_s=5)
