@@ -122,13 +122,6 @@ class WireGuardDevice:
                 return None if psk == "(none)" else base64.b64decode(psk)
         return None
 
-    def latest_handshake(self, peer: str) -> int:
-        for line in run("wg", "show", self.name, "latest-handshakes").splitlines():
-            public_key, _, when = line.partition("\t")
-            if public_key == peer:
-                return int(when)
-        return 0
-
     def stop(self) -> None:
         if self.process is not None:
             stop_process(self.process, timeout_s=5)
