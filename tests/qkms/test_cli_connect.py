@@ -1,6 +1,9 @@
-"""`qkms connect`: option checks that refuse to start an agent (no node needed)."""
+"""`qkms connect`: option checks that refuse to start an agent (no node needed); `qkms init`
+names each node's SKIP base URL."""
 
 from __future__ import annotations
+
+import json
 
 from click.testing import CliRunner
 
@@ -36,3 +39,12 @@ def test_a_manifest_needs_the_sae(tmp_path):
     result = invoke("file", "--role", "responder", "--tunnel", "t", "--peer-sae", "p", "--manifest", str(tmp_path),
                     "--sae", "nobody", "--path", str(tmp_path / "k"))
     assert result.exit_code != 0 and "--manifest needs --sae" in result.output
+
+
+def test_init_gives_each_nodes_skip_base_url_beside_its_url(tmp_path):
+    result = CliRunner().invoke(main, ["init", str(tmp_path / "net"), "--node", "A", "--node", "C",
+                                       "--link", "A-C", "--json"])
+    assert result.exit_code == 0, result.output
+    nodes = json.loads(result.output)["nodes"]
+    assert all(set(entry) == {"config", "url", "skip_url"} and entry["skip_url"] == entry["url"]
+               for entry in nodes.values())
