@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-fast bench lock system-deps clean
+.PHONY: demo demo-tls test test-fast bench lock system-deps clean
 
 # Exact versions from constraints.txt. A -c on the command line adds to a `constraint`
 # set in pip's own configuration (both hold); PIP_CONSTRAINT would replace that one.
@@ -32,13 +32,23 @@ lock:
 	  "$$tmp/venv/bin/python" -m pip freeze --all --exclude pip --exclude qkms; } > constraints.txt.new; \
 	mv constraints.txt.new constraints.txt
 
-# Debian packages the integration tiers use (real redis-server, openssl).
+# Debian packages the integration tiers use: redis-server and openssl; for the connector
+# tests strongSwan's charon and swanctl, wireguard-go and wg, iproute2 (ip netns). Each
+# command is probed first, so apt-get runs only when something is missing.
+SYSTEM_COMMANDS := redis-server:redis-server openssl:openssl ip:iproute2 wg:wireguard-tools \
+	wireguard-go:wireguard-go swanctl:strongswan-swanctl /usr/lib/ipsec/charon:strongswan-charon
 system-deps:
-	@command -v redis-server >/dev/null 2>&1 && command -v openssl >/dev/null 2>&1 || \
-	  ( $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q redis-server openssl )
+	@missing=$$(for pair in $(SYSTEM_COMMANDS); do command -v "$${pair%%:*}" >/dev/null 2>&1 || \
+	  echo "$${pair#*:}"; done); \
+	[ -z "$$missing" ] || { $(SUDO) apt-get update -q && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends $$missing; }
 
 demo: $(VENV)/.installed
 	$(PY) -m qkms demo .demo
+
+# A TLS 1.3 session (openssl s_server/s_client) keyed by qkms over a relay.
+demo-tls: $(VENV)/.installed system-deps
+	$(PY) -m qkms demo-tls .demo-tls
 
 test: $(VENV)/.installed system-deps
 	$(PY) -m pytest -q $(PYTEST_ARGS)
@@ -50,4 +60,4 @@ bench: $(VENV)/.installed
 	$(PY) benchmarks/bench_etsi_roundtrip.py
 
 clean:
-	rm -rf .demo .pytest_cache build *.egg-info
+	rm -rf .demo .demo-tls .pytest_cache build *.egg-info

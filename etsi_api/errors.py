@@ -7,7 +7,9 @@ generic message, logged in full on the server only. So are requests the HTTP ser
 rejects before the application sees them (where a plain server answers 414 or 431:
 over-long request line or headers; malformed framing): ``raw_bad_request`` is their
 whole response. The KM channel (our own protocol) adds 409 for final refusals that a
-retry cannot change.
+retry cannot change. SKIP (draft-cisco-skip) keeps the statuses its draft names below
+its own paths: 404 for an unknown path, 405 for a method other than GET, 500 for an
+internal error; its other errors are ETSI's.
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ import json
 import logging
 
 from flask import Flask, jsonify, request
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
+from etsi_api.skip_api import SKIP_SEGMENTS
 from kms.errors import BadRequest, Conflict, QkmsError, Unauthorized, Unavailable
 
 log = logging.getLogger("qkms.api")
@@ -60,11 +63,18 @@ def status_for(error: QkmsError, node_to_node: bool = False) -> int:
     return 503
 
 
+def _is_skip_request() -> bool:
+    """True for a request below SKIP's paths (matched or not: 404 and 405 match no route)."""
+    return request.blueprint == "skip" or request.path.split("/")[1] in SKIP_SEGMENTS
+
+
 def _domain_error(error: QkmsError):
     status = status_for(error, request.blueprint in KM_BLUEPRINTS)
     if status == 503 and not isinstance(error, Unavailable):
         log.error("unavailable: %s: %s", type(error).__name__, error.message,
                   exc_info=error.__cause__ is not None)
+        if _is_skip_request():
+            return jsonify(error_body("internal error")), 500
         return jsonify(error_body(GENERIC_UNAVAILABLE)), 503
     return jsonify(error_body(error.message, error.details)), status
 
@@ -82,6 +92,10 @@ def _discard_unread_body() -> None:
 
 
 def _http_error(error: HTTPException):
+    if error.code == 404 and _is_skip_request():
+        return jsonify(error_body("unknown path")), 404
+    if error.code == 405 and _is_skip_request():
+        return jsonify(error_body("only GET is supported")), 405, {"Allow": "GET"}
     if error.code == 413:
         _discard_unread_body()
         return jsonify(error_body("request body too large")), 400
@@ -96,12 +110,16 @@ def _http_error(error: HTTPException):
 
 def _unexpected(error: Exception):
     log.exception("unexpected error while serving a request")
+    if _is_skip_request():
+        return jsonify(error_body("internal error")), 500
     return jsonify(error_body(GENERIC_UNAVAILABLE)), 503
 
 
 def refuse_implicit_methods() -> None:
     """HEAD and OPTIONS are not part of the API: refuse them before any handler runs."""
     if request.method in ("HEAD", "OPTIONS"):
+        if _is_skip_request():
+            raise MethodNotAllowed(["GET"])
         raise BadRequest("method not allowed")
 
 

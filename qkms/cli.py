@@ -16,6 +16,7 @@ from rich.table import Table
 
 from kms.config import check_files, load_config
 from kms.errors import QkmsError
+from qkms.cli_connect import connect
 from qkms.cli_pki import pki
 from qkms.cli_simulate import simulate
 from qkms.layout import DEMO_LINK_SOURCE, LinkPlan, NodePlan, free_port, write_layout
@@ -174,6 +175,16 @@ def demo(directory: Path) -> None:
         raise SystemExit(1)
 
 
+@main.command("demo-tls")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path), default=".demo-tls")
+def demo_tls(directory: Path) -> None:
+    """Run the TLS demo in DIRECTORY (recreated): OpenSSL TLS 1.3 sessions keyed by qkms over a relay."""
+    from qkms.demo_tls import run_demo_tls
+
+    if not run_demo_tls(directory, Console(width=150)):
+        raise SystemExit(1)
+
+
 @main.command()
 @click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--node", "kme_id", help="Ask this node (default: the first in the manifest).")
@@ -192,5 +203,6 @@ def links(directory: Path, kme_id: str | None) -> None:
     Console(width=130).print(link_table(state))
 
 
+main.add_command(connect)
 main.add_command(pki)
 main.add_command(simulate)

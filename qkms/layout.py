@@ -101,7 +101,9 @@ def write_node(root: Path, ca: CertificateAuthority, plan: NodePlan, manifest: M
     write_atomic(node_dir / "kek.hex", new_kek_hex().encode() + b"\n", 0o600)
     config_path = node_dir / "config.yaml"
     config_path.write_text(yaml.safe_dump(node_config(plan, plans, links), sort_keys=False))
-    manifest.nodes[plan.kme_id] = {"config": str(config_path), "url": f"https://127.0.0.1:{plan.port}"}
+    url = f"https://127.0.0.1:{plan.port}"
+    # SKIP's paths (/capabilities, /key, /entropy) sit at the root of the node's origin.
+    manifest.nodes[plan.kme_id] = {"config": str(config_path), "url": url, "skip_url": url}
     return config_path
 
 
