@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import serialization
+from openapi_spec_validator import OpenAPIV30SpecValidator
 
 from etsi_api.app import create_app
 from etsi_api.auth import PEER_CERT_ENVIRON_KEY
@@ -19,7 +20,7 @@ from kms.errors import BadRequest
 from kms.node import assemble_node
 from kms.pki import CertificateAuthority
 from kms.storage import open_memory_storage
-from tests.support.openapi import load, resolve, validate
+from tests.support.openapi import assert_matches_schema, load, resolve
 
 DOCUMENT = Path(__file__).resolve().parents[2] / "etsi_api" / "skip_openapi.yaml"
 CONFIG = parse_config({
@@ -63,12 +64,12 @@ def check_response(doc, path: str, response) -> None:
     responses = doc["paths"][template]["get"]["responses"]
     assert str(response.status_code) in responses, (response.status_code, response.get_data(as_text=True))
     schema = resolve(doc, responses[str(response.status_code)])["content"]["application/json"]["schema"]
-    validate(doc, schema, response.get_json())
+    assert_matches_schema(doc, schema, response.get_json())
 
 
 def test_the_document_is_valid_openapi(doc):
-    validator = pytest.importorskip("openapi_spec_validator")
-    validator.OpenAPIV30SpecValidator(doc).validate()
+    errors = [error.message for error in OpenAPIV30SpecValidator(doc).iter_errors()]
+    assert errors == []
 
 
 def test_the_document_has_the_drafts_four_methods(doc):

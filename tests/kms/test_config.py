@@ -314,8 +314,7 @@ def _setting_names(model: type[pydantic.BaseModel]) -> set[str]:
 
 @pytest.fixture
 def example_path() -> Path:
-    if not EXAMPLE.exists():
-        pytest.skip("config/example.yaml does not exist yet")
+    assert EXAMPLE.is_file(), f"{EXAMPLE} is committed and must be there"
     return EXAMPLE
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import openapi_schema_validator
 import yaml
 
 HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
@@ -41,10 +42,8 @@ def operations(doc: dict) -> Iterator[tuple[str, str, dict]]:
                 yield path, method, op
 
 
-def validate(doc: dict, schema: dict, instance) -> None:
-    """Validate ``instance`` against an OpenAPI 3.0 schema object of ``doc``."""
-    import pytest
-
-    validators = pytest.importorskip("openapi_schema_validator")
-    validators.validate(instance, {**resolve(doc, schema), "components": doc["components"]},
-                        cls=validators.OAS30Validator, format_checker=validators.oas30_format_checker)
+def assert_matches_schema(doc: dict, schema: dict, instance) -> None:
+    """Fail unless ``instance`` is valid against an OpenAPI 3.0 schema object of ``doc``."""
+    openapi_schema_validator.validate(instance, {**resolve(doc, schema), "components": doc["components"]},
+                                      cls=openapi_schema_validator.OAS30Validator,
+                                      format_checker=openapi_schema_validator.oas30_format_checker)
