@@ -211,7 +211,8 @@ def test_kek_needs_exactly_one_of_file_or_env(kek: dict) -> None:
 
 @pytest.mark.parametrize("kek", [{"file": "kek.hex"}, {"env": "QKMS_KEK"}])
 def test_kek_with_one_source_parses(kek: dict) -> None:
-    parse_config(with_change("kek", kek))
+    parsed = parse_config(with_change("kek", kek)).kek
+    assert (parsed.file is None, parsed.env) == ("file" not in kek, kek.get("env"))
 
 
 @pytest.mark.parametrize(("minimum", "default", "maximum"), [(64, 56, 8192), (64, 8200, 8192), (512, 256, 8192),

@@ -50,8 +50,9 @@ def sae(ca: CertificateAuthority) -> IssuedCertificate:
     return ca.issue_sae_certificate("sae-1")
 
 
-def _server_verify(ca: CertificateAuthority, leaf: x509.Certificate, name: x509.GeneralName) -> None:
-    PolicyBuilder().store(Store([ca.certificate])).build_server_verifier(name).verify(leaf, [])
+def _server_verify(ca: CertificateAuthority, leaf: x509.Certificate, name: x509.GeneralName) -> list[x509.Certificate]:
+    """The verified chain, leaf first; raises VerificationError if there is none."""
+    return PolicyBuilder().store(Store([ca.certificate])).build_server_verifier(name).verify(leaf, [])
 
 
 def _client_verify(ca: CertificateAuthority, leaf: x509.Certificate) -> list[x509.GeneralName]:
@@ -104,7 +105,7 @@ def test_certificate_from_another_ca_does_not_validate(ca: CertificateAuthority)
     [x509.DNSName("localhost"), x509.DNSName("kme-a.example"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))],
 )
 def test_node_certificate_validates_as_server_for_each_host(ca, node, server_name) -> None:
-    _server_verify(ca, node.certificate, server_name)
+    assert _server_verify(ca, node.certificate, server_name) == [node.certificate, ca.certificate]
 
 
 def test_node_certificate_does_not_validate_for_other_hosts(ca, node) -> None:
@@ -203,7 +204,7 @@ def test_longest_id_is_accepted(ca) -> None:
 def test_every_key_type_gives_a_valid_chain(key_type) -> None:
     authority = CertificateAuthority.create(key_type=key_type)
     issued = authority.issue_node_certificate("kme-a", key_type=key_type)
-    _server_verify(authority, issued.certificate, x509.DNSName("localhost"))
+    assert _server_verify(authority, issued.certificate, x509.DNSName("localhost"))[-1] == authority.certificate
     usage = _extension(issued.certificate, x509.KeyUsage)
     assert usage.key_agreement == key_type.startswith("ec-")
     assert usage.key_encipherment == key_type.startswith("rsa-")
@@ -326,7 +327,8 @@ def test_ca_round_trip(tmp_path: Path, ca) -> None:
     loaded = CertificateAuthority.load(tmp_path / "ca.crt", tmp_path / "ca.key")
     assert loaded.certificate == ca.certificate
     assert loaded.key_pem() == ca.key_pem()
-    _server_verify(ca, loaded.issue_node_certificate("kme-z").certificate, x509.DNSName("localhost"))
+    assert _server_verify(ca, loaded.issue_node_certificate("kme-z").certificate, x509.DNSName("localhost"))[-1] \
+        == ca.certificate
 
 
 def test_load_rejects_a_key_of_another_certificate(tmp_path: Path, ca) -> None:

@@ -108,11 +108,13 @@ def test_additional_slaves_each_get_the_key_once(service: KeyService, store) -> 
     assert store.pending_count() == 0
 
 
-def test_bounds_are_inclusive(service: KeyService) -> None:
-    service.enc_keys("sae-1", "sae-2", request(size_bits=64))
-    service.enc_keys("sae-1", "sae-2", request(size_bits=1024))
-    service.enc_keys("sae-1", "sae-2", request(number=MAX_PER_REQUEST))
-    service.enc_keys("sae-1", "sae-2", request(additional=("sae-3", "sae-4")))
+def test_bounds_are_inclusive(service: KeyService, store) -> None:
+    assert [k.size_bits for k in service.enc_keys("sae-1", "sae-2", request(size_bits=64))] == [64]
+    assert [k.size_bits for k in service.enc_keys("sae-1", "sae-2", request(size_bits=1024))] == [1024]
+    assert len(service.enc_keys("sae-1", "sae-2", request(number=MAX_PER_REQUEST))) == MAX_PER_REQUEST
+    (key,) = service.enc_keys("sae-1", "sae-2", request(additional=("sae-3", "sae-4")))
+    assert [len(service.dec_keys(slave, "sae-1", [key.key_id])) for slave in ("sae-2", "sae-3", "sae-4")] == [1] * 3
+    assert store.pending_count() == 2 + MAX_PER_REQUEST
 
 
 def test_extension_optional_is_ignored(service: KeyService) -> None:

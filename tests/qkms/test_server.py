@@ -23,8 +23,12 @@ def config(tmp_path):
     return load_config(manifest["nodes"]["KME-1"]["config"])
 
 
-def test_free_port_passes(config):
+def test_free_port_passes_and_stays_free(config):
     ensure_listen_port_free(config, wait_s=0)
+    with socket.socket() as listener:  # the check holds no socket on the port
+        listener.bind(("127.0.0.1", config.listen.port))
+        listener.listen()
+        assert listener.getsockname()[1] == config.listen.port
 
 
 def test_port_with_a_listener_is_refused(config):
