@@ -5,15 +5,22 @@ every key given to a master is retrievable exactly once by its slave; a node kil
 with SIGKILL loses no reserved key and redelivers no delivered key; no key material
 in any log line. Assertions compare counts and booleans only, so a failure never
 prints key material.
+
+Nothing rests on chance: each master thread asks for a fixed cycle of request sizes,
+so the number of keys a run must deliver is computed exactly; and a client thread
+ends at its first failed request, which is counted: none may fail without a fault, and
+after a kill each thread fails exactly once (masters) or at most once (slaves).
 """
 
 from __future__ import annotations
 
 import base64
+import itertools
 import queue
 import random
 import threading
-import time
+from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import httpx
@@ -22,11 +29,27 @@ import yaml
 
 from adapters.etsi014_client import Etsi014Client, Etsi014Error
 from tests.support.processes import NodeProcess, free_port
+from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 CLIENTS = 16
 MASTERS = CLIENTS // 2
+SLAVES = CLIENTS - MASTERS
+#: Keys per enc_keys request; master thread t asks for them in turn, starting at index t.
+REQUEST_SIZES = (1, 4, 8)
+#: At most this many key_IDs per dec_keys request.
+MAX_BATCH = 8
+
+
+def request_sizes(thread: int) -> Iterable[int]:
+    """The endless, fixed sequence of request sizes of master thread ``thread``."""
+    return itertools.islice(itertools.cycle(REQUEST_SIZES), thread % len(REQUEST_SIZES), None)
+
+
+def keys_asked(rounds: int) -> int:
+    """How many keys the masters ask for in ``rounds`` requests each."""
+    return sum(sum(itertools.islice(request_sizes(thread), rounds)) for thread in range(MASTERS))
 
 
 @dataclass
@@ -37,6 +60,8 @@ class Ledger:
     fetched: dict[str, bytes] = field(default_factory=dict)
     fetch_count: dict[str, int] = field(default_factory=dict)
     uncertain: set[str] = field(default_factory=set)
+    #: Failed requests by (operation, exception class); never skipped silently.
+    failed: Counter = field(default_factory=Counter)
     errors: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -53,60 +78,79 @@ class Ledger:
                 self.fetch_count[key.key_id] = self.fetch_count.get(key.key_id, 0) + 1
                 self.fetched[key.key_id] = key.material
 
+    def add_failure(self, operation: str, exc: Exception) -> None:
+        with self.lock:
+            self.failed[(operation, type(exc).__name__)] += 1
 
-def master_loop(client: Etsi014Client, ids: queue.Queue, ledger: Ledger, rounds: int, stop: threading.Event):
-    for _ in range(rounds):
-        if stop.is_set():
-            return
+    def failures(self, operation: str) -> int:
+        with self.lock:
+            return sum(n for (op, _), n in self.failed.items() if op == operation)
+
+    def progress(self) -> tuple[int, int]:
+        """(keys issued, keys fetched) so far."""
+        with self.lock:
+            return len(self.issued), len(self.fetched)
+
+
+def master_loop(client: Etsi014Client, ids: queue.Queue, ledger: Ledger, sizes: Iterable[int]):
+    """One enc_keys per size, until the first failure."""
+    for number in sizes:
         try:
-            keys = client.enc_keys("sae-2", number=random.choice((1, 4, 8)), size_bits=256)
-        except (Etsi014Error, httpx.HTTPError):
-            continue
+            keys = client.enc_keys("sae-2", number=number, size_bits=256)
+        except (Etsi014Error, httpx.HTTPError) as exc:
+            ledger.add_failure("enc_keys", exc)
+            return
         ledger.add_issued(keys)
         for key in keys:
             ids.put(key.key_id)
 
 
 def slave_loop(client: Etsi014Client, ids: queue.Queue, ledger: Ledger, done: threading.Event):
+    """dec_keys for what the masters got, until they are done and the queue is empty, or
+    the first failure."""
     while not (done.is_set() and ids.empty()):
         batch = _take_batch(ids)
         if not batch:
             continue
         try:
             ledger.add_fetched(client.dec_keys("sae-1", batch))
-        except httpx.ConnectError:
-            continue  # never reached a node: nothing was served, the keys stay pending
+        except httpx.ConnectError as exc:
+            ledger.add_failure("dec_keys", exc)  # never reached a node: the keys stay pending
+            return
         except (Etsi014Error, httpx.HTTPError) as exc:
             # A request in flight when a node dies may or may not have been served.
+            ledger.add_failure("dec_keys", exc)
             with ledger.lock:
                 ledger.uncertain.update(batch)
-                ledger.errors.append(f"dec_keys failed: {type(exc).__name__}")
+            return
 
 
 def _take_batch(ids: queue.Queue) -> list[str]:
     batch = []
     try:
         batch.append(ids.get(timeout=0.1))
-        while len(batch) < 8:
+        while len(batch) < MAX_BATCH:
             batch.append(ids.get_nowait())
     except queue.Empty:
         pass
     return batch
 
 
-def run_traffic(url_by_role, manifest, rounds: int, stop: threading.Event | None = None) -> tuple[Ledger, queue.Queue]:
-    """MASTERS master threads and CLIENTS-MASTERS slave threads, each with its own connection."""
-    ledger, ids, done = Ledger(), queue.Queue(), threading.Event()
-    stop = stop or threading.Event()
+def run_traffic(url_by_role, manifest, rounds: int | None, ledger: Ledger | None = None) -> Ledger:
+    """MASTERS master threads and SLAVES slave threads, each with its own connection; each
+    master makes ``rounds`` requests (sizes from request_sizes), or, if ``rounds`` is None,
+    goes on until a request fails."""
+    ledger, ids, done = ledger or Ledger(), queue.Queue(), threading.Event()
 
     def client(sae_id):
         sae = manifest["saes"][sae_id]
         return Etsi014Client(url_by_role(sae_id), sae["cert"], sae["key"], manifest["ca"], timeout_s=20)
 
-    masters = [threading.Thread(target=master_loop, args=(client("sae-1"), ids, ledger, rounds, stop))
-               for _ in range(MASTERS)]
+    masters = [threading.Thread(target=master_loop, args=(client("sae-1"), ids, ledger,
+                                                          itertools.islice(request_sizes(t), rounds)))
+               for t in range(MASTERS)]
     slaves = [threading.Thread(target=slave_loop, args=(client("sae-2"), ids, ledger, done))
-              for _ in range(CLIENTS - MASTERS)]
+              for _ in range(SLAVES)]
     for thread in masters + slaves:
         thread.start()
     for thread in masters:
@@ -114,11 +158,12 @@ def run_traffic(url_by_role, manifest, rounds: int, stop: threading.Event | None
     done.set()
     for thread in slaves:
         thread.join()
-    return ledger, ids
+    return ledger
 
 
 def assert_exactly_once(ledger: Ledger) -> None:
     assert ledger.errors == []
+    assert ledger.failed == Counter(), "requests failed on a node without faults"
     assert len(ledger.issued) > 0
     materials = list(ledger.issued.values())
     assert len(set(materials)) == len(materials), "two key_IDs carried the same bytes"
@@ -134,9 +179,9 @@ def assert_no_key_material_in(text: str, materials) -> None:
 
 def test_three_workers_sixteen_clients_never_deliver_twice(make_node):
     node = make_node(saes=("sae-1", "sae-2"), config_overrides={"server": {"workers": 3}})
-    ledger, _ = run_traffic(lambda sae: node.url, node.manifest, rounds=60)
+    ledger = run_traffic(lambda sae: node.url, node.manifest, rounds=60)
     assert_exactly_once(ledger)
-    assert len(ledger.issued) >= 2000
+    assert len(ledger.issued) == keys_asked(rounds=60) == 2080
     assert set(ledger.fetched) == set(ledger.issued), "some key was never delivered to its slave"
     node.process.stop()
     log = node.process.log_text()
@@ -158,39 +203,68 @@ def test_two_node_processes_sharing_one_redis(make_node, external_redis, tmp_pat
     replica = NodeProcess(replica_config_path, replica_port, tmp_path / "replica.log").start()
     try:
         replica_url = f"https://127.0.0.1:{replica_port}"
-        ledger, _ = run_traffic(lambda sae: node.url if sae == "sae-1" else replica_url, node.manifest, rounds=25)
+        ledger = run_traffic(lambda sae: node.url if sae == "sae-1" else replica_url, node.manifest, rounds=25)
     finally:
         replica.stop()
     assert_exactly_once(ledger)
+    assert len(ledger.issued) == keys_asked(rounds=25)
     assert set(ledger.fetched) == set(ledger.issued)
     assert "Using worker: NodeWorker" in node.process.log_text()
     assert "Using worker: gthread" in replica.log_text()
 
 
+#: The kill comes once this much traffic went through (issued, fetched keys).
+KILL_AFTER = (480, 240)
+#: Keys reserved just before the kill that no slave thread knows of: certainly pending.
+HELD_BACK_KEYS = 64
+#: Of the keys fetched before the kill, the latest (most at risk of a lost deletion) and a
+#: seeded sample of the older ones are asked for again, one per request.
+RECHECK_LATEST, RECHECK_SAMPLE, SAMPLE_SEED = 100, 100, 2024
+
+
 def test_kill9_during_traffic_loses_no_reserved_key_and_redelivers_nothing(make_node):
     node = make_node(saes=("sae-1", "sae-2"))
-    stop = threading.Event()
-    result: dict = {}
-    traffic = threading.Thread(target=lambda: result.update(
-        zip(("ledger", "ids"), run_traffic(lambda sae: node.url, node.manifest, rounds=100000, stop=stop))))
+    ledger = Ledger()
+    traffic = threading.Thread(target=run_traffic, args=(lambda sae: node.url, node.manifest, None, ledger))
     traffic.start()
-    time.sleep(2.0)
+    wait_until(lambda: all(got >= want for got, want in zip(ledger.progress(), KILL_AFTER)), 120,
+               f"{KILL_AFTER} keys issued and fetched")
+    assert ledger.failed == Counter(), "requests failed before the kill"
+    ledger.add_issued(node.client("sae-1").enc_keys("sae-2", number=HELD_BACK_KEYS, size_bits=256))
     node.process.kill9()
-    stop.set()
-    traffic.join(timeout=120)
-    ledger: Ledger = result["ledger"]
-    assert len(ledger.uncertain) <= 16 * 8, "more failed requests than were in flight at the kill"
+    traffic.join(timeout=120)  # every client thread ends at its first failure
+    assert not traffic.is_alive(), "client threads hung after the kill"
+    assert ledger.errors == []
+    # Masters go on until a request fails, which the dead node makes certain; a slave with
+    # no key_ID left to fetch may end without one.
+    assert ledger.failures("enc_keys") == MASTERS, ledger.failed
+    assert ledger.failures("dec_keys") <= SLAVES, ledger.failed
+    assert len(ledger.uncertain) <= SLAVES * MAX_BATCH
+
     node.process.start()
-    assert len(ledger.issued) > 0 and len(ledger.fetched) > 0
     slave = node.client("sae-2")
     pending = [k for k in ledger.issued if k not in ledger.fetched and k not in ledger.uncertain]
+    assert len(pending) >= HELD_BACK_KEYS
     recovered = {}
     for start in range(0, len(pending), 64):
         recovered.update((k.key_id, k.material) for k in slave.dec_keys("sae-1", pending[start:start + 64]))
     assert len(recovered) == len(pending), "a confirmed reservation was lost in the crash"
     assert sum(recovered[k] != ledger.issued[k] for k in pending) == 0
-    delivered = random.sample(sorted(ledger.fetched), min(200, len(ledger.fetched)))
-    for start in range(0, len(delivered), 50):
-        with pytest.raises(Etsi014Error) as refused:
-            slave.dec_keys("sae-1", delivered[start:start + 50])
-        assert refused.value.status == 400
+    # A key of a failed dec_keys was served before the crash (refused now) or not (served now, same bytes).
+    uncertain = Counter(fetch_alone(slave, key_id, ledger.issued[key_id]) for key_id in sorted(ledger.uncertain))
+    assert set(uncertain) <= {"refused", "same bytes"}, uncertain
+    fetched = list(ledger.fetched)  # in the order the slaves got them
+    older = fetched[:-RECHECK_LATEST]
+    again = fetched[-RECHECK_LATEST:] + random.Random(SAMPLE_SEED).sample(older, min(RECHECK_SAMPLE, len(older)))
+    outcomes = Counter(fetch_alone(slave, key_id, ledger.issued[key_id]) for key_id in again)
+    assert outcomes == Counter(refused=len(again)), "a delivered key was delivered again"
+
+
+def fetch_alone(slave: Etsi014Client, key_id: str, issued: bytes) -> str:
+    """dec_keys for one key_ID (all-or-none answers say nothing about a key in a batch):
+    "refused" (400), "same bytes" or "other bytes"."""
+    try:
+        (key,) = slave.dec_keys("sae-1", [key_id])
+    except Etsi014Error as exc:
+        return "refused" if exc.status == 400 else f"status {exc.status}"
+    return "same bytes" if key.material == issued else "other bytes"
