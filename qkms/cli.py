@@ -109,12 +109,13 @@ def up(directory: Path) -> None:
     from qkms.runner import start_all, stop_all
 
     nodes = start_all(directory)
-    console = Console()
-    for node in nodes:
-        console.print(f"{node.kme_id} listening at {node.url} (log {node.log_path})")
+    # Before the announcement: a Ctrl-C once the nodes are announced reaches the loop below.
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
+    console = Console()
+    for node in nodes:
+        console.print(f"{node.kme_id} listening at {node.url} (log {node.log_path})")
     try:
         while not stop.wait(0.5) and all(n.process.poll() is None for n in nodes):
             pass
