@@ -6,7 +6,7 @@ import json
 import signal
 import subprocess
 import sys
-import time
+import threading
 
 import pytest
 import yaml
@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from kms.config import load_config
 from qkms.cli import main
-from tests.support.processes import wait_for_port
+from tests.support.waiting import wait_until
 
 
 def test_init_writes_a_network_with_the_single_node_manifest_shape(tmp_path):
@@ -53,15 +53,22 @@ def test_up_starts_every_node_and_ctrl_c_stops_them_all(tmp_path):
     manifest = json.loads((root / "manifest.json").read_text())
     up = subprocess.Popen([sys.executable, "-m", "qkms", "up", str(root)], stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(up.stdout), daemon=True)
+    reader.start()
     try:
-        for entry in manifest["nodes"].values():
-            wait_for_port("127.0.0.1", int(entry["url"].rsplit(":", 1)[1]), 30, up)
-        time.sleep(1)
+        # `up` announces each node once all of them listen: Ctrl-C from then on stops them all.
+        wait_until(lambda: sum(" listening at " in line for line in lines) == len(manifest["nodes"])
+                   or up.poll() is not None, 120, "`qkms up` to announce every node")
+        assert up.poll() is None, "".join(lines)
         up.send_signal(signal.SIGINT)
-        output, _ = up.communicate(timeout=60)
+        up.wait(timeout=60)
     finally:
         if up.poll() is None:
             up.kill()
+    reader.join(timeout=10)
+    output = "".join(lines)
+    assert up.returncode == 0, output
     assert "stopping all nodes" in output
     leftover = subprocess.run(["pgrep", "-f", str(root)], capture_output=True, text=True)
     assert leftover.stdout.strip() == "", "a node process outlived `qkms up`"
