@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
-import time
+import threading
 from pathlib import Path
 
 import pytest
@@ -24,6 +24,7 @@ from kms import source_registry
 from kms.errors import ConfigError
 from kms.keys import KeyBlock
 from kms.sources import SourceContext
+from tests.support.waiting import wait_until
 
 FAST = {"preset": "snspd-illustrative", "length_km": 10, "pulses_per_frame": 3_000_000,
         "frame_interval_s": 0.2}
@@ -218,33 +219,57 @@ def test_queue_is_bounded_and_drops_oldest_with_a_log_line(fake_engine, caplog) 
     assert source.health().metrics["blocks_dropped"] == 2
 
 
-def test_worker_runs_the_coming_slots_and_stops(fake_engine) -> None:
-    source = build()
-    started_slot = source.current_slot()
+def start_worker(source: SimulatedQkdSource) -> threading.Thread:
+    """Start the source and return its worker thread."""
+    before = set(threading.enumerate())
     source.start()
+    (worker,) = set(threading.enumerate()) - before
+    return worker
+
+
+def test_worker_runs_the_coming_slots_and_stops(fake_engine) -> None:
+    # Slots of 0.5 s: the worker skips frames only when more than 3 slots (1.5 s) behind.
+    source = build({**FAST, "frame_interval_s": 0.5})
+    started_slot = source.current_slot()
+    blocks: list[KeyBlock] = []
+
+    def two_blocks() -> bool:
+        blocks.extend(source.fetch(1 << 30))
+        return len(blocks) >= 2
+
+    worker = start_worker(source)
     try:
-        deadline, blocks = time.monotonic() + 5.0, []
-        while len(blocks) < 2 and time.monotonic() < deadline:
-            blocks += source.fetch(1 << 30)
-            time.sleep(0.05)
+        wait_until(two_blocks, 60, "two frames from the worker")
     finally:
-        began = time.monotonic()
         source.stop()
-        stopped_in = time.monotonic() - began
     source.stop()
+    assert not worker.is_alive(), "the worker outlived stop()"
     sequences = [b.sequence for b in blocks]
     assert len(sequences) >= 2 and sequences[0] > started_slot
     assert sequences == list(range(sequences[0], sequences[0] + len(sequences)))
-    assert stopped_in < 1.0
 
 
-def test_stop_cancels_a_long_frame_in_progress() -> None:
-    source = build({"pulses_per_frame": 400_000_000, "frame_interval_s": 0.05})
-    source.start()
-    time.sleep(0.5)
-    began = time.monotonic()
+def test_stop_wakes_a_worker_waiting_for_its_slot() -> None:
+    source = build({**FAST, "frame_interval_s": 3600})
+    worker = start_worker(source)
     source.stop()
-    assert time.monotonic() - began < 3.0
+    assert not worker.is_alive(), "stop() left the worker waiting for its next slot"
+
+
+def test_stop_cancels_a_long_frame_in_progress(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A frame of 4e8 pulses takes about a minute; it reports progress every 2**20 pulses.
+    frame_started = threading.Event()
+
+    def run_link_noting_the_start(*args, **kwargs) -> LinkRun:
+        frame_started.set()
+        return run_link(*args, **kwargs)
+
+    monkeypatch.setattr(source_module, "run_link", run_link_noting_the_start)
+    source = build({"pulses_per_frame": 400_000_000, "frame_interval_s": 0.05})
+    worker = start_worker(source)
+    wait_until(frame_started.is_set, 60, "the worker to start a frame")
+    source.stop()
+    assert not worker.is_alive(), "stop() did not cancel the frame in progress"
     assert source.health().metrics["frames_ok"] == 0
 
 
