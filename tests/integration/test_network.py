@@ -10,13 +10,14 @@ ends of every link identical. Assertions compare counts and digests, never key b
 from __future__ import annotations
 
 import threading
-import time
+from collections import Counter
 
 import httpx
 import pytest
 
 from adapters.etsi014_client import Etsi014Error
 from tests.support.network import FAST_LINK, LocalNetwork
+from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -183,29 +184,43 @@ def test_peer_down_gives_503_and_leaves_nothing_reserved_then_resumes(net, ledge
 
 def test_node_killed_during_traffic_and_restarted(net, ledger):
     net.wait_for_keys(net.client("sae-a"), "sae-d", 32)
-    outcomes = {"ok": 0, "failed": 0}
-    stop = threading.Event()
+    outcomes, lock, stop, crashed = Counter(), threading.Lock(), threading.Event(), []
 
     def traffic():
         while not stop.is_set():
             try:
                 deliver(net, ledger, "sae-a", ["sae-d"], number=2)
-                outcomes["ok"] += 1
+                outcome = "ok"
             except (Etsi014Error, httpx.HTTPError):
-                outcomes["failed"] += 1
-                time.sleep(0.2)
+                outcome = "failed"
+            except BaseException as exc:  # an assertion in deliver: re-raised below
+                crashed.append(exc)
+                return
+            with lock:
+                outcomes[outcome] += 1
+            if outcome == "failed":
+                stop.wait(0.2)  # pace the retries while B is down
+
+    def at_least(outcome: str, number: int) -> bool:
+        """Whether ``number`` deliveries had ``outcome`` (or the traffic crashed: re-raised below)."""
+        with lock:
+            return bool(crashed) or outcomes[outcome] >= number
 
     worker = threading.Thread(target=traffic)
     worker.start()
-    time.sleep(2)
-    net.kill9("B")
-    time.sleep(2)
-    net.start("B")
-    net.wait_for_keys(net.client("sae-a"), "sae-d", 8)
-    time.sleep(2)
-    stop.set()
-    worker.join(timeout=60)
-    assert outcomes["ok"] > 0 and outcomes["failed"] > 0
+    try:
+        wait_until(lambda: at_least("ok", 2), 120, "deliveries A->D through B")
+        net.kill9("B")
+        wait_until(lambda: at_least("failed", 1), 120, "a delivery to fail while B is down")
+        net.start("B")
+        with lock:
+            ok_before_restart = outcomes["ok"]
+        wait_until(lambda: at_least("ok", ok_before_restart + 1), 180, "a delivery through B after its restart")
+    finally:
+        stop.set()
+        worker.join(timeout=60)
+    if crashed:
+        raise crashed[0]
     net.wait_for_keys(net.client("sae-a"), "sae-d", 8)
     deliver(net, ledger, "sae-a", ["sae-d"], number=2)
     ledger.check()
