@@ -7,7 +7,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import pytest
 import redis
 
 from qkms.runner import open_log, stop_process, wait_for_port
+from tests.support.waiting import wait_until
 
 
 @dataclass
@@ -43,9 +43,7 @@ class NodeProcess:
         """SIGKILL the node's master process (workers and embedded Redis follow)."""
         self.process.kill()
         self.process.wait()
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and _port_open(self.port):
-            time.sleep(0.05)
+        wait_until(lambda: not _port_open(self.port), 30, f"port {self.port} to close (the workers to die)")
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -77,14 +75,17 @@ class RedisServerProcess:
              "--dir", str(self.data_dir), "--appendonly", "yes", "--appendfsync", "always",
              "--save", "", "--protected-mode", "yes"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            try:
-                if redis.Redis.from_url(self.url).ping():
-                    return self
-            except redis.ConnectionError:
-                time.sleep(0.05)
-        raise TimeoutError("redis-server did not start")
+        wait_until(self._answers, 30, f"redis-server to answer on port {self.port}")
+        return self
+
+    def _answers(self) -> bool:
+        if self.process.poll() is not None:
+            pytest.fail(f"redis-server exited with {self.process.returncode} (port {self.port} taken?)")
+        try:
+            with redis.Redis.from_url(self.url) as client:
+                return bool(client.ping())
+        except redis.ConnectionError:
+            return False
 
     def stop(self) -> None:
         if self.process:
