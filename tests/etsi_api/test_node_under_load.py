@@ -29,7 +29,7 @@ import yaml
 
 from adapters.etsi014_client import Etsi014Client, Etsi014Error
 from tests.support.processes import NodeProcess, free_port
-from tests.support.waiting import wait_until
+from tests.support.conditions import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -227,8 +227,8 @@ def test_kill9_during_traffic_loses_no_reserved_key_and_redelivers_nothing(make_
     ledger = Ledger()
     traffic = threading.Thread(target=run_traffic, args=(lambda sae: node.url, node.manifest, None, ledger))
     traffic.start()
-    wait_until(lambda: all(got >= want for got, want in zip(ledger.progress(), KILL_AFTER)), 120,
-               f"{KILL_AFTER} keys issued and fetched")
+    wait_until(lambda: all(got >= want for got, want in zip(ledger.progress(), KILL_AFTER)),
+               f"{KILL_AFTER} keys issued and fetched", 120)
     assert ledger.failed == Counter(), "requests failed before the kill"
     ledger.add_issued(node.client("sae-1").enc_keys("sae-2", number=HELD_BACK_KEYS, size_bits=256))
     node.process.kill9()

@@ -17,7 +17,7 @@ import pytest
 
 from adapters.etsi014_client import Etsi014Error
 from tests.support.network import FAST_LINK, LocalNetwork
-from tests.support.waiting import wait_until
+from tests.support.conditions import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -209,13 +209,13 @@ def test_node_killed_during_traffic_and_restarted(net, ledger):
     worker = threading.Thread(target=traffic)
     worker.start()
     try:
-        wait_until(lambda: at_least("ok", 2), 120, "deliveries A->D through B")
+        wait_until(lambda: at_least("ok", 2), "deliveries A->D through B", 120)
         net.kill9("B")
-        wait_until(lambda: at_least("failed", 1), 120, "a delivery to fail while B is down")
+        wait_until(lambda: at_least("failed", 1), "a delivery to fail while B is down", 120)
         net.start("B")
         with lock:
             ok_before_restart = outcomes["ok"]
-        wait_until(lambda: at_least("ok", ok_before_restart + 1), 180, "a delivery through B after its restart")
+        wait_until(lambda: at_least("ok", ok_before_restart + 1), "a delivery through B after its restart", 180)
     finally:
         stop.set()
         worker.join(timeout=60)

@@ -58,7 +58,7 @@ from kms.source_registry import (BUILTIN_SOURCES, available_sources, build_sourc
                                  source_class, validate_source)
 from kms.sources import KeySource, LinkChannel, SourceContext, SourceHealth
 from kms.storage import open_memory_storage
-from tests.support.waiting import wait_until
+from tests.support.conditions import wait_until
 
 KME_A, KME_B = "KME-A", "KME-B"
 LINK_ID = f"{KME_A}--{KME_B}"
@@ -327,12 +327,12 @@ def record_link_run(link: LinkEnds, block_budget_bits: int, timeout_s: float) ->
 
     link.start()
     try:
-        wait_until(lambda: all(both()), timeout_s, "a first block at both ends of the link")
-        wait_until(a_ahead, timeout_s, f"{HELD_BLOCKS} more blocks at end A")
+        wait_until(lambda: all(both()), "a first block at both ends of the link", timeout_s)
+        wait_until(a_ahead, f"{HELD_BLOCKS} more blocks at end A", timeout_s)
         for budget_bits in SMALL_BUDGETS_BITS:
             fetch(link.b, b, budget_bits)
-        wait_until(lambda: all(len(blocks) >= STEADY_BLOCKS for blocks in steady_blocks(*both())), timeout_s,
-                   f"{STEADY_BLOCKS} blocks at both ends of the link")
+        wait_until(lambda: all(len(blocks) >= STEADY_BLOCKS for blocks in steady_blocks(*both())),
+                   f"{STEADY_BLOCKS} blocks at both ends of the link", timeout_s)
         health = [end.health() for end in link]
     finally:
         link.stop()

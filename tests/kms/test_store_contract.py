@@ -38,7 +38,7 @@ from tests.support.backends import Backend, RedisBackend
 from tests.support.processes import RedisServerProcess
 from tests.support.at_rest import dump, encodings
 from tests.support.races import race
-from tests.support.waiting import wait_until
+from tests.support.conditions import wait_until
 
 KME = "KME-1"
 MASTER = "sae-1"
@@ -208,15 +208,15 @@ def test_reserving_nothing_is_a_no_op(store: KeyStore) -> None:
 
 
 def wait_until_nothing_pending(store: KeyStore, master: str | None = None) -> None:
-    wait_until(lambda: store.pending_count(master) == 0, EXPIRY_TIMEOUT_S, "1-second reservations to expire")
+    wait_until(lambda: store.pending_count(master) == 0, "1-second reservations to expire", EXPIRY_TIMEOUT_S)
 
 
 # Expiry tests never assert that a 1-second reservation still exists: on a loaded
 # machine a second can pass before the next call. Long-TTL tests show it holds.
 def test_reservations_expire_and_leave_nothing(store: KeyStore, backend: Backend) -> None:
     ids = reserve(store, new_keys(2), ttl_s=1)
-    wait_until(lambda: store.pending_count() == 0 and backend.records() == 0, EXPIRY_TIMEOUT_S,
-               "1-second reservations to expire and leave no record")
+    wait_until(lambda: store.pending_count() == 0 and backend.records() == 0,
+               "1-second reservations to expire and leave no record", EXPIRY_TIMEOUT_S)
     with pytest.raises(KeysNotFound):
         store.claim(ids[:1], SLAVE, MASTER)
 
@@ -387,7 +387,7 @@ def test_a_new_window_starts_afresh(store: KeyStore) -> None:
             return False
         return True
 
-    wait_until(charged_again, EXPIRY_TIMEOUT_S, "a new 1-second window")
+    wait_until(charged_again, "a new 1-second window", EXPIRY_TIMEOUT_S)
 
 
 # --- at rest --------------------------------------------------------------------------

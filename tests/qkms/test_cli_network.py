@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from kms.config import load_config
 from qkms.cli import main
-from tests.support.waiting import wait_until
+from tests.support.conditions import wait_until
 
 
 def test_init_writes_a_network_with_the_single_node_manifest_shape(tmp_path):
@@ -59,7 +59,7 @@ def test_up_starts_every_node_and_ctrl_c_stops_them_all(tmp_path):
     try:
         # `up` announces each node once all of them listen: Ctrl-C from then on stops them all.
         wait_until(lambda: sum(" listening at " in line for line in lines) == len(manifest["nodes"])
-                   or up.poll() is not None, 120, "`qkms up` to announce every node")
+                   or up.poll() is not None, "`qkms up` to announce every node", 120)
         assert up.poll() is None, "".join(lines)
         up.send_signal(signal.SIGINT)
         up.wait(timeout=60)

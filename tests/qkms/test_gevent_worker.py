@@ -25,7 +25,7 @@ from kms.pki import CertificateAuthority
 from tests.conftest import SingleNode
 from tests.support.raw_connections import (Sockets, closed_by_peer, ensure_open_files, etsi_error, exchange,
                                            node_port, still_open, wait_until_closed)
-from tests.support.waiting import wait_until
+from tests.support.conditions import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -120,7 +120,7 @@ def test_each_worker_listens_on_its_own_socket_and_gets_connections(node):
 
     # The node accepts connections once its first worker listens; the others boot after.
     listeners = wait_until(lambda: (found := listening()) and len(found) == WORKERS and all(found.values()) and found,
-                           60, f"{WORKERS} listening workers")
+                           f"{WORKERS} listening workers")
     assert len(set().union(*listeners.values())) == WORKERS, "the workers share one listening socket"
     connections = [connect(node) for _ in range(32)]
     for connection in connections:

@@ -14,7 +14,7 @@ import pytest
 import redis
 
 from qkms.runner import open_log, stop_process, wait_for_port
-from tests.support.waiting import wait_until
+from tests.support.conditions import wait_until
 
 
 @dataclass
@@ -43,7 +43,7 @@ class NodeProcess:
         """SIGKILL the node's master process (workers and embedded Redis follow)."""
         self.process.kill()
         self.process.wait()
-        wait_until(lambda: not _port_open(self.port), 30, f"port {self.port} to close (the workers to die)")
+        wait_until(lambda: not _port_open(self.port), f"port {self.port} to close (the workers to die)", 30)
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -75,7 +75,7 @@ class RedisServerProcess:
              "--dir", str(self.data_dir), "--appendonly", "yes", "--appendfsync", "always",
              "--save", "", "--protected-mode", "yes"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_until(self._answers, 30, f"redis-server to answer on port {self.port}")
+        wait_until(self._answers, f"redis-server to answer on port {self.port}", 30)
         return self
 
     def _answers(self) -> bool:

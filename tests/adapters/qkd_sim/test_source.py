@@ -24,7 +24,7 @@ from kms import source_registry
 from kms.errors import ConfigError
 from kms.keys import KeyBlock
 from kms.sources import SourceContext
-from tests.support.waiting import wait_until
+from tests.support.conditions import wait_until
 
 FAST = {"preset": "snspd-illustrative", "length_km": 10, "pulses_per_frame": 3_000_000,
         "frame_interval_s": 0.2}
@@ -239,7 +239,7 @@ def test_worker_runs_the_coming_slots_and_stops(fake_engine) -> None:
 
     worker = start_worker(source)
     try:
-        wait_until(two_blocks, 60, "two frames from the worker")
+        wait_until(two_blocks, "two frames from the worker", 60)
     finally:
         source.stop()
     source.stop()
@@ -267,7 +267,7 @@ def test_stop_cancels_a_long_frame_in_progress(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setattr(source_module, "run_link", run_link_noting_the_start)
     source = build({"pulses_per_frame": 400_000_000, "frame_interval_s": 0.05})
     worker = start_worker(source)
-    wait_until(frame_started.is_set, 60, "the worker to start a frame")
+    wait_until(frame_started.is_set, "the worker to start a frame", 60)
     source.stop()
     assert not worker.is_alive(), "stop() did not cancel the frame in progress"
     assert source.health().metrics["frames_ok"] == 0
