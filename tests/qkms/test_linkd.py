@@ -23,6 +23,7 @@ from kms.link_board import LinkHalf
 from kms.sources import KeySource, SourceHealth
 from qkms.layout import LinkPlan, NodePlan, free_port, write_layout
 from qkms.linkd import LinkEnd, LinkManager, build_link_ends, validate_link_sources
+from tests.support.conditions import wait_until
 
 SECRET = bytes.fromhex("5f4dcc3b5aa765d61d8327deb882cf99")
 WAIT_S = 10.0
@@ -125,13 +126,13 @@ def run_until(manager: LinkManager, condition: Callable[[], bool]) -> threading.
     """Run the manager's loop in a thread until ``condition()``; the thread, still running."""
     thread = threading.Thread(target=manager.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + WAIT_S
-    while not condition():
-        if time.monotonic() > deadline or not thread.is_alive():
-            manager.stop()
-            thread.join(WAIT_S)
-            pytest.fail(f"condition not met (loop {'alive' if thread.is_alive() else 'ended'})")
-        time.sleep(0.01)
+    try:
+        wait_until(lambda: condition() or not thread.is_alive(), "the condition", WAIT_S, poll_s=0.01)
+        assert thread.is_alive(), "the manager's loop ended"
+    except BaseException:
+        manager.stop()
+        thread.join(WAIT_S)
+        raise
     return thread
 
 
