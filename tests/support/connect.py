@@ -7,11 +7,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from adapters.connectors.channel import STATUS_PATH, ChannelClient, SaeCredentials
 from adapters.connectors.errors import ConnectorError
 from qkms.layout import free_port
 from qkms.runner import stop_process
-from tests.support.netns import wait_until
+from tests.support.conditions import wait_until
 
 
 class AgentProcess:
@@ -36,7 +38,7 @@ class AgentProcess:
     def start(self) -> "AgentProcess":
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ))
-        wait_until(lambda: self.status() or self.process.poll() is not None, 30, f"agent {self.sae} serving")
+        wait_until(lambda: self.status() or self.process.poll() is not None, f"agent {self.sae} serving", 30)
         if self.process.poll() is not None:
             raise RuntimeError(f"agent {self.sae} exited: {self.log_text()[-1500:]}")
         return self
@@ -55,9 +57,9 @@ class AgentProcess:
                 return status
             return None
         try:
-            return wait_until(matches, timeout_s, f"agent {self.sae}: {what}", interval_s=0.1)
-        except TimeoutError as exc:
-            raise TimeoutError(f"{exc}; last status {self.status()}; log:\n{self.log_text()[-3000:]}") from None
+            return wait_until(matches, f"agent {self.sae}: {what}", timeout_s, poll_s=0.1)
+        except pytest.fail.Exception as exc:
+            pytest.fail(f"{exc}; last status {self.status()}; log:\n{self.log_text()[-3000:]}")
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

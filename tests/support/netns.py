@@ -12,27 +12,14 @@ import os
 import shutil
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from qkms.runner import stop_process
+from tests.support.conditions import wait_until
 
 _names = itertools.count()
-
-
-def wait_until(predicate: Callable[[], object], timeout_s: float, what: str, interval_s: float = 0.05):
-    """Poll ``predicate`` until it returns something true; TimeoutError naming ``what``."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        result = predicate()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what}: not after {timeout_s:g} s")
-        time.sleep(interval_s)
 
 
 @functools.cache
@@ -101,7 +88,7 @@ class WireGuardDevice:
             self.process = subprocess.Popen(self.namespace.argv("wireguard-go", "-f", self.name),
                                             stdout=log, stderr=subprocess.STDOUT)
         socket_path = Path("/var/run/wireguard") / f"{self.name}.sock"
-        wait_until(lambda: socket_path.exists() or self.process.poll() is not None, 10, "wireguard-go's socket")
+        wait_until(lambda: socket_path.exists() or self.process.poll() is not None, "wireguard-go's socket", 10)
         if self.process.poll() is not None:
             raise RuntimeError(f"wireguard-go exited: {self.log_path.read_text(errors='replace')[-500:]}")
         private, self.public_key = wg_keypair()

@@ -14,7 +14,8 @@ from pathlib import Path
 
 from adapters.connectors.strongswan import vici_session
 from qkms.runner import stop_process
-from tests.support.netns import Namespace, wait_until
+from tests.support.conditions import wait_until
+from tests.support.netns import Namespace
 
 CHARON = "/usr/lib/ipsec/charon"
 IKE = {"version": "2", "proposals": ["aes128-sha256-modp2048"], "rekey_time": "0", "dpd_delay": "0",
@@ -58,7 +59,7 @@ class Charon:
             self.namespace.argv("sh", "-c", f"mount -t tmpfs tmpfs /run && exec {CHARON}"),
             env={"STRONGSWAN_CONF": str(self.conf), "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_until(lambda: self.vici.exists() or self.process.poll() is not None, 20, f"charon {self.name}'s VICI")
+        wait_until(lambda: self.vici.exists() or self.process.poll() is not None, f"charon {self.name}'s VICI", 20)
         if self.process.poll() is not None:
             raise RuntimeError(f"charon {self.name} exited with {self.process.returncode}")
         return self

@@ -20,7 +20,7 @@ from adapters.connectors.errors import ConnectorError
 from adapters.connectors.file_sink import FileSinkInstaller
 from adapters.etsi014_client import DeliveredKey, Etsi014Error
 from kms.pki import CertificateAuthority
-from tests.support.netns import wait_until
+from tests.support.conditions import wait_until
 
 
 class FakeNodes:
@@ -176,10 +176,10 @@ def test_the_responder_fails_closed_when_no_new_key_comes(tmp_path, credentials)
     thread = threading.Thread(target=pair.responder.run, args=(stop, pair.server))
     try:
         thread.start()
-        wait_until(lambda: pair.responder.status()["state"] == "fail-closed", 5, "starting fails closed")
+        wait_until(lambda: pair.responder.status()["state"] == "fail-closed", "starting fails closed", 5)
         assert pair.initiator.rotate()
         assert pair.responder.status()["state"] == "keyed"
-        wait_until(lambda: pair.responder.status()["state"] == "fail-closed", 5, "expiry fails closed")
+        wait_until(lambda: pair.responder.status()["state"] == "fail-closed", "expiry fails closed", 5)
         assert "in time" in pair.responder.status()["reason"]
     finally:
         stop.set()

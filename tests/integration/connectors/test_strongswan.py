@@ -13,7 +13,8 @@ import pytest
 import yaml
 
 from tests.support.connect import agent_pair, stop_pair
-from tests.support.netns import require_namespaces, wait_until
+from tests.support.conditions import wait_until
+from tests.support.netns import require_namespaces
 from tests.support.strongswan import CHARON, CharonPair
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -22,7 +23,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 @pytest.fixture
 def charons(tmp_path):
     require_namespaces(CHARON)
-    pytest.importorskip("vici")
     pair = CharonPair(tmp_path)
     try:
         yield pair.start(os.urandom(32))
@@ -40,15 +40,15 @@ def test_ike_sas_use_qkms_ppks_and_reauthenticate_after_rotation(qnet, charons, 
         interval_s=3, grace_s=20)
     try:
         init.wait_for(60, "first key", state="keyed", sequence=1)
-        first = wait_until(lambda: charons.initiator.ike_sas("qkms-a"), 10, "an IKE_SA at the initiator")
+        first = wait_until(lambda: charons.initiator.ike_sas("qkms-a"), "an IKE_SA at the initiator", 10)
         assert [(sa["state"], sa["ppk"]) for sa in first] == [("ESTABLISHED", "yes")]
         init.wait_for(60, "two rotations", state="keyed", sequence=3)
         now = charons.initiator.ike_sas("qkms-a")
         assert [(sa["state"], sa["ppk"]) for sa in now] == [("ESTABLISHED", "yes")]
         assert now[0]["uniqueid"] != first[0]["uniqueid"]  # re-authenticated, the old IKE_SA deleted
         # charon writes its log a moment later
-        used = wait_until(lambda: ids if len(ids := charons.responder.ppk_ids_used()) >= 3 else None, 10,
-                          "three PPK_IDs in the responder's log")
+        used = wait_until(lambda: ids if len(ids := charons.responder.ppk_ids_used()) >= 3 else None,
+                          "three PPK_IDs in the responder's log", 10)
         assert len(set(used)) == len(used)  # a new PPK_ID for every IKE_SA
         assert all(str(uuid.UUID(ppk_id)) == ppk_id for ppk_id in used)  # PPK_ID = key_ID
         assert charons.initiator.ppk_ids_used() == used[:len(charons.initiator.ppk_ids_used())]
