@@ -53,8 +53,9 @@ demo-tls: $(VENV)/.installed system-deps
 test: $(VENV)/.installed system-deps
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
+# The unit tier: no Redis, node or daemon processes (in-memory twins of the stores).
 test-fast: $(VENV)/.installed
-	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
+	$(PY) -m pytest -q -m "not slow and not integration" $(PYTEST_ARGS)
 
 bench: $(VENV)/.installed
 	$(PY) benchmarks/bench_etsi_roundtrip.py
