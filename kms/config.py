@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
@@ -78,10 +78,54 @@ class LimitsConfig(_Frozen):
         return self
 
 
+HostPort = Annotated[str, Field(pattern=r"^[A-Za-z0-9.:\[\]-]+:[0-9]{1,5}$")]
+
+
+class SentinelConfig(_Frozen):
+    """Redis Sentinel: the sentinels to ask and the name of the master they watch."""
+
+    master_name: str = Field(min_length=1)
+    nodes: tuple[HostPort, ...] = Field(min_length=1)
+    db: int = Field(0, ge=0)
+    password_env: str | None = None
+
+
+class ClusterConfig(_Frozen):
+    """Redis Cluster: some of its nodes (the client learns the rest)."""
+
+    nodes: tuple[HostPort, ...] = Field(min_length=1)
+    password_env: str | None = None
+
+
 class RedisConfig(_Frozen):
-    url: str | None = None
+    """Where the node's state lives: an external Redis (``url``), Redis Sentinel or Redis
+    Cluster; none of them: the embedded server in ``data_dir``."""
+
+    url: str | None = Field(None, pattern=r"^(redis|rediss|unix)://")
+    sentinel: SentinelConfig | None = None
+    cluster: ClusterConfig | None = None
     data_dir: Path = Path("data")
     appendfsync: Literal["always", "everysec"] = "always"
+    #: After each write that decides a key's fate, wait until this many replicas hold it
+    #: (Redis WAIT), else fail the request: what asynchronous replication could lose at
+    #: a failover is then never a key delivered or a pad used.
+    min_replicas_acked: int = Field(0, ge=0, le=16)
+    replica_ack_timeout_ms: int = Field(200, ge=1, le=60_000)
+
+    @model_validator(mode="after")
+    def _one_backend(self) -> "RedisConfig":
+        if sum(x is not None for x in (self.url, self.sentinel, self.cluster)) > 1:
+            raise ValueError("give at most one of url, sentinel and cluster")
+        return self
+
+    @property
+    def embedded(self) -> bool:
+        """True when the node runs its own Redis server (no external one configured)."""
+        return self.url is None and self.sentinel is None and self.cluster is None
+
+    def reached_at(self, embedded_url: str | None) -> "RedisConfig":
+        """These settings, pointing at the node's embedded server when it runs one."""
+        return self.model_copy(update={"url": embedded_url}) if embedded_url else self
 
 
 class KekConfig(_Frozen):

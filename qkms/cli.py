@@ -143,7 +143,7 @@ def serve(config_path: Path) -> None:
 
 @main.command(hidden=True)
 @click.option("--config", "config_path", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--redis-url", help="The node's Redis (required unless --check).")
+@click.option("--redis-url", help="The node's embedded Redis (otherwise its `redis` settings are used).")
 @click.option("--parent-pid", type=int, help="Stop when this process (the node's `qkms serve`) exits.")
 @click.option("--check", is_flag=True, help="Only validate the link sources (build them, start nothing): "
                                             "exit 2 with the bad setting's path on stderr.")
@@ -161,9 +161,11 @@ def linkd(config_path: Path, redis_url: str | None, parent_pid: int | None, chec
             click.echo(exc.message, err=True)
             raise SystemExit(2) from None
         return
-    if redis_url is None:
-        raise click.UsageError("--redis-url is required")
-    run_link_manager(load_config(config_path), redis_url)
+    config = load_config(config_path)
+    settings = config.redis.reached_at(redis_url)
+    if settings.embedded:
+        raise click.UsageError("--redis-url is required for a node with an embedded Redis")
+    run_link_manager(config, settings)
 
 
 @main.command()

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from kms.config import LinkConfig, NodeConfig
+from kms.config import LinkConfig, NodeConfig, RedisConfig
 from kms.storage.embedded_redis import die_with_parent
 from kms.errors import ConfigError, QkmsError
 from kms.inbox import BlockInbox
@@ -255,14 +255,14 @@ def bind_to_parent(parent_pid: int) -> None:
         raise SystemExit(f"link manager: parent process {parent_pid} is gone")
 
 
-def run_link_manager(config: NodeConfig, redis_url: str) -> None:
-    """Entry point of the link-manager process (``qkms linkd``)."""
+def run_link_manager(config: NodeConfig, redis: RedisConfig) -> None:
+    """Entry point of the link-manager process (``qkms linkd``) on the node's Redis."""
     from etsi_api.km_client import HttpPeerTransport
     from kms.node import node_sealer, storage_limits
     from kms.storage import open_storage
 
     transport = HttpPeerTransport(config)
-    storage = open_storage(redis_url, config.kme_id, node_sealer(config), storage_limits(config))
+    storage = open_storage(redis, config.kme_id, node_sealer(config), storage_limits(config))
     state = LinkManagerState.for_node(storage.link_manager, config)
     pid = os.getpid()
     manager = LinkManager(config, storage.pools, storage.board, transport,

@@ -24,7 +24,7 @@ from gunicorn.app.base import BaseApplication
 
 from etsi_api.app import create_app
 from etsi_api.km_client import HttpPeerTransport
-from kms.config import NodeConfig, ServerConfig
+from kms.config import NodeConfig, RedisConfig, ServerConfig
 from kms.errors import ConfigError
 from kms.link_manager_state import LinkManagerState
 from kms.node import assemble_node, node_sealer, storage_limits
@@ -66,9 +66,9 @@ def _concurrency_settings(server: ServerConfig) -> dict:
 class NodeServer(BaseApplication):
     """gunicorn workers (gevent by default) with keep-alive, TLS with required client certificates."""
 
-    def __init__(self, config: NodeConfig, redis_url: str):
+    def __init__(self, config: NodeConfig, redis: RedisConfig):
         self._config = config
-        self._redis_url = redis_url
+        self._redis = redis
         super().__init__()
 
     def load_config(self) -> None:
@@ -101,7 +101,7 @@ class NodeServer(BaseApplication):
     def load(self):
         config = self._config
         transport = HttpPeerTransport(config) if config.peers else None
-        storage = open_storage(self._redis_url, config.kme_id, node_sealer(config), storage_limits(config))
+        storage = open_storage(self._redis, config.kme_id, node_sealer(config), storage_limits(config))
         node = assemble_node(config, storage, transport)
         return create_app(config, node.service, storage.store, node.network, node.responders)
 
@@ -143,19 +143,21 @@ def check_link_sources(config: NodeConfig, config_path: Path) -> None:
         raise ConfigError(lines[-1] if lines else f"links: checking the link sources failed ({result.returncode})")
 
 
-def start_link_manager(config_path: Path, redis_url: str) -> subprocess.Popen:
+def start_link_manager(config_path: Path, embedded_url: str | None) -> subprocess.Popen:
     """The node's link manager as a child process that dies with this one (it arranges
     that itself, see ``bind_to_parent``) and, in its own process group, leaves Ctrl-C
     to this process, which stops it."""
-    return subprocess.Popen([sys.executable, "-m", "qkms", "linkd", "--config", str(config_path),
-                             "--redis-url", redis_url, "--parent-pid", str(os.getpid())], process_group=0)
+    embedded = ["--redis-url", embedded_url] if embedded_url else []
+    return subprocess.Popen([sys.executable, "-m", "qkms", "linkd", "--config", str(config_path), *embedded,
+                             "--parent-pid", str(os.getpid())], process_group=0)
 
 
-def supervise_link_manager(config: NodeConfig, config_path: Path, redis_url: str) -> Supervisor:
+def supervise_link_manager(config: NodeConfig, config_path: Path, embedded_url: str | None) -> Supervisor:
     """Start the link manager under a supervisor that records its state in the node's storage."""
-    storage = open_storage(redis_url, config.kme_id, node_sealer(config), storage_limits(config))
+    storage = open_storage(config.redis.reached_at(embedded_url), config.kme_id, node_sealer(config),
+                           storage_limits(config))
     state = LinkManagerState.for_node(storage.link_manager, config)
-    supervisor = Supervisor("link manager", partial(start_link_manager, config_path, redis_url), state.record)
+    supervisor = Supervisor("link manager", partial(start_link_manager, config_path, embedded_url), state.record)
     supervisor.start()
     return supervisor
 
@@ -164,12 +166,12 @@ def serve(config: NodeConfig, config_path: Path) -> None:
     """Run the node until SIGTERM/SIGINT: embedded Redis (unless a URL is configured),
     the supervised link manager (if the node has links) and the HTTPS workers; stop
     them all after."""
-    embedded = None if config.redis.url else EmbeddedRedis(config.redis.data_dir, config.redis.appendfsync)
-    redis_url = config.redis.url or embedded.start().url
+    embedded = EmbeddedRedis(config.redis.data_dir, config.redis.appendfsync) if config.redis.embedded else None
+    embedded_url = embedded.start().url if embedded else None
     owner = os.getpid()
-    supervisor = supervise_link_manager(config, config_path, redis_url) if config.local_links() else None
+    supervisor = supervise_link_manager(config, config_path, embedded_url) if config.local_links() else None
     try:
-        NodeServer(config, redis_url).run()
+        NodeServer(config, config.redis.reached_at(embedded_url)).run()
     finally:
         if os.getpid() == owner:
             if supervisor is not None:

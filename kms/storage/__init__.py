@@ -6,14 +6,15 @@ The domain (``kms/``) defines the interfaces (:class:`~kms.store.KeyStore`,
 this package
 holds their implementations, Redis (the product) and in-memory twins (the unit tier,
 one process only). Every Redis command lives in this package. A backend is chosen by
-one factory from the node's ``redis`` settings, as Vault chooses a physical backend.
+one factory (:func:`open_storage`) from the node's ``redis`` settings, as Vault
+chooses a physical backend.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
+from kms.config import RedisConfig
 from kms.errors import ConfigError
 from kms.inbox import BlockInbox
 from kms.link_board import LinkBoard
@@ -45,31 +46,26 @@ class Storage:
         self.store.close()
 
 
-def open_redis_storage(url: str, kme_id: str, sealer: Sealer, limits: StorageLimits) -> Storage:
-    """The three stores of ``kme_id`` on the Redis at ``url`` (one connection pool)."""
+def open_storage(settings: RedisConfig | str, kme_id: str, sealer: Sealer,
+                 limits: StorageLimits = StorageLimits()) -> Storage:
+    """The stores of ``kme_id`` on the Redis the node's ``redis`` settings name (a URL,
+    Sentinel or Cluster; a bare string is a URL), sharing one connection pool."""
     from kms.storage.redis_board import RedisLinkBoard
-    from kms.storage.redis_client import redis_client
+    from kms.storage.redis_client import Replication, redis_client
     from kms.storage.redis_inbox import RedisBlockInbox
     from kms.storage.redis_link_manager import RedisLinkManagerRecords
     from kms.storage.redis_pool import RedisPoolStore
     from kms.storage.redis_store import RedisKeyStore
 
-    client = redis_client(url)
-    store = RedisKeyStore(client, sealer, kme_id, limits.capacity_keys, limits.quota_keys_per_master)
-    return Storage(store, RedisPoolStore(client, sealer, kme_id), RedisLinkBoard(client, kme_id),
+    if isinstance(settings, str):
+        settings = RedisConfig(url=settings)
+    if settings.embedded:
+        raise ConfigError("redis: the embedded server's URL is needed to open its storage")
+    client = redis_client(settings)
+    replication = Replication(client, settings.min_replicas_acked, settings.replica_ack_timeout_ms)
+    store = RedisKeyStore(client, sealer, kme_id, limits.capacity_keys, limits.quota_keys_per_master, replication)
+    return Storage(store, RedisPoolStore(client, sealer, kme_id, replication), RedisLinkBoard(client, kme_id),
                    RedisBlockInbox(client, sealer, kme_id), RedisLinkManagerRecords(client, kme_id))
-
-
-#: URL scheme -> factory. Redis Sentinel and Cluster will add theirs here.
-BACKENDS = {"redis": open_redis_storage, "rediss": open_redis_storage, "unix": open_redis_storage}
-
-
-def open_storage(url: str, kme_id: str, sealer: Sealer, limits: StorageLimits = StorageLimits()) -> Storage:
-    """The node's storage on the backend ``url`` names; ConfigError for an unknown scheme."""
-    scheme = urlsplit(url).scheme
-    if scheme not in BACKENDS:
-        raise ConfigError(f"redis.url: unsupported scheme {scheme!r} (use one of {', '.join(BACKENDS)})")
-    return BACKENDS[scheme](url, kme_id, sealer, limits)
 
 
 def open_memory_storage(kme_id: str, database=None, limits: StorageLimits = StorageLimits()) -> Storage:
