@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support.fuzzing import INTERFACES, call, fuzz_settings, mtls_session
+from tests.support.fuzzing import INTERFACES, check_conformance, fuzz_settings, mtls_session
 from tests.support.network import FAST_LINK, LocalNetwork
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
@@ -48,10 +48,10 @@ def as_sae_b(net):
 @km_schema.parametrize()
 @FUZZ
 def test_the_km_channel_conforms_to_its_document(case, net, as_node_a):
-    call(case, net.manifest["nodes"]["B"]["url"], KM, as_node_a)
+    check_conformance(case, net.manifest["nodes"]["B"]["url"], KM, as_node_a)
 
 
 @skip_schema.parametrize()
 @FUZZ
 def test_skip_conforms_to_its_document(case, net, as_sae_b):
-    call(case, net.manifest["nodes"]["B"]["url"], SKIP, as_sae_b)
+    check_conformance(case, net.manifest["nodes"]["B"]["url"], SKIP, as_sae_b)

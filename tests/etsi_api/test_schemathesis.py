@@ -17,7 +17,7 @@ import pytest
 from hypothesis import strategies as st
 
 from tests.conftest import SingleNode
-from tests.support.fuzzing import INTERFACES, call, fuzz_settings, mtls_session
+from tests.support.fuzzing import INTERFACES, check_conformance, fuzz_settings, mtls_session
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
@@ -63,7 +63,7 @@ def slave_session(node):
 @schema.parametrize()
 @fuzz_settings(default_examples=40)
 def test_etsi_api_conforms_to_its_openapi_document(case, node, session):
-    call(case, node.url, ETSI, session)
+    check_conformance(case, node.url, ETSI, session)
 
 
 # --- Methods the document does not define --------------------------------------------

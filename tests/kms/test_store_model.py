@@ -206,8 +206,13 @@ class PoolMachine(RuleBasedStateMachine):
             assert self.peer.available_bits(self.link, OWNER) == 8 * len(self.free[PEER])
 
 
-@pytest.mark.parametrize("machine", [StoreMachine, PoolMachine], ids=["store", "pools"])
-def test_operations_match_the_model(machine, backend: Backend) -> None:
+def check_against_the_model(machine: type[RuleBasedStateMachine], backend: Backend) -> None:
+    """Run the machine's generated programs on ``backend``; its rules and invariants assert."""
     machine.backend = backend
     machine.TestCase.settings = MACHINE_SETTINGS
     machine.TestCase("runTest").runTest()
+
+
+@pytest.mark.parametrize("machine", [StoreMachine, PoolMachine], ids=["store", "pools"])
+def test_operations_match_the_model(machine, backend: Backend) -> None:
+    check_against_the_model(machine, backend)

@@ -94,7 +94,7 @@ def fuzz_settings(default_examples: int) -> settings:
                     suppress_health_check=list(HealthCheck))
 
 
-def call(case, url: str, interface: Interface, session: requests.Session):
+def check_conformance(case, url: str, interface: Interface, session: requests.Session):
     """Send one generated case and run every check on the answer (counted when the
     benchmark asks)."""
     response = case.call_and_validate(base_url=url + interface.base_path, session=session, checks=CHECKS,
