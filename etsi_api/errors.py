@@ -45,13 +45,21 @@ def error_body(message: str, details: list | None = None) -> dict:
     return body
 
 
-def raw_bad_request(message: str) -> bytes:
-    """A complete HTTP/1.1 400 response with an ETSI Error body that closes the
-    connection, for the HTTP server to send when it rejects a request itself."""
+_RAW_REASONS = {400: "Bad Request", 401: "Unauthorized", 503: "Service Unavailable"}
+
+
+def raw_error(status: int, message: str) -> bytes:
+    """A complete HTTP/1.1 response (400, 401 or 503) with an ETSI Error body that
+    closes the connection, for the HTTP server to send when it refuses a request itself."""
     body = json.dumps(error_body(message), separators=(",", ":")).encode()
-    head = (f"HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\n"
+    head = (f"HTTP/1.1 {status} {_RAW_REASONS[status]}\r\nContent-Type: application/json\r\n"
             f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n")
     return head.encode("ascii") + body
+
+
+def raw_bad_request(message: str) -> bytes:
+    """``raw_error`` with status 400."""
+    return raw_error(400, message)
 
 
 def status_for(error: QkmsError, node_to_node: bool = False) -> int:
