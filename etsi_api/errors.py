@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 
 from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from etsi_api.skip_api import SKIP_SEGMENTS
-from kms.errors import BadRequest, Conflict, QkmsError, Unauthorized, Unavailable
+from kms.errors import BadRequest, Conflict, QkmsError, RateLimited, Unauthorized, Unavailable
 
 log = logging.getLogger("qkms.api")
 
@@ -84,6 +85,10 @@ def _domain_error(error: QkmsError):
         if _is_skip_request():
             return jsonify(error_body("internal error")), 500
         return jsonify(error_body(GENERIC_UNAVAILABLE)), 503
+    if isinstance(error, RateLimited):
+        # ETSI 014 has no 429; a 503 with Retry-After (RFC 9110) says when to come back.
+        retry_after = {"Retry-After": str(max(1, math.ceil(error.retry_after_s)))}
+        return jsonify(error_body(error.message, error.details)), status, retry_after
     return jsonify(error_body(error.message, error.details)), status
 
 

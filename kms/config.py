@@ -60,6 +60,12 @@ class LimitsConfig(_Frozen):
     #: its requests may use per minute at this node (so one SAE cannot starve the others).
     max_pending_keys_per_sae: int = Field(10_000, ge=1)
     max_link_bits_per_sae_per_minute: int = Field(64 * 1024 * 1024, ge=8)
+    #: Per SAE, across every worker and replica of the node (null: no limit): requests
+    #: per second (a token bucket of ``request_burst_per_sae`` tokens) and requests in
+    #: progress at once. Beyond either: 503 (ETSI 014 has no 429; docs/security.md).
+    requests_per_s_per_sae: float | None = Field(500.0, gt=0)
+    request_burst_per_sae: int = Field(1000, ge=1)
+    concurrent_requests_per_sae: int | None = Field(32, ge=1)
 
     @field_validator("key_size_bits", "min_key_size_bits", "max_key_size_bits")
     @classmethod

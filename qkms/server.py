@@ -24,6 +24,7 @@ from gunicorn.app.base import BaseApplication
 
 from etsi_api.app import create_app
 from etsi_api.km_client import HttpPeerTransport
+from kms.admission import Admission, AdmissionLimits
 from kms.config import NodeConfig, RedisConfig, ServerConfig, TlsConfig
 from kms.errors import ConfigError
 from kms.link_manager_state import LinkManagerState
@@ -104,7 +105,8 @@ class NodeServer(BaseApplication):
         transport = HttpPeerTransport(config) if config.peers else None
         storage = open_storage(self._redis, config.kme_id, node_sealer(config), storage_limits(config))
         node = assemble_node(config, storage, transport)
-        return create_app(config, node.service, storage.store, node.network, node.responders)
+        admission = Admission(storage.admission, AdmissionLimits.for_node(config))
+        return create_app(config, node.service, storage.store, node.network, node.responders, admission)
 
 
 def ensure_listen_port_free(config: NodeConfig, wait_s: float = 5.0) -> None:
