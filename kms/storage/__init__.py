@@ -23,6 +23,7 @@ from kms.inbox import BlockInbox
 from kms.link_board import LinkBoard
 from kms.link_manager_state import LinkManagerRecords
 from kms.pools import PoolStore
+from kms.sealed_items import SealedItems
 from kms.sealing import Sealer
 from kms.store import KeyStore
 
@@ -89,3 +90,14 @@ def open_memory_storage(kme_id: str, database=None, limits: StorageLimits = Stor
                    MemoryPoolStore(database, kme_id), MemoryLinkBoard(database, kme_id),
                    MemoryBlockInbox(database, kme_id), MemoryLinkManagerRecords(database, kme_id),
                    MemoryAdmissionCounters(database, kme_id))
+
+
+def open_sealed_items(settings: RedisConfig | str, kme_id: str) -> SealedItems:
+    """Every sealed value of ``kme_id`` on the Redis its settings name, for re-sealing
+    them under a new KEK (kms.rotation)."""
+    from kms.storage.redis_client import redis_client
+    from kms.storage.redis_sealed import RedisSealedItems
+
+    if isinstance(settings, str):
+        settings = RedisConfig(url=settings)
+    return RedisSealedItems(redis_client(settings), kme_id)
