@@ -36,7 +36,8 @@ def test_a_revoked_sae_is_refused_without_a_restart(make_node) -> None:
     assert result.returncode == 0, result.stderr
 
     wait_until(lambda: new_connection(node, "sae-1").refused, "the node to refuse sae-1's new connections", 30)
-    assert "CERTIFICATE_VERIFY_FAILED: certificate revoked" in node.process.log_text()
+    wait_until(lambda: "CERTIFICATE_VERIFY_FAILED: certificate revoked" in node.process.log_text(),
+               "the node to log why it refused sae-1", 30)
     answer = open_client.request("GET", "sae-2/status")
     assert answer.status_code == 401 and answer.json() == {"message": "the client certificate has been revoked"}
     assert new_connection(node, "sae-2").answer == "HTTP/1.1 200 OK"
