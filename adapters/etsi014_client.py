@@ -17,6 +17,7 @@ from urllib.parse import quote
 import httpx
 
 from kms.errors import QkmsError
+from kms.pki.tls import client_context
 
 
 class Etsi014Error(QkmsError):
@@ -101,11 +102,9 @@ class Etsi014Client:
 
 
 def client_tls_context(ca: Path | str, cert: Path | str, key: Path | str) -> ssl.SSLContext:
-    """TLS >= 1.2 client context trusting ``ca`` and presenting ``cert``/``key``."""
-    context = ssl.create_default_context(cafile=str(ca))
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.load_cert_chain(str(cert), str(key))
-    return context
+    """Client context trusting ``ca`` and presenting ``cert``/``key``, with qkms's TLS
+    policy (TLS >= 1.2, forward-secret AEAD suites only; kms.pki.tls)."""
+    return client_context(ca, cert, key)
 
 
 def _quote(sae_id: str) -> str:

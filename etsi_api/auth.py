@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import current_app, request
 
+from etsi_api.admission import admit
 from kms.errors import Unauthorized
 from kms.pki import sae_identity_from_der
 
@@ -22,7 +23,8 @@ def peer_certificate_der() -> bytes | None:
 
 
 def calling_sae() -> str:
-    """The SAE_ID of the caller; Unauthorized if its certificate maps to no SAE."""
+    """The SAE_ID of the caller; Unauthorized if its certificate maps to no SAE, and a 503
+    (etsi_api.admission) if the SAE is over its request rate or concurrency limit."""
     der = peer_certificate_der()
     if der is None:
         raise Unauthorized("a client certificate is required")
@@ -31,4 +33,5 @@ def calling_sae() -> str:
     sae_id = service.sae_for_identity(identity)
     if sae_id is None:
         raise Unauthorized("client certificate does not identify an SAE of this KME")
+    admit(sae_id)
     return sae_id

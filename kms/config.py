@@ -34,6 +34,9 @@ class TlsConfig(_Frozen):
     key: Path
     ca: Path
     sae_id_field: SaeIdField = "subject_cn"
+    #: The CA's certificate revocation list (``qkms pki revoke`` writes it); client
+    #: certificates it revokes are refused, and a changed file is taken without a restart.
+    crl: Path | None = None
 
 
 class SaeConfig(_Frozen):
@@ -57,6 +60,12 @@ class LimitsConfig(_Frozen):
     #: its requests may use per minute at this node (so one SAE cannot starve the others).
     max_pending_keys_per_sae: int = Field(10_000, ge=1)
     max_link_bits_per_sae_per_minute: int = Field(64 * 1024 * 1024, ge=8)
+    #: Per SAE, across every worker and replica of the node (null: no limit): requests
+    #: per second (a token bucket of ``request_burst_per_sae`` tokens) and requests in
+    #: progress at once. Beyond either: 503 (ETSI 014 has no 429; docs/security.md).
+    requests_per_s_per_sae: float | None = Field(500.0, gt=0)
+    request_burst_per_sae: int = Field(1000, ge=1)
+    concurrent_requests_per_sae: int | None = Field(32, ge=1)
 
     @field_validator("key_size_bits", "min_key_size_bits", "max_key_size_bits")
     @classmethod
@@ -151,6 +160,13 @@ class ServerConfig(_Frozen):
     handshake_timeout_s: float = Field(5.0, gt=0, le=300)
     header_timeout_s: float = Field(10.0, gt=0, le=300)
     max_pending_connections_per_ip: int = Field(64, ge=1, le=100_000)
+    request_timeout_s: float = Field(30.0, gt=0, le=3600)
+
+    @model_validator(mode="after")
+    def _request_deadline_after_headers(self) -> "ServerConfig":
+        if self.request_timeout_s <= self.header_timeout_s:
+            raise ValueError("request_timeout_s must be above header_timeout_s")
+        return self
 
     @model_validator(mode="after")
     def _pending_limit_below_pool(self) -> "ServerConfig":
@@ -276,7 +292,7 @@ def _resolve_paths(config: NodeConfig, base: Path) -> NodeConfig:
     def resolve(path: Path | None) -> Path | None:
         return None if path is None else (path if path.is_absolute() else base / path)
 
-    tls = config.tls.model_copy(update={k: resolve(getattr(config.tls, k)) for k in ("cert", "key", "ca")})
+    tls = config.tls.model_copy(update={k: resolve(getattr(config.tls, k)) for k in ("cert", "key", "ca", "crl")})
     redis = config.redis.model_copy(update={"data_dir": resolve(config.redis.data_dir)})
     kek = config.kek.model_copy(update={"file": resolve(config.kek.file)})
     resolved = config.model_copy(update={"tls": tls, "redis": redis, "kek": kek})
@@ -301,8 +317,22 @@ def check_files(config: NodeConfig) -> None:
         path = getattr(config.tls, name)
         if not path.is_file():
             raise ConfigError(f"tls.{name}: file not found: {path}")
+    if config.tls.crl is not None:
+        _check_crl(config.tls)
     if config.kek.file is not None and not config.kek.file.is_file():
         raise ConfigError(f"kek.file: file not found: {config.kek.file}")
+
+
+def _check_crl(tls: TlsConfig) -> None:
+    from kms.pki import PkiError
+    from kms.pki.tls import check_crl
+
+    if not tls.crl.is_file():
+        raise ConfigError(f"tls.crl: file not found: {tls.crl}")
+    try:
+        check_crl(tls.crl, tls.ca)
+    except PkiError as exc:
+        raise ConfigError(f"tls.crl: {exc.message}") from None
 
 
 def load_config(path: Path | str) -> NodeConfig:

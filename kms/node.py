@@ -10,15 +10,16 @@ from kms.link_exchange import LinkResponders
 from kms.link_manager_state import LinkManagerState
 from kms.network import KeyNetwork
 from kms.relay import PeerTransport
-from kms.sealing import Sealer, load_kek
+from kms.sealing import Sealer, keyring_source
 from kms.service import KeyService
 from kms.sources import SourceContext
 from kms.storage import Storage, StorageLimits
 
 
 def node_sealer(config: NodeConfig) -> Sealer:
-    """The sealer of the node's key material, under the KEK its config names."""
-    return Sealer(load_kek(config.kek.file, config.kek.env), config.kme_id)
+    """The sealer of the node's key material, under the keyring its config names (a
+    ``kek.file`` is re-read when a rotation rewrites it)."""
+    return Sealer(keyring_source(config.kek.file, config.kek.env), config.kme_id)
 
 
 def storage_limits(config: NodeConfig) -> StorageLimits:

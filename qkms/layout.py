@@ -1,6 +1,6 @@
 """Writing a ready-to-run qkms directory: PKI, KEKs, node configs and a manifest.
 
-    DIR/pki/ca.crt, ca.key
+    DIR/pki/ca.crt, ca.key, ca.crl (the CA's revocation list; `qkms pki revoke` adds to it)
     DIR/nodes/<KME_ID>/{node.crt,node.key,kek.hex,config.yaml,data/}
     DIR/saes/<SAE_ID>.crt, .key
     DIR/manifest.json
@@ -18,6 +18,7 @@ import yaml
 
 from kms.pki import CertificateAuthority
 from kms.pki.files import write_atomic
+from kms.pki.revocation import issue_crl
 from kms.sealing import new_kek_hex
 
 
@@ -47,6 +48,11 @@ DEMO_LINK_SOURCE = {"kind": "simulated", "preset": "snspd-illustrative", "length
                     "pulses_per_frame": 3_000_000, "frame_interval_s": 5.0}
 
 
+#: A fresh layout's (empty) CRL is valid for a year; `qkms pki revoke` and `qkms pki crl`
+#: re-issue it (30 days by default) and must be run again before it lapses.
+INIT_CRL_VALID_DAYS = 365
+
+
 @dataclass
 class Manifest:
     """Where everything was written; printed by ``qkms init --json``."""
@@ -71,7 +77,8 @@ def node_config(plan: NodePlan, plans: list[NodePlan], links: list[LinkPlan]) ->
     config = {
         "kme_id": plan.kme_id,
         "listen": {"host": "127.0.0.1", "port": plan.port},
-        "tls": {"cert": "node.crt", "key": "node.key", "ca": "../../pki/ca.crt", "sae_id_field": "subject_cn"},
+        "tls": {"cert": "node.crt", "key": "node.key", "ca": "../../pki/ca.crt", "sae_id_field": "subject_cn",
+                "crl": "../../pki/ca.crl"},
         "saes": [{"id": sae_id} for sae_id in plan.sae_ids],
         "kek": {"file": "kek.hex"},
         "redis": {"data_dir": "data"},
@@ -129,6 +136,7 @@ def write_layout(root: Path, plans: list[NodePlan], links: list[LinkPlan] = ()) 
     (root / "pki").mkdir(parents=True, exist_ok=True, mode=0o700)
     ca = CertificateAuthority.create()
     ca.save(root / "pki" / "ca.crt", root / "pki" / "ca.key")
+    issue_crl(ca, root / "pki" / "ca.crl", valid_days=INIT_CRL_VALID_DAYS)
     manifest = Manifest(ca=str(root / "pki" / "ca.crt"))
     for plan in plans:
         write_node(root, ca, plan, manifest, plans, links)
