@@ -88,9 +88,11 @@ COUNT_FILE_ENV = "QKMS_FUZZ_COUNT_FILE"
 
 
 def fuzz_settings(default_examples: int) -> settings:
-    """Deterministic hypothesis settings; ``QKMS_FUZZ_EXAMPLES`` scales a run up."""
-    examples = int(os.environ.get(EXAMPLES_ENV, default_examples))
-    return settings(max_examples=examples, derandomize=True, deadline=None, database=None, print_blob=False,
+    """Deterministic hypothesis settings in the test suite; ``QKMS_FUZZ_EXAMPLES`` scales
+    a benchmark run up, which then draws from pytest's ``--hypothesis-seed``."""
+    scaled = os.environ.get(EXAMPLES_ENV)
+    examples = int(scaled) if scaled else default_examples
+    return settings(max_examples=examples, derandomize=not scaled, deadline=None, database=None, print_blob=False,
                     suppress_health_check=list(HealthCheck))
 
 
