@@ -2,7 +2,8 @@
 
 The domain (``kms/``) defines the interfaces (:class:`~kms.store.KeyStore`,
 :class:`~kms.pools.PoolStore`, :class:`~kms.link_board.LinkBoard`,
-:class:`~kms.inbox.BlockInbox`, :class:`~kms.link_manager_state.LinkManagerRecords`);
+:class:`~kms.inbox.BlockInbox`, :class:`~kms.link_manager_state.LinkManagerRecords`,
+:class:`~kms.sequence_ledger.SequenceLedger`);
 this package
 holds their implementations, Redis (the product) and in-memory twins (the unit tier,
 one process only). Every Redis command lives in this package. A backend is chosen by
@@ -20,6 +21,7 @@ from kms.link_board import LinkBoard
 from kms.link_manager_state import LinkManagerRecords
 from kms.pools import PoolStore
 from kms.sealing import Sealer
+from kms.sequence_ledger import SequenceLedger
 from kms.store import KeyStore
 
 
@@ -33,13 +35,15 @@ class StorageLimits:
 
 @dataclass
 class Storage:
-    """One node's store, pools, link board, block inbox and link manager records on one backend."""
+    """One node's store, pools, link board, block inbox, link manager records and sequence
+    ledger on one backend."""
 
     store: KeyStore
     pools: PoolStore
     board: LinkBoard
     inbox: BlockInbox
     link_manager: LinkManagerRecords
+    ledger: SequenceLedger
 
     def close(self) -> None:
         self.store.close()
@@ -50,6 +54,7 @@ def open_redis_storage(url: str, kme_id: str, sealer: Sealer, limits: StorageLim
     from kms.storage.redis_board import RedisLinkBoard
     from kms.storage.redis_client import redis_client
     from kms.storage.redis_inbox import RedisBlockInbox
+    from kms.storage.redis_ledger import RedisSequenceLedger
     from kms.storage.redis_link_manager import RedisLinkManagerRecords
     from kms.storage.redis_pool import RedisPoolStore
     from kms.storage.redis_store import RedisKeyStore
@@ -57,7 +62,8 @@ def open_redis_storage(url: str, kme_id: str, sealer: Sealer, limits: StorageLim
     client = redis_client(url)
     store = RedisKeyStore(client, sealer, kme_id, limits.capacity_keys, limits.quota_keys_per_master)
     return Storage(store, RedisPoolStore(client, sealer, kme_id), RedisLinkBoard(client, kme_id),
-                   RedisBlockInbox(client, sealer, kme_id), RedisLinkManagerRecords(client, kme_id))
+                   RedisBlockInbox(client, sealer, kme_id), RedisLinkManagerRecords(client, kme_id),
+                   RedisSequenceLedger(client, kme_id))
 
 
 #: URL scheme -> factory. Redis Sentinel and Cluster will add theirs here.
@@ -77,6 +83,7 @@ def open_memory_storage(kme_id: str, database=None, limits: StorageLimits = Stor
     from kms.storage.memory_board import MemoryLinkBoard
     from kms.storage.memory_db import MemoryDatabase
     from kms.storage.memory_inbox import MemoryBlockInbox
+    from kms.storage.memory_ledger import MemorySequenceLedger
     from kms.storage.memory_link_manager import MemoryLinkManagerRecords
     from kms.storage.memory_pool import MemoryPoolStore
     from kms.storage.memory_store import MemoryKeyStore
@@ -84,4 +91,5 @@ def open_memory_storage(kme_id: str, database=None, limits: StorageLimits = Stor
     database = database or MemoryDatabase()
     return Storage(MemoryKeyStore(database, kme_id, limits.capacity_keys, limits.quota_keys_per_master),
                    MemoryPoolStore(database, kme_id), MemoryLinkBoard(database, kme_id),
-                   MemoryBlockInbox(database, kme_id), MemoryLinkManagerRecords(database, kme_id))
+                   MemoryBlockInbox(database, kme_id), MemoryLinkManagerRecords(database, kme_id),
+                   MemorySequenceLedger(database, kme_id))
