@@ -19,14 +19,20 @@ from qkms.runner import RunningNode, sae_client, start_node, stop_all, wait_for_
 # pools fill within seconds without saturating two cores.
 FAST_LINK = {"kind": "simulated", "preset": "snspd-illustrative", "length_km": 10,
              "pulses_per_frame": 3_000_000, "frame_interval_s": 4.0}
+#: The ML-KEM source of links whose policy uses PQC: 4 KiB blocks, four a second.
+FAST_PQC = {"kind": "ml-kem", "kem": "ML-KEM-768", "signature": "ML-DSA-65", "block_bytes": 4096,
+            "blocks_per_s": 4}
 
 
 class LocalNetwork:
     """Nodes written with ``write_layout`` and run as ``qkms serve`` children."""
 
-    def __init__(self, root: Path, saes: dict[str, tuple[str, ...]], links: list[tuple[str, str]], source: dict):
+    def __init__(self, root: Path, saes: dict[str, tuple[str, ...]], links: list[tuple[str, str]], source: dict,
+                 policies: dict[tuple[str, str], str] | None = None, pqc: dict | None = None):
+        """``policies`` by link (default qkd-only); ``pqc`` the PQC source of links that use one."""
         plans = [NodePlan(kme_id, node_saes, free_port()) for kme_id, node_saes in saes.items()]
-        link_plans = [LinkPlan(f"{a}-{b}", (a, b), dict(source)) for a, b in links]
+        link_plans = [LinkPlan(f"{a}-{b}", (a, b), dict(source), (policies or {}).get((a, b), "qkd-only"),
+                               dict(pqc or FAST_PQC)) for a, b in links]
         self.root = root
         self.links = link_plans
         self.manifest = write_layout(root, plans, link_plans).to_dict()
