@@ -278,3 +278,19 @@ def test_stop_without_start_is_idempotent() -> None:
     source.stop()
     source.stop()
     assert source.health().state == "down"
+
+
+def test_an_eve_file_switches_an_eavesdropper_on_and_off(tmp_path) -> None:
+    """The file is read at every frame: while it names a full intercept-resend attack the
+    frames abort on their QBER; without it they deliver again."""
+    eve_file = tmp_path / "eve.json"
+    source = SimulatedQkdSource.from_config(
+        {"preset": "snspd-illustrative", "pulses_per_frame": 3_000_000, "eve_file": str(eve_file)},
+        SourceContext("KME-A", "KME-B", "A-B", str(tmp_path)))
+    assert source.run_frame(1) is not None
+    eve_file.write_text('{"kind": "intercept-resend", "fraction": 1.0}')
+    assert source.run_frame(2) is None and "QBER" in source.last_abort_reason
+    eve_file.write_text('{"kind": "teleport"}')
+    assert source.run_frame(3) is not None, "a malformed eve file is ignored"
+    eve_file.unlink()
+    assert source.run_frame(4) is not None
