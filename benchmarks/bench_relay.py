@@ -32,8 +32,9 @@ LINK = {"kind": "simulated", "preset": "snspd-illustrative", "length_km": 10}
 
 
 def carved_bits(net: LocalNetwork) -> int:
-    return sum(net.pools(owner).usage_bits(link.link_id, owner)["carved_bits"]
-               for link in net.links for owner in link.nodes)
+    """Bits carved from every pool (QKD and PQC) of every link, by its senders."""
+    return sum(net.pools(owner).usage_bits(pool, owner)["carved_bits"]
+               for link in net.links for pool in (link.link_id, f"{link.link_id}#pqc") for owner in link.nodes)
 
 
 def run_route(net: LocalNetwork, slave: str, clients: int, round_trips: int, size_bits: int) -> dict:
