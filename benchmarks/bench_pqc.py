@@ -54,8 +54,8 @@ def wait_for(condition, timeout_s: float) -> None:
 def key_rate(backend: str, window_s: float, block_bytes: int) -> dict:
     with tempfile.TemporaryDirectory(prefix=f"qkms-pqc-{backend}-") as tmp:
         net = network(Path(tmp), backend, 10_000, block_bytes)
-        net.start()
         try:
+            net.start()
             wait_for(lambda: pool_bits(net) > 0, 60)
             before, start = pool_bits(net), time.monotonic()
             time.sleep(window_s)
@@ -69,8 +69,8 @@ def key_rate(backend: str, window_s: float, block_bytes: int) -> dict:
 def round_trips(clients: int, count: int, blocks_per_s: float, block_bytes: int) -> dict:
     with tempfile.TemporaryDirectory(prefix="qkms-pqc-rt-") as tmp:
         net = network(Path(tmp), "cryptography", blocks_per_s, block_bytes)
-        net.start()
         try:
+            net.start()
             net.wait_for_keys(net.client("sae-a"), "sae-b", count // 4, timeout_s=300)
             return {**run_route(net, "sae-b", clients, count, 256), "link": "pqc-only",
                     "pqc_blocks_per_s": blocks_per_s}

@@ -90,8 +90,8 @@ def main() -> None:
         net = LocalNetwork(Path(tmp), {"A": ("sae-a",), "B": ("sae-b",), "C": ("sae-c",), "D": ("sae-d",)},
                            [("A", "B"), ("B", "C"), ("C", "D")],
                            {**LINK, "pulses_per_frame": args.pulses_per_frame, "frame_interval_s": args.frame_interval})
-        net.start()
         try:
+            net.start()
             needed = args.round_trips * args.size_bits // 256 + 16
             for slave in ("sae-b", "sae-d"):
                 net.wait_for_keys(net.client("sae-a"), slave, needed, timeout_s=600)

@@ -80,8 +80,8 @@ def test_qkd_then_pqc_falls_back_while_the_qkd_source_is_down_and_returns(tmp_pa
     eve = tmp_path / "eve.json"
     net = LocalNetwork(tmp_path / "net", {"A": ("sae-a",), "B": ("sae-b",)}, [("A", "B")],
                        {**FAST_LINK, "eve_file": str(eve)}, policies={("A", "B"): "qkd-then-pqc"})
-    net.start()
     try:
+        net.start()
         master, slave = net.client("sae-a"), net.client("sae-b")
         net.wait_for_keys(master, "sae-b", 4)
         with Traffic(master, slave, "sae-b", "sae-a") as traffic:
@@ -110,10 +110,12 @@ def mixed(tmp_path_factory):
     """A -hybrid- B -pqc-only- C."""
     net = LocalNetwork(tmp_path_factory.mktemp("mixed"), {"A": ("sae-a",), "B": ("sae-b",), "C": ("sae-c",)},
                        [("A", "B"), ("B", "C")], FAST_LINK, policies={("A", "B"): "hybrid", ("B", "C"): "pqc-only"})
-    net.start()
-    net.wait_for_keys(net.client("sae-a"), "sae-c", 8, timeout_s=120)
-    yield net
-    net.close()
+    try:
+        net.start()
+        net.wait_for_keys(net.client("sae-a"), "sae-c", 8, timeout_s=120)
+        yield net
+    finally:
+        net.close()
 
 
 def test_hybrid_keys_are_identical_at_both_ends(mixed: LocalNetwork) -> None:
@@ -200,8 +202,8 @@ def test_a_peer_whose_key_is_not_pinned_is_refused(tmp_path: Path) -> None:
                        policies={("A", "B"): "pqc-only"})
     # B pins some other key than A's: every offer A signs is refused.
     (tmp_path / "nodes" / "B" / "pqc" / "peers" / "A.ml-dsa-65.pub").write_bytes(key_pair("not-A")[1])
-    net.start()
     try:
+        net.start()
         down = wait_until(lambda: (h := half(net, "A", "A-B#pqc", "A")) and "not pinned" in h.reason and h,
                           "A to report its PQC link refused", 60)
         status = net.client("sae-a").status("sae-b")
