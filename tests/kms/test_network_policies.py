@@ -8,6 +8,8 @@ pool ``<link>#pqc``). Keys are compared between nodes, never printed."""
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import time
 from pathlib import Path
@@ -234,3 +236,15 @@ def test_a_local_key_cannot_meet_a_requirement(net: PolicyNetwork) -> None:
     assert storage.store.pending_count() == 0
     keys = service.enc_keys("sae-a", "sae-c", KeyRequest(1, SIZE_BITS, extension_mandatory=({"qkms_require_qkd": True},)))
     assert [h.material for h in keys[0].provenance.hops] == ["qkd", "hybrid"]
+
+
+def test_the_audit_log_records_each_keys_provenance(net: PolicyNetwork, caplog) -> None:
+    storage = net.storages["A"]
+    service = KeyService(net.configs["A"], storage.store, CsprngSource(SourceContext("KME-A")), net.networks["A"])
+    with caplog.at_level(logging.INFO, logger="qkms.audit"):
+        keys = service.enc_keys("sae-a", "sae-c", KeyRequest(1, SIZE_BITS, extension_mandatory=(
+            {"qkms_require_qkd": True},)))
+    (entry,) = [json.loads(r.getMessage()) for r in caplog.records if r.name == "qkms.audit"]
+    assert entry["key_IDs"] == [keys[0].key_id] and entry["requires"] == ["qkd"]
+    assert [h["material"] for h in entry["provenance"]["hops"]] == ["qkd", "hybrid"]
+    assert keys[0].material.hex() not in caplog.text
