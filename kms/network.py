@@ -13,7 +13,7 @@ from kms.config import NodeConfig
 from kms.errors import BadRequest, ExtensionOptionsNotMet, QkmsError, Unavailable
 from kms.keys import HopProvenance, Key, KeyOrder, Provenance
 from kms.link_board import LinkBoard, LinkHalf
-from kms.policies import POOLS, PoolView, capacity, choose
+from kms.policies import POOLS, PoolView, capacity, choose, requirement_names
 from kms.pools import PoolStore
 from kms.relay import Delivery, PeerTransport, Relay, RelayRequest
 from kms.routing import Hop, shortest_route
@@ -132,7 +132,7 @@ class KeyNetwork:
             return self.route_to(node, needed_bits, board, requires)
         except Unavailable:
             if requires and self._reachable(node, needed_bits, board):
-                raise ExtensionOptionsNotMet(details=[{"extension_mandatory": _requirement_names(requires),
+                raise ExtensionOptionsNotMet(details=[{"extension_mandatory": requirement_names(requires),
                                                        "target_KME_ID": node}]) from None
             raise
 
@@ -172,7 +172,3 @@ class KeyNetwork:
         board = self._board.read()
         return [board.get((pool, self.kme_id)) or LinkHalf(pool, self.kme_id, 0, "down", "no data")
                 for link in self._config.local_links() for pool in map(link.pool_id, link.roles)]
-
-
-def _requirement_names(requires: frozenset[str]) -> list[str]:
-    return sorted(f"qkms_require_{kind}" for kind in requires)

@@ -32,6 +32,15 @@ PROVIDES: dict[Material, frozenset[str]] = {"qkd": frozenset({"qkd"}), "pqc": fr
 POOLS: dict[Material, tuple[str, ...]] = {"qkd": ("qkd",), "pqc": ("pqc",), "hybrid": ("qkd", "pqc")}
 
 
+#: ``extension_mandatory`` options an SAE demands a kind of source with (docs/pqc.md).
+REQUIREMENT_EXTENSIONS = {"qkms_require_qkd": "qkd", "qkms_require_pqc": "pqc"}
+
+
+def requirement_names(requires: frozenset[str]) -> list[str]:
+    """The ``extension_mandatory`` names of the kinds in ``requires``, sorted."""
+    return sorted(name for name, kind in REQUIREMENT_EXTENSIONS.items() if kind in requires)
+
+
 @dataclass(frozen=True)
 class PoolView:
     """What the sender of a hop can draw from one pool now: unused bits, and whether its

@@ -18,11 +18,8 @@ from kms.keys import Key, KeyOrder, KeyRequest, Reservation
 from kms.link_manager_state import LinkManagerState, LinkManagerStatus
 from kms.network import KeyNetwork
 from kms.sources import KeySource
+from kms.policies import REQUIREMENT_EXTENSIONS, requirement_names
 from kms.store import KeyStore
-
-#: ``extension_mandatory`` options this node understands: a kind of source every hop of
-#: the key's route must include (docs/pqc.md, "Provenance an SAE can demand").
-REQUIREMENT_EXTENSIONS = {"qkms_require_qkd": "qkd", "qkms_require_pqc": "pqc"}
 
 
 @dataclass(frozen=True)
@@ -97,7 +94,7 @@ class KeyService:
         ttl_s = self._config.reservation_ttl_s
         if local and requires:
             # Keys between SAEs of one node come from its CSPRNG: neither QKD nor PQC.
-            raise ExtensionOptionsNotMet(details=[{"extension_mandatory": _names(requires),
+            raise ExtensionOptionsNotMet(details=[{"extension_mandatory": requirement_names(requires),
                                                    "target_KME_ID": self.kme_id}])
         if not remote:
             keys = self._new_keys(request.number, request.size_bits)
@@ -202,7 +199,3 @@ def requirements(extension_mandatory) -> frozenset[str]:
     if unsupported:
         raise ExtensionNotSupported(details=[{"extension_mandatory": unsupported}])
     return frozenset(REQUIREMENT_EXTENSIONS[name] for name, value in options if value)
-
-
-def _names(requires: frozenset[str]) -> list[str]:
-    return sorted(name for name, kind in REQUIREMENT_EXTENSIONS.items() if kind in requires)
