@@ -24,6 +24,10 @@ FAST_PQC = {"kind": "ml-kem", "kem": "ML-KEM-768", "signature": "ML-DSA-65", "bl
             "blocks_per_s": 4}
 
 
+#: How long a node of a LocalNetwork may take to listen.
+START_TIMEOUT_S = 90
+
+
 class LocalNetwork:
     """Nodes written with ``write_layout`` and run as ``qkms serve`` children."""
 
@@ -41,10 +45,18 @@ class LocalNetwork:
         (root / "logs").mkdir(exist_ok=True)
 
     def start(self, *kme_ids: str) -> None:
-        for kme_id in kme_ids or self.manifest["nodes"]:
+        """Start the nodes and wait until they listen (up to START_TIMEOUT_S each: several
+        nodes importing the simulator at once on a busy machine take a while); if one
+        does not, stop every node this call started and raise."""
+        ids = list(kme_ids or self.manifest["nodes"])
+        for kme_id in ids:
             self.running[kme_id] = start_node(kme_id, self.manifest["nodes"][kme_id], self.root / "logs")
-        for kme_id in kme_ids or self.manifest["nodes"]:
-            wait_listening(self.running[kme_id])
+        try:
+            for kme_id in ids:
+                wait_listening(self.running[kme_id], START_TIMEOUT_S)
+        except BaseException:
+            self.stop(*ids)
+            raise
 
     def stop(self, *kme_ids: str) -> None:
         stop_all([self.running.pop(k) for k in (kme_ids or list(self.running)) if k in self.running])
