@@ -67,8 +67,10 @@ class Etsi014Client:
         return self._json(self._http.get(f"{_quote(slave_sae_id)}/status"))
 
     def enc_keys(self, slave_sae_id: str, number: int = 1, size_bits: int | None = None,
-                 additional_slaves: Sequence[str] = (), use_get: bool = False) -> list[DeliveredKey]:
-        """Ask for new keys as master SAE (POST, or GET with query parameters)."""
+                 additional_slaves: Sequence[str] = (), use_get: bool = False,
+                 extension_mandatory: Sequence[dict] = ()) -> list[DeliveredKey]:
+        """Ask for new keys as master SAE (POST, or GET with query parameters);
+        ``extension_mandatory`` e.g. ``[{"qkms_require_qkd": True}]`` (POST only)."""
         body: dict[str, Any] = {"number": number}
         if size_bits is not None:
             body["size"] = size_bits
@@ -78,6 +80,8 @@ class Etsi014Client:
         else:
             if additional_slaves:
                 body["additional_slave_SAE_IDs"] = list(additional_slaves)
+            if extension_mandatory:
+                body["extension_mandatory"] = list(extension_mandatory)
             response = self._http.post(path, json=body)
         return _keys(self._json(response))
 

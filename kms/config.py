@@ -12,12 +12,27 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, ValidationInfo, field_validator,
+                      model_validator)
 
 from kms.errors import ConfigError
 from kms.ids import ENTITY_ID_PATTERN
 
 SaeIdField = Literal["subject_cn", "san_uri", "san_dns", "serial"]
+#: Which sources serve a link (docs/pqc.md, "Link policies").
+LinkPolicy = Literal["qkd-only", "qkd-then-pqc", "hybrid", "pqc-only"]
+#: A link's pools: one per source role, the QKD pool under the link's id.
+PoolRole = Literal["qkd", "pqc"]
+ROLES_BY_POLICY: dict[str, tuple[PoolRole, ...]] = {
+    "qkd-only": ("qkd",), "qkd-then-pqc": ("qkd", "pqc"), "hybrid": ("qkd", "pqc"), "pqc-only": ("pqc",)}
+#: The longest key a hybrid link can carry: CatKDF with HKDF-SHA-256 (kms/catkdf.py).
+MAX_HYBRID_KEY_BITS = 255 * 32 * 8
+
+
+def pool_id(link_id: str, role: PoolRole) -> str:
+    """The pool of ``link_id``'s source ``role``: the link id for QKD, ``<link>#pqc`` for PQC
+    (``#`` is no ID character, so no link id looks like a PQC pool)."""
+    return link_id if role == "qkd" else f"{link_id}#pqc"
 
 
 class _Frozen(BaseModel):
@@ -185,11 +200,28 @@ class PeerConfig(_Frozen):
 
 
 class LinkConfig(_Frozen):
-    """A key-producing link between two nodes; ``source`` is validated by its own kind."""
+    """A key-producing link between two nodes. ``source`` (the QKD source) and ``pqc``
+    (the post-quantum source) are validated by their own kinds; ``policy`` says which
+    serve, and ``fallback_below_bits`` when ``qkd-then-pqc`` falls back to PQC."""
 
     id: str = Field(pattern=ENTITY_ID_PATTERN)
     nodes: tuple[str, str]
+    policy: LinkPolicy = "qkd-only"
     source: dict[str, Any] = Field(default_factory=lambda: {"kind": "simulated"})
+    pqc: dict[str, Any] | None = Field(None, validate_default=True)
+    fallback_below_bits: int = Field(0, ge=0)
+
+    @property
+    def roles(self) -> tuple[PoolRole, ...]:
+        """The source roles (and so the pools) the link's policy uses."""
+        return ROLES_BY_POLICY[self.policy]
+
+    def section(self, role: PoolRole) -> dict[str, Any]:
+        """The source section of ``role``: ``source`` for QKD, ``pqc`` for PQC."""
+        return self.source if role == "qkd" else self.pqc
+
+    def pool_id(self, role: PoolRole) -> str:
+        return pool_id(self.id, role)
 
     @field_validator("nodes")
     @classmethod
@@ -200,10 +232,31 @@ class LinkConfig(_Frozen):
 
     @field_validator("source")
     @classmethod
-    def _has_kind(cls, source: dict[str, Any]) -> dict[str, Any]:
+    def _has_kind(cls, source: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        if info.data.get("policy") == "pqc-only":
+            raise ValueError("a pqc-only link has no QKD source")
         if not isinstance(source.get("kind"), str):
             raise ValueError("source.kind must name a key source")
         return source
+
+    @field_validator("pqc")
+    @classmethod
+    def _pqc_fits_policy(cls, pqc: dict[str, Any] | None, info: ValidationInfo) -> dict[str, Any] | None:
+        policy = info.data.get("policy", "qkd-only")
+        if pqc is None and "pqc" in ROLES_BY_POLICY[policy]:
+            raise ValueError(f"a {policy} link needs a pqc section (e.g. kind: ml-kem)")
+        if pqc is not None and "pqc" not in ROLES_BY_POLICY[policy]:
+            raise ValueError("only a link whose policy uses PQC takes a pqc section")
+        if pqc is not None and not isinstance(pqc.get("kind"), str):
+            raise ValueError("pqc.kind must name a key source")
+        return pqc
+
+    @field_validator("fallback_below_bits")
+    @classmethod
+    def _fallback_needs_its_policy(cls, bits: int, info: ValidationInfo) -> int:
+        if info.data.get("policy") != "qkd-then-pqc":
+            raise ValueError("only a qkd-then-pqc link falls back")
+        return bits
 
 
 class NodeConfig(_Frozen):
@@ -251,6 +304,9 @@ class NodeConfig(_Frozen):
             unknown = [n for n in link.nodes if n not in nodes]
             if unknown:
                 raise ValueError(f"links[{index}].nodes: unknown node {unknown[0]}")
+            if link.policy == "hybrid" and self.limits.max_key_size_bits > MAX_HYBRID_KEY_BITS:
+                raise ValueError(f"links[{index}].policy: a hybrid link carries keys of at most "
+                                 f"{MAX_HYBRID_KEY_BITS} bits; lower limits.max_key_size_bits")
         return self
 
     def sae(self, sae_id: str) -> SaeConfig | None:

@@ -40,6 +40,13 @@ class ExtensionNotSupported(BadRequest):
     message = "not all extension_mandatory parameters are supported"
 
 
+class ExtensionOptionsNotMet(BadRequest):
+    """A supported ``extension_mandatory`` option cannot be met (400, ETSI wording), e.g.
+    ``qkms_require_qkd`` when no route to the slave carries QKD material now."""
+
+    message = "not all extension_mandatory request options could be met"
+
+
 class Unauthorized(QkmsError):
     """The caller is not entitled to what it asked for (401)."""
 

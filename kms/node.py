@@ -50,6 +50,6 @@ def assemble_node(config: NodeConfig, storage: Storage, transport: PeerTransport
                if transport is not None else None)
     local_source = CsprngSource(SourceContext(kme_id=config.kme_id))
     link_manager = LinkManagerState.for_node(storage.link_manager, config)
-    responders = LinkResponders(config, storage.inbox) if config.local_links() else None
+    responders = LinkResponders(config, storage.inbox, storage.ledger) if config.local_links() else None
     service = KeyService(config, storage.store, local_source, network, link_manager)
     return Node(config, storage, service, network, responders)

@@ -4,7 +4,7 @@ counters on one backend.
 The domain (``kms/``) defines the interfaces (:class:`~kms.store.KeyStore`,
 :class:`~kms.pools.PoolStore`, :class:`~kms.link_board.LinkBoard`,
 :class:`~kms.inbox.BlockInbox`, :class:`~kms.link_manager_state.LinkManagerRecords`,
-:class:`~kms.admission.AdmissionCounters`);
+:class:`~kms.admission.AdmissionCounters`, :class:`~kms.sequence_ledger.SequenceLedger`);
 this package
 holds their implementations, Redis (the product) and in-memory twins (the unit tier,
 one process only). Every Redis command lives in this package. A backend is chosen by
@@ -25,6 +25,7 @@ from kms.link_manager_state import LinkManagerRecords
 from kms.pools import PoolStore
 from kms.sealed_items import SealedItems
 from kms.sealing import Sealer
+from kms.sequence_ledger import SequenceLedger
 from kms.store import KeyStore
 
 
@@ -38,7 +39,8 @@ class StorageLimits:
 
 @dataclass
 class Storage:
-    """One node's store, pools, link board, block inbox and link manager records on one backend."""
+    """One node's store, pools, link board, block inbox, link manager records and sequence
+    ledger on one backend."""
 
     store: KeyStore
     pools: PoolStore
@@ -46,6 +48,7 @@ class Storage:
     inbox: BlockInbox
     link_manager: LinkManagerRecords
     admission: AdmissionCounters
+    ledger: SequenceLedger
 
     def close(self) -> None:
         self.store.close()
@@ -59,6 +62,7 @@ def open_storage(settings: RedisConfig | str, kme_id: str, sealer: Sealer,
     from kms.storage.redis_board import RedisLinkBoard
     from kms.storage.redis_client import Replication, redis_client
     from kms.storage.redis_inbox import RedisBlockInbox
+    from kms.storage.redis_ledger import RedisSequenceLedger
     from kms.storage.redis_link_manager import RedisLinkManagerRecords
     from kms.storage.redis_pool import RedisPoolStore
     from kms.storage.redis_store import RedisKeyStore
@@ -72,7 +76,7 @@ def open_storage(settings: RedisConfig | str, kme_id: str, sealer: Sealer,
     store = RedisKeyStore(client, sealer, kme_id, limits.capacity_keys, limits.quota_keys_per_master, replication)
     return Storage(store, RedisPoolStore(client, sealer, kme_id, replication), RedisLinkBoard(client, kme_id),
                    RedisBlockInbox(client, sealer, kme_id), RedisLinkManagerRecords(client, kme_id),
-                   RedisAdmissionCounters(client, kme_id))
+                   RedisAdmissionCounters(client, kme_id), RedisSequenceLedger(client, kme_id))
 
 
 def open_memory_storage(kme_id: str, database=None, limits: StorageLimits = StorageLimits()) -> Storage:
@@ -81,6 +85,7 @@ def open_memory_storage(kme_id: str, database=None, limits: StorageLimits = Stor
     from kms.storage.memory_board import MemoryLinkBoard
     from kms.storage.memory_db import MemoryDatabase
     from kms.storage.memory_inbox import MemoryBlockInbox
+    from kms.storage.memory_ledger import MemorySequenceLedger
     from kms.storage.memory_link_manager import MemoryLinkManagerRecords
     from kms.storage.memory_pool import MemoryPoolStore
     from kms.storage.memory_store import MemoryKeyStore
@@ -89,7 +94,7 @@ def open_memory_storage(kme_id: str, database=None, limits: StorageLimits = Stor
     return Storage(MemoryKeyStore(database, kme_id, limits.capacity_keys, limits.quota_keys_per_master),
                    MemoryPoolStore(database, kme_id), MemoryLinkBoard(database, kme_id),
                    MemoryBlockInbox(database, kme_id), MemoryLinkManagerRecords(database, kme_id),
-                   MemoryAdmissionCounters(database, kme_id))
+                   MemoryAdmissionCounters(database, kme_id), MemorySequenceLedger(database, kme_id))
 
 
 def open_sealed_items(settings: RedisConfig | str, kme_id: str) -> SealedItems:
