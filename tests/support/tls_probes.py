@@ -7,6 +7,7 @@ from __future__ import annotations
 import shutil
 import socket
 import ssl
+import warnings
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,7 +43,9 @@ def python_client(port: int, ca: Path | str, cert: Path | str | None = None, key
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
     if versions is not None:
-        context.minimum_version, context.maximum_version = versions
+        with warnings.catch_warnings():  # offering a deprecated version is the point of some probes
+            warnings.simplefilter("ignore", DeprecationWarning)
+            context.minimum_version, context.maximum_version = versions
     if ciphers is not None or versions is not None:
         context.set_ciphers((ciphers or "DEFAULT") + ":@SECLEVEL=0")
     if cert is not None:
