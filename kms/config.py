@@ -272,6 +272,9 @@ class NodeConfig(_Frozen):
     peers: tuple[PeerConfig, ...] = ()
     links: tuple[LinkConfig, ...] = ()
     km_timeout_s: float = Field(5.0, gt=0, le=120)
+    #: Names of the administrators (admin certificates ``urn:qkms:admin:<name>`` from the
+    #: network's CA) this node accepts on its admin API; empty: no admin access.
+    admins: tuple[Annotated[str, Field(pattern=ENTITY_ID_PATTERN)], ...] = ()
     _config_dir: Path = PrivateAttr(default=Path("."))
 
     @property

@@ -171,6 +171,19 @@ def create_sae(sae_id: str, ca_dir: Path, out: Path, valid_days: int, key_type: 
     )
 
 
+@pki.command("admin")
+@click.argument("name", callback=_entity_id("admin name"))
+@click.option("--ca-dir", type=_DIRECTORY, required=True, help="Directory holding ca.crt and ca.key.")
+@click.option("--out", type=_DIRECTORY, required=True, help="Directory for <NAME>.crt and .key.")
+@_key_pair_options(default_valid_days=825)
+def create_admin(name: str, ca_dir: Path, out: Path, valid_days: int, key_type: str, force: bool) -> None:
+    """Issue an administrator certificate (the admin API's role; list NAME in a node's `admins`)."""
+    _issue_into(
+        ca_dir, out, name, force,
+        lambda authority: authority.issue_admin_certificate(name, valid_days, key_type),
+    )
+
+
 @pki.command("show")
 @click.argument("cert", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def show(cert: Path) -> None:

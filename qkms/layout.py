@@ -79,9 +79,10 @@ class Manifest:
     ca: str
     nodes: dict[str, dict[str, str]] = field(default_factory=dict)
     saes: dict[str, dict[str, str]] = field(default_factory=dict)
+    admin: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
-        return {"ca": self.ca, "nodes": self.nodes, "saes": self.saes}
+        return {"ca": self.ca, "nodes": self.nodes, "saes": self.saes, "admin": self.admin}
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -102,6 +103,7 @@ def node_config(plan: NodePlan, plans: list[NodePlan], links: list[LinkPlan]) ->
         "kek": {"file": "kek.hex"},
         "redis": {"data_dir": "data"},
         "reservation_ttl_s": 3600,
+        "admins": [ADMIN_NAME],
     }
     if len(plans) > 1:
         config["peers"] = [{"kme_id": p.kme_id, "url": f"https://127.0.0.1:{p.port}", "saes": list(p.sae_ids)}
@@ -165,6 +167,19 @@ def write_sae(root: Path, ca: CertificateAuthority, sae_id: str, kme_id: str, ma
     manifest.saes[sae_id] = {"node": kme_id, "cert": str(cert), "key": str(key)}
 
 
+#: The administrator ``qkms init`` creates and every node of the layout accepts.
+ADMIN_NAME = "admin"
+
+
+def write_admin(root: Path, ca: CertificateAuthority, manifest: Manifest) -> None:
+    """Write the administrator's client certificate and key (the admin API's role)."""
+    directory = root / "admin"
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    cert, key = directory / f"{ADMIN_NAME}.crt", directory / f"{ADMIN_NAME}.key"
+    ca.issue_admin_certificate(ADMIN_NAME).save(cert, key)
+    manifest.admin = {"name": ADMIN_NAME, "cert": str(cert), "key": str(key)}
+
+
 def write_link_seeds(root: Path, links: list[LinkPlan]) -> None:
     """One shared secret per simulated link, copied into both ends' directories."""
     for link in (link for link in links if link.uses_qkd):
@@ -199,6 +214,7 @@ def write_layout(root: Path, plans: list[NodePlan], links: list[LinkPlan] = ()) 
     ca.save(root / "pki" / "ca.crt", root / "pki" / "ca.key")
     issue_crl(ca, root / "pki" / "ca.crl", valid_days=INIT_CRL_VALID_DAYS)
     manifest = Manifest(ca=str(root / "pki" / "ca.crt"))
+    write_admin(root, ca, manifest)
     for plan in plans:
         write_node(root, ca, plan, manifest, plans, links)
         for sae_id in plan.sae_ids:
