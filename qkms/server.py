@@ -28,10 +28,11 @@ from kms.admission import Admission, AdmissionLimits
 from kms.config import NodeConfig, RedisConfig, ServerConfig, TlsConfig
 from kms.errors import ConfigError
 from kms.link_manager_state import LinkManagerState
-from kms.node import assemble_node, node_sealer, storage_limits
+from kms.node import NodeRuntime, node_sealer, storage_limits
 from kms.pki.tls import server_context
 from kms.storage import open_storage
 from kms.storage.embedded_redis import EmbeddedRedis, die_with_parent
+from qkms.audit_log import install_audit_log
 from qkms.gevent_worker import NodeWorker
 from qkms.linkd import validate_link_sources
 from qkms.supervisor import Supervisor
@@ -102,11 +103,13 @@ class NodeServer(BaseApplication):
 
     def load(self):
         config = self._config
-        transport = HttpPeerTransport(config) if config.peers else None
+        install_audit_log(config.audit)
         storage = open_storage(self._redis, config.kme_id, node_sealer(config), storage_limits(config))
-        node = assemble_node(config, storage, transport)
+        runtime = NodeRuntime(config, storage, HttpPeerTransport(config))
+        view, node = runtime.current()
         admission = Admission(storage.admission, AdmissionLimits.for_node(config))
-        return create_app(config, node.service, storage.store, node.network, node.responders, admission)
+        return create_app(view.config, node.service, storage.store, node.network, node.responders, admission,
+                          runtime)
 
 
 def ensure_listen_port_free(config: NodeConfig, wait_s: float = 5.0) -> None:
@@ -172,7 +175,10 @@ def serve(config: NodeConfig, config_path: Path) -> None:
     embedded = EmbeddedRedis(config.redis.data_dir, config.redis.appendfsync) if config.redis.embedded else None
     embedded_url = embedded.start().url if embedded else None
     owner = os.getpid()
-    supervisor = supervise_link_manager(config, config_path, embedded_url) if config.local_links() else None
+    # A node of a network runs its link manager even without links of its own yet: it
+    # exchanges admin changes and may be given a link while it runs.
+    networked = bool(config.local_links() or config.peers)
+    supervisor = supervise_link_manager(config, config_path, embedded_url) if networked else None
     try:
         NodeServer(config, config.redis.reached_at(embedded_url)).run()
     finally:
