@@ -5,7 +5,9 @@ from __future__ import annotations
 from flask import Flask
 
 from etsi_api import admission as admission_api
-from etsi_api import errors, keys_api, km_api, meta_api, skip_api
+from etsi_api import dashboard, errors, keys_api, km_api, meta_api, metrics, skip_api
+from etsi_api.monitoring import Monitoring
+from etsi_api.state_metrics import NodeStateCollector
 from kms.admission import Admission
 from kms.config import NodeConfig
 from kms.link_exchange import LinkResponders
@@ -15,11 +17,12 @@ from kms.store import KeyStore
 
 
 def create_app(config: NodeConfig, service: KeyService, store: KeyStore, network: KeyNetwork | None = None,
-               responders: LinkResponders | None = None, admission: Admission | None = None) -> Flask:
+               responders: LinkResponders | None = None, admission: Admission | None = None,
+               monitoring: Monitoring | None = None) -> Flask:
     """A Flask app serving ETSI GS QKD 014 with ``service`` (and the KM channel with
     ``network``) for the node configured by ``config``; ``store`` answers health checks,
     ``responders`` the peers of this node's links' key sources; ``admission`` enforces
-    the per-SAE request limits."""
+    the per-SAE request limits; ``monitoring`` feeds /metrics and /dashboard/."""
     app = Flask("qkms")
     app.config.update(
         MAX_CONTENT_LENGTH=config.server.max_request_bytes,
@@ -36,6 +39,7 @@ def create_app(config: NodeConfig, service: KeyService, store: KeyStore, network
         app.extensions["qkms.network"] = network
     if responders is not None:
         app.extensions["qkms.responders"] = responders
+    _init_monitoring(app, config, service, store, monitoring)
     errors.init_app(app)
     admission_api.init_app(app, admission)
     # No implicit HEAD (it would run GET handlers: a dec_keys that deletes keys nobody
@@ -45,4 +49,18 @@ def create_app(config: NodeConfig, service: KeyService, store: KeyStore, network
     app.register_blueprint(meta_api.bp)
     app.register_blueprint(km_api.bp)
     app.register_blueprint(skip_api.bp)
+    app.register_blueprint(dashboard.bp)
     return app
+
+
+def _init_monitoring(app: Flask, config: NodeConfig, service: KeyService, store: KeyStore,
+                     monitoring: Monitoring | None) -> None:
+    """Request metrics first (so every later hook is timed), /metrics with the node's
+    state when ``monitoring`` gives its storage, and the dashboard's data."""
+    api_metrics = metrics.ApiMetrics(monitoring.multiprocess_dir if monitoring else None)
+    state = None
+    if monitoring is not None:
+        app.extensions["qkms.monitoring"] = monitoring
+        state = NodeStateCollector(config, monitoring.board, monitoring.pools, service.link_manager_status,
+                                   store.ping, api_metrics.redis_ping.labels("web").observe)
+    metrics.init_app(app, api_metrics, state)

@@ -271,13 +271,20 @@ def run_link_manager(config: NodeConfig, redis: RedisConfig) -> None:
     """Entry point of the link-manager process (``qkms linkd``) on the node's Redis."""
     from etsi_api.km_client import HttpPeerTransport
     from kms.node import node_sealer, storage_limits
-    from kms.storage import open_storage
+    from kms.storage import open_storage, open_telemetry
+    from qkms.link_telemetry import LinkdMetrics, LinkRecorder, ObservedBoard
+    from qkms.rate_curve import publish_rate_curves
 
     transport = HttpPeerTransport(config)
     storage = open_storage(redis, config.kme_id, node_sealer(config), storage_limits(config))
     state = LinkManagerState.for_node(storage.link_manager, config)
     pid = os.getpid()
-    manager = LinkManager(config, storage.pools, storage.board, transport,
+    # Every published half is also recorded for the dashboard (samples, alarms).
+    telemetry = open_telemetry(redis, config.kme_id)
+    board = ObservedBoard(storage.board, LinkRecorder(telemetry, storage.store.ping, LinkdMetrics()))
+    threading.Thread(target=publish_rate_curves, args=(list(config.local_links()), telemetry),
+                     name="rate curves", daemon=True).start()
+    manager = LinkManager(config, storage.pools, board, transport,
                           build_link_ends(config, transport, storage.inbox), lambda: state.beat(pid))
     signal.signal(signal.SIGTERM, manager.stop)
     signal.signal(signal.SIGINT, manager.stop)
