@@ -68,11 +68,13 @@ def _metric(half: LinkHalf, name: str) -> float | None:
     return float(value) if isinstance(value, (int, float)) else None
 
 
-def alarms_between(previous: LinkHalf | None, current: LinkHalf) -> list[Alarm]:
-    """The alarms that the change from ``previous`` to ``current`` (one half) raises.
+def alarms_between(previous: LinkHalf | None, current: LinkHalf, alarmed: bool = False) -> list[Alarm]:
+    """The alarms that the change from ``previous`` to ``current`` (one half) raises;
+    ``alarmed``: whether the half's last alarm is not cleared yet.
 
-    Only changes alarm: the first observation of a half raises none (a node starting
-    sees its links come up), nor does a half that stays as it was."""
+    Only changes alarm: the first observation of a half raises none, nor does a half
+    that stays as it was; coming back up clears only a raised alarm (a node starting
+    sees its links come up from "no frame completed yet")."""
     if previous is None:
         return []
     alarms = []
@@ -80,14 +82,13 @@ def alarms_between(previous: LinkHalf | None, current: LinkHalf) -> list[Alarm]:
     old_qber, new_qber = _metric(previous, "qber"), _metric(current, "qber")
     if old_qber is not None and new_qber is not None and new_qber - old_qber >= QBER_JUMP:
         severity = "critical" if new_qber >= QBER_CRITICAL else "warning"
-        alarms.append(Alarm(*where, severity, "qber",
-                            f"QBER rose from {old_qber:.1%} to {new_qber:.1%}: possible eavesdropper"
-                            + (f" ({current.reason})" if current.reason else "")))
+        alarms.append(Alarm(*where, severity, "qber", f"QBER {old_qber:.1%} -> {new_qber:.1%}: "
+                            + (current.reason or "possible eavesdropper")))
     old_rank, new_rank = STATE_RANK.get(previous.state, 0), STATE_RANK.get(current.state, 0)
     if new_rank < old_rank:
         severity = "critical" if current.state == "down" else "warning"
         alarms.append(Alarm(*where, severity, "state", f"{previous.state} -> {current.state}: {current.reason}"))
-    elif new_rank > old_rank and current.state == "up":
+    elif new_rank > old_rank and current.state == "up" and alarmed:
         alarms.append(Alarm(*where, "cleared", "state", f"{previous.state} -> up: {current.reason}"))
     return alarms
 

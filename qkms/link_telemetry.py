@@ -49,6 +49,7 @@ class LinkRecorder:
         self._metrics = metrics
         self._clock = clock
         self._last: dict[tuple[str, str], LinkHalf] = {}
+        self._alarmed: set[tuple[str, str]] = set()  # halves whose last alarm is not cleared
         self._pinged_at = float("-inf")
         self._failures = FailureLog(log, "recording link telemetry")
 
@@ -61,7 +62,10 @@ class LinkRecorder:
             if previous is not None and previous.observed_at >= half.observed_at:
                 continue  # a peer's half polled again before it changed
             samples.append(LinkSample.of(half))
-            alarms.extend(alarms_between(previous, half))
+            raised = alarms_between(previous, half, key in self._alarmed)
+            if raised:
+                (self._alarmed.discard if raised[-1].severity == "cleared" else self._alarmed.add)(key)
+            alarms.extend(raised)
             self._last[key] = half
         try:
             self._telemetry.record(samples, alarms)

@@ -47,11 +47,11 @@ function layout(nodes, links) {
       current = next ? (next[0] === current ? next[1] : next[0]) : null;
     }
     ids.filter((id) => !order.includes(id)).forEach((id) => order.push(id));
-    order.forEach((id, i) => { pos[id] = [90 + (i * 720) / Math.max(1, order.length - 1), 120]; });
+    order.forEach((id, i) => { pos[id] = [90 + (i * 720) / Math.max(1, order.length - 1), 100]; });
   } else {
     ids.forEach((id, i) => {
       const a = (2 * Math.PI * i) / ids.length - Math.PI / 2;
-      pos[id] = [450 + 300 * Math.cos(a), 125 + 95 * Math.sin(a)];
+      pos[id] = [450 + 300 * Math.cos(a), 105 + 75 * Math.sin(a)];
     });
   }
   return pos;
@@ -114,7 +114,7 @@ function addAlarms(alarms) {
   const sorted = [...alarmsSeen.values()].sort((x, y) => y.at - x.at).slice(0, 200);
   if (!sorted.length) return;
   list.replaceChildren(...sorted.map((a) => {
-    const li = el("li", { class: a.severity, "data-link": a.link_id, "data-owner": a.owner,
+    const li = el("li", { class: a.severity, "data-link": a.link_id, "data-owner": a.owner, "data-at": a.at,
       "data-kind": a.kind, "data-severity": a.severity });
     li.append(el("time", {}, fmtTime(a.at)));
     li.append(document.createTextNode(`${a.link_id} (${a.owner}): ${a.message}`));
