@@ -196,12 +196,15 @@ async function loadDistance() {
   charts.distance = { plot: new uPlot({
     width: Math.max(300, target.clientWidth), height: 280,
     scales: { x: { time: false }, y: { distr: 3 } },
-    axes: [{ label: "fibre length (km)" }, { label: "secret bits per pulse", size: 80 }],
+    axes: [{ label: "fibre length (km)" },
+      { label: "secret bits per pulse", size: 80, values: (u, vals) => vals.map((v) => (v == null ? "" : v.toExponential(0))) }],
     series: [{}, { label: "PLOB bound (Pirandola et al. 2017)", stroke: "#1d2330", width: 2, dash: [6, 4] },
       { label: `decoy BB84, asymptotic (μ=${body.mu}, ν=${body.nu})`, stroke: "#2457c5", width: 2 },
       { label: "this link, measured (finite key)", stroke: "#d23a2f", width: 0, points: { show: true, size: 10, fill: "#d23a2f" } }],
   }, data, target) };
-  note.textContent = `${body.link}: ${body.preset} preset at ${body.length_km} km; decoy-state key up to ${body.decoy_max_km.toFixed(0)} km; `
+  const reach = body.decoy_max_km >= body.lengths_km[body.lengths_km.length - 1] - 0.1
+    ? `beyond ${body.decoy_max_km.toFixed(0)} km` : `up to ${body.decoy_max_km.toFixed(0)} km`;
+  note.textContent = `${body.link}: ${body.preset} preset at ${body.length_km} km; decoy-state key ${reach}; `
     + `sifting factor ${body.sifting_factor.toFixed(3)}, ${(body.pulse_rate_hz / 1e9).toFixed(2)} GHz pulses.`;
 }
 
