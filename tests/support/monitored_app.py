@@ -15,6 +15,7 @@ from kms.config import NodeConfig, parse_config
 from kms.node import assemble_node
 from kms.pki import CertificateAuthority
 from kms.storage import Storage, open_memory_storage
+from kms.storage.memory_db import MemoryDatabase
 from kms.storage.memory_telemetry import MemoryTelemetryStore
 
 CONFIG = parse_config({
@@ -41,8 +42,9 @@ class MonitoredNode:
 
 
 def monitored_node() -> MonitoredNode:
-    storage = open_memory_storage(CONFIG.kme_id)
-    telemetry = MemoryTelemetryStore(storage_database(storage), CONFIG.kme_id)
+    database = MemoryDatabase()
+    storage = open_memory_storage(CONFIG.kme_id, database)
+    telemetry = MemoryTelemetryStore(database, CONFIG.kme_id)
     node = assemble_node(CONFIG, storage)
     app = create_app(CONFIG, node.service, storage.store,
                      monitoring=Monitoring(storage.board, storage.pools, telemetry))
@@ -52,8 +54,3 @@ def monitored_node() -> MonitoredNode:
               "sae-a2": ca.issue_sae_certificate("sae-a2"), "A": ca.issue_node_certificate("A")}
     certs = {name: i.certificate.public_bytes(serialization.Encoding.DER) for name, i in issued.items()}
     return MonitoredNode(CONFIG, app, storage, telemetry, certs)
-
-
-def storage_database(storage: Storage):
-    """The MemoryDatabase behind in-memory storage (its stores share it)."""
-    return storage.board._db
