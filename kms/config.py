@@ -299,6 +299,9 @@ class NodeConfig(_Frozen):
     #: network's CA) this node accepts on its admin API; empty: no admin access.
     admins: tuple[Annotated[str, Field(pattern=ENTITY_ID_PATTERN)], ...] = ()
     audit: AuditConfig = AuditConfig()
+    #: Names of admin certificates (``urn:qkms:admin:<name>``) that may read this node's
+    #: Prometheus metrics (GET /metrics) and nothing else; every name in ``admins`` may too.
+    metrics_scrapers: tuple[Annotated[str, Field(pattern=ENTITY_ID_PATTERN)], ...] = ()
     _config_dir: Path = PrivateAttr(default=Path("."))
 
     @property

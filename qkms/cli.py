@@ -218,12 +218,34 @@ def linkd(config_path: Path, redis_url: str | None, parent_pid: int | None, chec
 
 @main.command()
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path), default=".demo")
-def demo(directory: Path) -> None:
-    """Run the demo in DIRECTORY (recreated): three nodes, simulated QKD links, ETSI 014 exchanges."""
+@click.option("--keep-running", is_flag=True,
+              help="Leave the network running afterwards, node B's dashboard served on loopback, until Ctrl-C.")
+def demo(directory: Path, keep_running: bool) -> None:
+    """Run the demo in DIRECTORY (recreated): four nodes, simulated QKD and ML-KEM links, ETSI 014 exchanges."""
     from qkms.demo import run_demo
 
-    if not run_demo(directory, Console(width=130)):
+    if not run_demo(directory, Console(width=130), keep_running):
         raise SystemExit(1)
+
+
+@main.command()
+@click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--node", "kme_id", help="The node whose dashboard to show (default: the first in the manifest).")
+@click.option("--listen", default="127.0.0.1:0", show_default=True,
+              help="Loopback HOST:PORT to serve on (port 0: any free port).")
+def dashboard(directory: Path, kme_id: str | None, listen: str) -> None:
+    """Serve a running node's dashboard to a local browser: a loopback HTTP proxy that presents the
+    administrator certificate of DIRECTORY (written by `qkms init`) to the node. Ctrl-C stops it."""
+    from qkms.demo_dashboard import serve_until_interrupted
+    from qkms.runner import load_manifest
+
+    manifest = load_manifest(directory)
+    host, _, port = listen.rpartition(":")
+    try:
+        serve_until_interrupted(manifest, kme_id or next(iter(manifest["nodes"])), Console(width=130),
+                                host.strip("[]"), int(port))
+    except (QkmsError, ValueError, OSError) as exc:
+        raise click.ClickException(getattr(exc, "message", str(exc))) from None
 
 
 @main.command("demo-tls")

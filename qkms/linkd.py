@@ -431,8 +431,10 @@ def run_link_manager(config: NodeConfig, redis: RedisConfig) -> None:
     """Entry point of the link-manager process (``qkms linkd``) on the node's Redis."""
     from etsi_api.km_client import HttpPeerTransport
     from kms.node import node_sealer, storage_limits
-    from kms.storage import open_storage
+    from kms.storage import open_storage, open_telemetry
     from qkms.audit_log import install_audit_log
+    from qkms.link_telemetry import LinkdMetrics, LinkRecorder, ObservedBoard
+    from qkms.rate_curve import publish_rate_curves
 
     install_audit_log(config.audit)
     transport = HttpPeerTransport(config)
@@ -440,7 +442,13 @@ def run_link_manager(config: NodeConfig, redis: RedisConfig) -> None:
     # It beats whatever links the file gives: an administrator may add this node's first.
     state = LinkManagerState(storage.link_manager, heartbeat_ttl_s(config))
     pid = os.getpid()
-    manager = LinkManager(config, storage.pools, storage.board, transport, [], lambda: state.beat(pid),
+    # Every half on the board, its own and those its peers push, is also recorded for the
+    # dashboard (samples, alarms).
+    telemetry = open_telemetry(redis, config.kme_id)
+    board = ObservedBoard(storage.board, LinkRecorder(telemetry, storage.store.ping, LinkdMetrics()))
+    threading.Thread(target=publish_rate_curves, args=(list(config.local_links()), telemetry),
+                     name="rate curves", daemon=True).start()
+    manager = LinkManager(config, storage.pools, board, transport, [], lambda: state.beat(pid),
                           RuntimeConfig(config, storage.changes),
                           lambda node, link, role: build_link_end(node, link, role, transport, storage.inbox))
     signal.signal(signal.SIGTERM, manager.stop)

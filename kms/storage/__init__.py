@@ -113,3 +113,14 @@ def open_sealed_items(settings: RedisConfig | str, kme_id: str) -> SealedItems:
     if isinstance(settings, str):
         settings = RedisConfig(url=settings)
     return RedisSealedItems(redis_client(settings), kme_id)
+
+
+def open_telemetry(settings: RedisConfig | str, kme_id: str):
+    """The telemetry store (link samples, alarms, rate curves: kms.telemetry) of
+    ``kme_id`` on the Redis its settings name."""
+    from kms.storage.redis_client import redis_client
+    from kms.storage.redis_telemetry import RedisTelemetryStore
+
+    if isinstance(settings, str):
+        settings = RedisConfig(url=settings)
+    return RedisTelemetryStore(redis_client(settings), kme_id)
