@@ -190,15 +190,16 @@ class NetworkAdmin:
 
 
 def nodes_that_must_know(config: NodeConfig, change: Change) -> frozenset[str]:
-    """The peers a change must reach to take effect: a link's ends, an SAE's node, a new
-    node itself; every peer learns it in the end (by gossip)."""
+    """The peers a change must reach to take effect: a link's ends; for an SAE every
+    peer (any node may serve a slave of its keys, and must refuse a removed one as
+    master); for a new node itself and every peer (a link to it may be added at any of
+    them next). Nodes and SAEs change rarely; a link's state often, and reaches only its
+    ends at once, the other nodes by gossip."""
     args = change.args
-    if change.op == "put-sae":
-        return frozenset({args.get("node")}) - {config.kme_id}
-    if change.op == "remove-sae":
-        return frozenset({args.get("node")} if args.get("node") else ()) - {config.kme_id}
+    if change.op in ("put-sae", "remove-sae"):
+        return frozenset(peer.kme_id for peer in config.peers)
     if change.op == "put-peer":
-        return frozenset({args.get("kme_id")})
+        return frozenset({args.get("kme_id"), *(peer.kme_id for peer in config.peers)}) - {config.kme_id}
     link_id = (args.get("link") or {}).get("id") if change.op == "put-link" else args.get("link")
     link = _link(config, link_id)
     return frozenset(link.nodes) - {config.kme_id} if link else frozenset()

@@ -229,7 +229,8 @@ def test_an_added_sae_is_served_by_the_next_request(doc, node):
     body = response.get_json()
     assert body["before"] == {"node": None} and body["after"] == {"node": "A"}
     assert body["change"]["admin"] == "ops" and body["change"]["origin"] == "A"
-    assert body["propagation"] == []  # an SAE of this node: no other node must know at once
+    # every node must know at once: the slave's node refuses a master SAE it has not heard of
+    assert [(p["node"], p["acknowledged"]) for p in body["propagation"]] == [("B", True), ("C", False)]
     node.call("GET", "/saes")
     assert node.app.extensions["qkms.service"].sae_for_identity("sae-a2") == "sae-a2"
     assert {"id": "sae-a2", "node": "A", "local": True, "cert_identity": "sae-a2"} in \
@@ -240,9 +241,16 @@ def test_a_change_is_pushed_to_the_nodes_that_must_know_it(doc, node):
     body = check_response(doc, "/links/{link_id}/pause", "post", node.call("POST", "/links/A-B/pause")).get_json()
     assert body["propagation"] == [{"node": "B", "required": True, "acknowledged": True, "reason": ""}]
     body = node.call("DELETE", "/saes/sae-c").get_json()
-    assert body["propagation"] == [{"node": "C", "required": True, "acknowledged": False,
+    assert body["propagation"] == [{"node": "B", "required": True, "acknowledged": True, "reason": ""},
+                                   {"node": "C", "required": True, "acknowledged": False,
                                     "reason": "peer C did not accept the request"}]
-    assert node.transport.pushed == [("B", "set-link-state")]
+    assert node.transport.pushed == [("B", "set-link-state"), ("B", "remove-sae")]
+
+
+def test_a_new_node_is_pushed_to_itself_and_every_peer(node):
+    """So that a link to it can be added next at any node, before gossip has run."""
+    body = node.call("POST", "/nodes", json={"kme_id": "D", "url": "https://127.0.0.1:3"}).get_json()
+    assert [(p["node"], p["acknowledged"]) for p in body["propagation"]] == [("B", True), ("C", False), ("D", True)]
 
 
 def test_a_paused_link_is_off_every_route_and_its_state_is_listed(doc, node):
