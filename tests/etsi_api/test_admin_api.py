@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 import yaml
 from cryptography.hazmat.primitives import serialization
-from flask import Flask
 from openapi_spec_validator import OpenAPIV30SpecValidator
 
 from etsi_api import admin_api
@@ -27,7 +26,7 @@ from kms.link_board import LinkHalf
 from kms.node import NodeRuntime
 from kms.pki import CertificateAuthority
 from kms.storage import open_memory_storage
-from tests.support.openapi import assert_matches_schema, load, operations, resolve
+from tests.support.openapi import assert_matches_schema, load, operations, registered_routes, resolve
 
 DOCUMENT = Path(__file__).resolve().parents[2] / "etsi_api" / "admin_openapi.yaml"
 PREFIX = "/admin/v1"
@@ -115,15 +114,8 @@ def test_the_document_is_valid_openapi(doc):
 
 
 def test_every_admin_route_is_documented_and_vice_versa(doc):
-    app = Flask("routes")
-    app.register_blueprint(admin_api.bp)
-    registered = set()
-    for rule in app.url_map.iter_rules():
-        if rule.rule.startswith(PREFIX + "/"):
-            path = re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", r"{\1}", rule.rule[len(PREFIX):])
-            registered |= {(path, method.lower()) for method in rule.methods - {"HEAD", "OPTIONS"}}
     expanded = set()
-    for path, method in registered:
+    for path, method in registered_routes(PREFIX, admin_api.bp):
         if path == "/links/{link_id}/{action}":
             expanded |= {(f"/links/{{link_id}}/{action}", method) for action in admin_api.LINK_STATES}
         else:

@@ -30,7 +30,7 @@ from kms.pools import Segment
 from kms.relay import HopKey, RelayRequest, check_relay
 from kms.routing import Hop
 from kms.storage import open_memory_storage
-from tests.support.openapi import FAILURE_CODES, assert_matches_schema, load, operations, resolve
+from tests.support.openapi import FAILURE_CODES, assert_matches_schema, load, operations, registered_routes, resolve
 
 DOCUMENT = Path(__file__).resolve().parents[2] / "etsi_api" / "km_openapi.yaml"
 PREFIX = "/km/v1"
@@ -132,15 +132,7 @@ def test_examples_match_their_schemas(doc):
 # --- the document and the blueprint agree on routes --------------------------------
 
 def registered_km_routes() -> set[tuple[str, str]]:
-    app = Flask("routes")
-    app.register_blueprint(km_api.bp)
-    app.register_blueprint(meta_api.bp)
-    routes = set()
-    for rule in app.url_map.iter_rules():
-        if rule.rule.startswith(PREFIX + "/"):
-            path = re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", r"{\1}", rule.rule[len(PREFIX):])
-            routes |= {(path, m.lower()) for m in rule.methods - {"HEAD", "OPTIONS"}}
-    return routes
+    return registered_routes(PREFIX, km_api.bp, meta_api.bp)
 
 
 def test_every_km_route_is_documented_and_vice_versa(doc):
