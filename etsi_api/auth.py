@@ -47,3 +47,15 @@ def calling_admin() -> str:
     if name is None or name not in current_app.config["QKMS_NODE_CONFIG"].admins:
         raise Unauthorized("an administrator certificate of this node is required")
     return name
+
+
+def calling_metrics_reader() -> str:
+    """The name of the administrator or metrics scraper calling (an admin certificate
+    whose name this node lists in ``admins`` or ``metrics_scrapers``); Unauthorized
+    otherwise. A scraper reads metrics only: ``calling_admin`` refuses it."""
+    der = peer_certificate_der()
+    name = admin_identity_from_der(der) if der else None
+    config = current_app.config["QKMS_NODE_CONFIG"]
+    if name is None or (name not in config.admins and name not in config.metrics_scrapers):
+        raise Unauthorized("an administrator or metrics scraper certificate of this node is required")
+    return name

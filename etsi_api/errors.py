@@ -7,9 +7,11 @@ generic message, logged in full on the server only. So are requests the HTTP ser
 rejects before the application sees them (where a plain server answers 414 or 431:
 over-long request line or headers; malformed framing): ``raw_bad_request`` is their
 whole response. The KM channel (our own protocol) adds 409 for final refusals that a
-retry cannot change. SKIP (draft-cisco-skip) keeps the statuses its draft names below
-its own paths: 404 for an unknown path, 405 for a method other than GET, 500 for an
-internal error; its other errors are ETSI's.
+retry cannot change; so does the admin API for a change that conflicts with the
+network's state (an SAE that exists, destroying an active link's pools). SKIP
+(draft-cisco-skip) keeps the statuses its draft names below its own paths: 404 for an
+unknown path, 405 for a method other than GET, 500 for an internal error; its other
+errors are ETSI's.
 """
 
 from __future__ import annotations
@@ -31,9 +33,10 @@ STATUS_BY_ERROR: tuple[tuple[type[QkmsError], int], ...] = (
     (Unauthorized, 401),
     (Unavailable, 503),
 )
-#: Statuses only node-to-node interfaces use (ETSI clients never see them).
+#: Statuses only our own interfaces use, the KM channel and the admin API (ETSI clients
+#: never see them): a conflict is a 409.
 KM_STATUS_BY_ERROR: tuple[tuple[type[QkmsError], int], ...] = ((Conflict, 409),)
-KM_BLUEPRINTS = frozenset({"km"})
+KM_BLUEPRINTS = frozenset({"km", "admin"})
 GENERIC_UNAVAILABLE = "service unavailable"
 DRAIN_LIMIT_BYTES = 1 << 20
 

@@ -6,6 +6,7 @@ import base64
 import binascii
 from typing import Any
 
+from kms.changes import MAX_CHANGES, Change
 from kms.errors import BadRequest
 from kms.link_board import LinkHalf
 from kms.link_manager_state import LinkManagerStatus
@@ -107,3 +108,33 @@ def link_manager_from_json(data: Any) -> LinkManagerStatus | None:
     """The link manager state in a GET /links answer, None if it carries none."""
     raw = data.get("link_manager") if isinstance(data, dict) else None
     return None if raw is None else LinkManagerStatus.from_dict(raw)
+
+
+def halves_push_from_json(data: Any) -> list[LinkHalf]:
+    """The halves of a POST /links push; BadRequest if it is malformed (nothing is kept)."""
+    try:
+        return halves_from_json(data)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise BadRequest(f"malformed link state ({type(exc).__name__})") from None
+
+
+def changes_to_json(changes: list[Change], changes_digest: str | None = None) -> dict[str, Any]:
+    """A list of admin changes (GET and POST /changes), with the sender's digest."""
+    body: dict[str, Any] = {"changes": [change.to_dict() for change in changes]}
+    if changes_digest is not None:
+        body["digest"] = changes_digest
+    return body
+
+
+def changes_from_json(data: Any) -> list[Change]:
+    """The admin changes of a body; BadRequest naming the first malformed one."""
+    items = data.get("changes") if isinstance(data, dict) else None
+    if not isinstance(items, list) or len(items) > MAX_CHANGES:
+        raise BadRequest(f"changes must be an array of at most {MAX_CHANGES} changes")
+    changes = []
+    for index, item in enumerate(items):
+        try:
+            changes.append(Change.from_dict(item))
+        except ValueError as exc:
+            raise BadRequest(f"changes[{index}]: {exc}") from None
+    return changes

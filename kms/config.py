@@ -27,6 +27,9 @@ ROLES_BY_POLICY: dict[str, tuple[PoolRole, ...]] = {
     "qkd-only": ("qkd",), "qkd-then-pqc": ("qkd", "pqc"), "hybrid": ("qkd", "pqc"), "pqc-only": ("pqc",)}
 #: The longest key a hybrid link can carry: CatKDF with HKDF-SHA-256 (kms/catkdf.py).
 MAX_HYBRID_KEY_BITS = 255 * 32 * 8
+#: ``active``: its sources feed its pools and routes use it; ``draining``: no feeding,
+#: routes use what is left; ``paused``: neither (docs/operations.md).
+LinkState = Literal["active", "draining", "paused"]
 
 
 def pool_id(link_id: str, role: PoolRole) -> str:
@@ -210,6 +213,17 @@ class LinkConfig(_Frozen):
     source: dict[str, Any] = Field(default_factory=lambda: {"kind": "simulated"})
     pqc: dict[str, Any] | None = Field(None, validate_default=True)
     fallback_below_bits: int = Field(0, ge=0)
+    state: LinkState = "active"
+
+    @property
+    def feeds(self) -> bool:
+        """Whether the link's sources run and fill its pools."""
+        return self.state == "active"
+
+    @property
+    def routable(self) -> bool:
+        """Whether routes may use the link's pools."""
+        return self.state != "paused"
 
     @property
     def roles(self) -> tuple[PoolRole, ...]:
@@ -259,6 +273,15 @@ class LinkConfig(_Frozen):
         return bits
 
 
+class AuditConfig(_Frozen):
+    """The node's audit trail: JSON lines in one file (null: ``audit.jsonl`` in
+    ``redis.data_dir``), rotated at ``max_bytes`` keeping ``backups`` older files."""
+
+    file: Path | None = None
+    max_bytes: int = Field(16 * 1024 * 1024, ge=4096)
+    backups: int = Field(10, ge=0, le=1000)
+
+
 class NodeConfig(_Frozen):
     kme_id: str = Field(pattern=ENTITY_ID_PATTERN)
     listen: ListenConfig = ListenConfig()
@@ -275,6 +298,10 @@ class NodeConfig(_Frozen):
     #: Names of the administrators (admin certificates ``urn:qkms:admin:<name>`` from the
     #: network's CA) this node accepts on its admin API; empty: no admin access.
     admins: tuple[Annotated[str, Field(pattern=ENTITY_ID_PATTERN)], ...] = ()
+    audit: AuditConfig = AuditConfig()
+    #: Names of admin certificates (``urn:qkms:admin:<name>``) that may read this node's
+    #: Prometheus metrics (GET /metrics) and nothing else; every name in ``admins`` may too.
+    metrics_scrapers: tuple[Annotated[str, Field(pattern=ENTITY_ID_PATTERN)], ...] = ()
     _config_dir: Path = PrivateAttr(default=Path("."))
 
     @property
@@ -354,7 +381,8 @@ def _resolve_paths(config: NodeConfig, base: Path) -> NodeConfig:
     tls = config.tls.model_copy(update={k: resolve(getattr(config.tls, k)) for k in ("cert", "key", "ca", "crl")})
     redis = config.redis.model_copy(update={"data_dir": resolve(config.redis.data_dir)})
     kek = config.kek.model_copy(update={"file": resolve(config.kek.file)})
-    resolved = config.model_copy(update={"tls": tls, "redis": redis, "kek": kek})
+    audit = config.audit.model_copy(update={"file": resolve(config.audit.file) or redis.data_dir / "audit.jsonl"})
+    resolved = config.model_copy(update={"tls": tls, "redis": redis, "kek": kek, "audit": audit})
     resolved._config_dir = base
     return resolved
 

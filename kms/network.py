@@ -7,6 +7,7 @@ itself lives in :mod:`kms.relay`.
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 
 from kms.catkdf import HYBRID_ALGORITHM
 from kms.config import NodeConfig
@@ -55,6 +56,8 @@ class KeyNetwork:
         """(material, bits it can carry) for a hop of ``link_id`` from ``sender``, by the
         link's policy; (None, 0) if no material carries ``needed_bits`` meeting ``requires``."""
         link = self._link_configs[link_id]
+        if not link.routable:  # paused by an administrator
+            return None, 0
         views = {role: self.pool_view(link.pool_id(role), sender, board) for role in link.roles}
         material = choose(link.policy, views, needed_bits, link.fallback_below_bits, requires)
         return material, capacity(material, views) if material else 0
@@ -172,3 +175,23 @@ class KeyNetwork:
         board = self._board.read()
         return [board.get((pool, self.kme_id)) or LinkHalf(pool, self.kme_id, 0, "down", "no data")
                 for link in self._config.local_links() for pool in map(link.pool_id, link.roles)]
+
+    def accept_halves(self, halves: list[LinkHalf], sender: str) -> int:
+        """Link halves pushed by peer ``sender`` (its own, or other nodes' it passes on):
+        keep each that is newer than this node's copy (or as new, from its owner), never
+        one of this node's own; confirmed blocks (``held_peer_sequences``) only from the
+        half's owner. Returns how many were kept."""
+        board = self._board.read()
+        kept = []
+        for half in halves:
+            if half.owner == self.kme_id:
+                continue
+            from_owner = half.owner == sender
+            if not from_owner:
+                half = replace(half, held_peer_sequences=())
+            known = board.get((half.link_id, half.owner))
+            if known is None or half.observed_at > known.observed_at or (
+                    from_owner and half.observed_at == known.observed_at):
+                kept.append(half)
+        self._board.publish(kept)
+        return len(kept)

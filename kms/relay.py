@@ -25,6 +25,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 
+from kms import audit
 from kms.config import LimitsConfig, NodeConfig
 from kms.errors import BadRequest, Conflict, QkmsError, Unavailable
 from kms.hop_material import HopMaterial, KeyParties
@@ -108,8 +109,23 @@ class PeerTransport(ABC):
         """Tell ``peer`` that the owner's half of ``link_id`` is used up to (sequence, offset)."""
 
     @abstractmethod
-    def link_halves(self, peer: str) -> list:
-        """The peer's own view of its link halves (a list of LinkHalf)."""
+    def push_halves(self, peer: str, halves: list, changes_digest: str) -> str:
+        """Tell ``peer`` of link halves (LinkHalf) it has not heard of yet, with the digest
+        of this node's change log; returns the peer's digest (kms/changes.py).
+        Unavailable if the peer refused or could not be reached; not retried."""
+
+    @abstractmethod
+    def push_changes(self, peer: str, changes: list) -> None:
+        """Hand ``peer`` admin changes (kms.changes.Change); Unavailable if it refused
+        or could not be reached."""
+
+    @abstractmethod
+    def fetch_changes(self, peer: str) -> list:
+        """Every admin change ``peer`` holds (kms.changes.Change); Unavailable if it
+        refused, could not be reached or answered something malformed."""
+
+    def reconfigure(self, config: NodeConfig) -> None:
+        """Reach the peers ``config`` lists (nodes added while this one runs)."""
 
     @abstractmethod
     def exchange(self, peer: str, link_id: str, message: dict) -> dict:
@@ -241,27 +257,40 @@ class Relay:
         if state != "new":
             raise Conflict(f"relay request is {state}")
         try:
-            self._receive(request)
+            provenance = self._receive(request)
         except BaseException:
             self._store.end_request(request.request_id, succeeded=False)
             raise
         self._store.end_request(request.request_id, succeeded=True)
+        self._audit_hop(request, caller, provenance)
 
-    def _receive(self, request: RelayRequest) -> None:
+    def _audit_hop(self, request: RelayRequest, caller: str, provenance: Provenance | None) -> None:
+        """The hop in this node's audit trail: IDs, route, SAEs; never the key."""
+        route = [request.route[0].sender, *(hop.receiver for hop in request.route)]
+        audit.record("relay", request.master_id, [k.key_id for k in request.keys], node=self._config.kme_id,
+                     request_id=request.request_id, sender=caller, route=route, hop_index=request.hop_index,
+                     material=request.material(request.hop_index), slaves=sorted(request.slave_ids),
+                     size_bits=request.size_bits, action="reserved" if provenance is not None else "forwarded",
+                     receiver=None if provenance is not None else request.route[request.hop_index + 1].receiver,
+                     provenance=provenance.to_dict() if provenance is not None else None)
+
+    def _receive(self, request: RelayRequest) -> Provenance | None:
+        """Take this hop's pads, then reserve (last hop: the keys' provenance) or forward (None)."""
         keys = [(k.key_id, k.segments, k.pqc_segments) for k in request.keys]
         pads = self._material.take(request.hop, request.material(request.hop_index), keys, request.parties)
         materials = [xor_bytes(k.ciphertext, pad) if k.ciphertext is not None else pad
                      for k, pad in zip(request.keys, pads)]
         if request.is_last_hop:
-            self._reserve(request, materials)
-        else:
-            self._forward(request, materials)
+            return self._reserve(request, materials)
+        self._forward(request, materials)
+        return None
 
-    def _reserve(self, request: RelayRequest, materials: list[bytes]) -> None:
+    def _reserve(self, request: RelayRequest, materials: list[bytes]) -> Provenance:
         provenance = self._provenance_of(request.route, request.plan)
         ttl_s = min(request.ttl_s, self._config.reservation_ttl_s)
         self._store.reserve([Reservation(Key(k.key_id, m, provenance), request.master_id, request.slave_ids)
                              for k, m in zip(request.keys, materials)], ttl_s, request.request_id)
+        return provenance
 
     def _forward(self, request: RelayRequest, materials: list[bytes]) -> None:
         index = request.hop_index + 1
@@ -275,7 +304,9 @@ class Relay:
 
     def abort(self, request_id: str) -> int:
         """A peer's abort: destroy what this node reserved under ``request_id``."""
-        return self._store.abort_request(request_id)
+        destroyed = self._store.abort_request(request_id)
+        audit.event("relay_aborted", node=self._config.kme_id, request_id=request_id, destroyed=destroyed)
+        return destroyed
 
 
 def check_relay(request: RelayRequest, caller: str, config: NodeConfig) -> None:
@@ -295,10 +326,13 @@ def _route_problem(request: RelayRequest, caller: str, config: NodeConfig) -> st
         return "hop_index outside the route"
     if request.hop.sender != caller or request.hop.receiver != config.kme_id:
         return "the hop does not run from the caller to this node"
-    links = {link.id: frozenset(link.nodes) for link in config.links}
+    links = {link.id: link for link in config.links}
     for index, hop in enumerate(route):
-        if links.get(hop.link_id) != frozenset((hop.sender, hop.receiver)):
+        link = links.get(hop.link_id)
+        if link is None or frozenset(link.nodes) != frozenset((hop.sender, hop.receiver)):
             return f"route hop {index} is not a configured link"
+        if not link.routable:
+            return f"route hop {index}: link {link.id} is paused"
         if index and route[index - 1].receiver != hop.sender:
             return "route hops do not join"
     nodes = [route[0].sender, *(hop.receiver for hop in route)]

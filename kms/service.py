@@ -107,8 +107,9 @@ class KeyService:
             except Exception:
                 self._network.cancel(delivery)
                 raise
-        audit.record("enc_keys", master_id, [k.key_id for k in keys], slaves=sorted(slaves),
+        audit.record("enc_keys", master_id, [k.key_id for k in keys], node=self.kme_id, slaves=sorted(slaves),
                      size_bits=request.size_bits, nodes=sorted([*remote, *([self.kme_id] if local else [])]),
+                     request_id=delivery.request_id if remote else None,
                      provenance=keys[0].provenance.to_dict(), requires=sorted(requires))
         return keys
 
@@ -136,7 +137,7 @@ class KeyService:
         if self._config.node_of_sae(master_id) is None:
             raise BadRequest("unknown master_SAE_ID", [{"master_SAE_ID": master_id}])
         keys = self._store.claim(key_ids, slave_id, master_id)
-        audit.record("dec_keys", slave_id, key_ids, master=master_id,
+        audit.record("dec_keys", slave_id, key_ids, node=self.kme_id, master=master_id,
                      provenance=[key.provenance.to_dict() for key in keys])
         return keys
 

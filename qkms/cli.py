@@ -16,6 +16,8 @@ from rich.table import Table
 
 from kms.config import check_files, load_config
 from kms.errors import QkmsError
+from qkms.cli_admin import admin
+from qkms.cli_audit import audit
 from qkms.cli_connect import connect
 from qkms.cli_kek import kek
 from qkms.cli_pki import pki
@@ -48,10 +50,19 @@ def main() -> None:
 @click.option("--link-policy", type=click.Choice(LINK_POLICIES), default="qkd-only", show_default=True,
               help="Policy of every link: QKD only, QKD falling back to ML-KEM, both combined (hybrid), or "
                    "ML-KEM only (no QKD source). Links that use ML-KEM get ML-DSA keys, the peer's pinned.")
+@click.option("--add-node", "added_nodes", multiple=True,
+              help="DIRECTORY holds a network: add this node to it (repeatable; see `qkms admin add-node`).")
+@click.option("--add-link", "added_links", multiple=True,
+              help="DIRECTORY holds a network: add this link, NODE-NODE (repeatable; see `qkms admin add-link`).")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
 def init(directory: Path, node_ids: tuple[str, ...], link_specs: tuple[str, ...], sae_specs: tuple[str, ...],
-         length_km: float, link_policy: str, as_json: bool) -> None:
-    """Write a ready-to-run node or network (CA, certificates, KEKs, configs) into DIRECTORY."""
+         length_km: float, link_policy: str, added_nodes: tuple[str, ...], added_links: tuple[str, ...],
+         as_json: bool) -> None:
+    """Write a ready-to-run node or network (CA, certificates, KEKs, configs) into DIRECTORY,
+    or, with --add-node/--add-link, new nodes and links into the network DIRECTORY holds."""
+    if added_nodes or added_links:
+        _grow(directory, added_nodes, added_links, sae_specs, length_km, link_policy, node_ids + link_specs, as_json)
+        return
     if (directory / "manifest.json").exists():
         raise click.ClickException(f"{directory} already holds a qkms layout")
     try:
@@ -63,6 +74,37 @@ def init(directory: Path, node_ids: tuple[str, ...], link_specs: tuple[str, ...]
         click.echo(json.dumps(manifest.to_dict(), indent=2))
         return
     _print_manifest(manifest.to_dict(), links)
+
+
+def _grow(directory: Path, added_nodes, added_links, sae_specs, length_km: float, link_policy: str,
+          misplaced: tuple[str, ...], as_json: bool) -> None:
+    from qkms.layout_additions import add_to_layout
+    from qkms.runner import load_manifest
+
+    if misplaced:
+        raise click.UsageError("with --add-node/--add-link, give the new nodes and links only with those options")
+    if not (directory / "manifest.json").exists():
+        raise click.ClickException(f"{directory} holds no qkms layout to add to")
+    try:
+        all_nodes = tuple(load_manifest(directory)["nodes"]) + added_nodes
+        sae_specs = sae_specs or tuple(f"sae-{node.lower()}@{node}" for node in added_nodes)
+        plans = plan_network(added_nodes, (), sae_specs, length_km)[0] if added_nodes else []
+        links = [LinkPlan(spec, _link_ends(spec, all_nodes, "--add-link"), {**DEMO_LINK_SOURCE, "length_km": length_km},
+                          link_policy) for spec in added_links]
+        manifest = add_to_layout(directory, plans, links)
+    except (QkmsError, ValueError) as exc:
+        raise click.ClickException(getattr(exc, "message", str(exc))) from None
+    if as_json:
+        click.echo(json.dumps(manifest, indent=2))
+        return
+    console = Console()
+    for plan in plans:
+        console.print(f"node {plan.kme_id}: {manifest['nodes'][plan.kme_id]['config']} "
+                      f"(SAEs: {', '.join(plan.sae_ids) or 'none'})")
+    for link in links:
+        console.print(f"link {link.link_id}: {link.nodes[0]} <-> {link.nodes[1]} ({link.policy})")
+    console.print(f"next: qkms admin add-node {directory} NODE, qkms admin add-link {directory} LINK, "
+                  "then start the new nodes (qkms serve --config ...)")
 
 
 def plan_network(node_ids, link_specs, sae_specs, length_km: float,
@@ -86,12 +128,12 @@ def plan_network(node_ids, link_specs, sae_specs, length_km: float,
     return [NodePlan(node, tuple(saes[node]), free_port()) for node in node_ids], links
 
 
-def _link_ends(spec: str, node_ids) -> tuple[str, str]:
+def _link_ends(spec: str, node_ids, option: str = "--link") -> tuple[str, str]:
     for split in range(1, len(spec)):
         a, b = spec[:split], spec[split + 1:]
         if spec[split] == "-" and a in node_ids and b in node_ids and a != b:
             return a, b
-    raise ValueError(f"--link {spec}: expected NODE-NODE with two different --node KME_IDs")
+    raise ValueError(f"{option} {spec}: expected NODE-NODE with two different nodes of the network")
 
 
 def _print_manifest(manifest: dict, links: list[LinkPlan]) -> None:
@@ -176,12 +218,34 @@ def linkd(config_path: Path, redis_url: str | None, parent_pid: int | None, chec
 
 @main.command()
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path), default=".demo")
-def demo(directory: Path) -> None:
-    """Run the demo in DIRECTORY (recreated): three nodes, simulated QKD links, ETSI 014 exchanges."""
+@click.option("--keep-running", is_flag=True,
+              help="Leave the network running afterwards, node B's dashboard served on loopback, until Ctrl-C.")
+def demo(directory: Path, keep_running: bool) -> None:
+    """Run the demo in DIRECTORY (recreated): four nodes, simulated QKD and ML-KEM links, ETSI 014 exchanges."""
     from qkms.demo import run_demo
 
-    if not run_demo(directory, Console(width=130)):
+    if not run_demo(directory, Console(width=130), keep_running):
         raise SystemExit(1)
+
+
+@main.command()
+@click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--node", "kme_id", help="The node whose dashboard to show (default: the first in the manifest).")
+@click.option("--listen", default="127.0.0.1:0", show_default=True,
+              help="Loopback HOST:PORT to serve on (port 0: any free port).")
+def dashboard(directory: Path, kme_id: str | None, listen: str) -> None:
+    """Serve a running node's dashboard to a local browser: a loopback HTTP proxy that presents the
+    administrator certificate of DIRECTORY (written by `qkms init`) to the node. Ctrl-C stops it."""
+    from qkms.demo_dashboard import serve_until_interrupted
+    from qkms.runner import load_manifest
+
+    manifest = load_manifest(directory)
+    host, _, port = listen.rpartition(":")
+    try:
+        serve_until_interrupted(manifest, kme_id or next(iter(manifest["nodes"])), Console(width=130),
+                                host.strip("[]"), int(port))
+    except (QkmsError, ValueError, OSError) as exc:
+        raise click.ClickException(getattr(exc, "message", str(exc))) from None
 
 
 @main.command("demo-tls")
@@ -212,6 +276,8 @@ def links(directory: Path, kme_id: str | None) -> None:
     Console(width=130).print(link_table(state))
 
 
+main.add_command(admin)
+main.add_command(audit)
 main.add_command(connect)
 main.add_command(kek)
 main.add_command(pki)

@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from adapters.etsi014_client import Etsi014Client, Etsi014Error
+from qkms.demo_dashboard import DEMO_DASHBOARD_NODE, dashboard_note, serve_until_interrupted
 from qkms.layout import DEMO_LINK_SOURCE, LinkPlan, NodePlan, free_port, write_layout
 from qkms.link_status import fetch_link_state, link_table
 from qkms.runner import sae_client, start_all, stop_all, wait_for_keys
@@ -29,8 +30,10 @@ def _wait_for_keys(master: Etsi014Client, slave: str, count: int, console: Conso
         return wait_for_keys(master, slave, count, timeout_s=180)
 
 
-def run_demo(directory: Path, console: Console) -> bool:
-    """Create ``directory`` afresh, run the network, exchange keys, report; True if all matched."""
+def run_demo(directory: Path, console: Console, keep_running: bool = False) -> bool:
+    """Create ``directory`` afresh, run the network, exchange keys, report; True if all
+    matched. With ``keep_running`` the network then stays up, its dashboard served on
+    loopback, until Ctrl-C."""
     shutil.rmtree(directory, ignore_errors=True)
     plans = [NodePlan(kme_id, saes, free_port()) for kme_id, saes in NODES.items()]
     links = [LinkPlan(f"{a}-{b}", (a, b), dict(DEMO_LINK_SOURCE), policy) for a, b, policy in LINKS]
@@ -50,7 +53,14 @@ def run_demo(directory: Path, console: Console) -> bool:
             ok = all([_exchange(sae_a, sae_b, "sae-b", console), _exchange(sae_a, sae_c, "sae-c", console),
                       _exchange(sae_a, sae_d, "sae-d", console)])
             _demand_qkd(sae_a, console)
-            return ok
+        console.print(dashboard_note(manifest, DEMO_DASHBOARD_NODE), soft_wrap=True)
+        if keep_running:
+            serve_until_interrupted(manifest, DEMO_DASHBOARD_NODE, console,
+                                    still_running=lambda: all(n.process.poll() is None for n in nodes))
+        else:
+            console.print("`make demo-dashboard` (qkms demo --keep-running) leaves the network running with "
+                          "its dashboard open to a local browser")
+        return ok
     finally:
         stop_all(nodes)
         console.print("all nodes stopped (each with its embedded Redis and link manager)")

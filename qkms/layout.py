@@ -124,10 +124,12 @@ def _link_config(link: LinkPlan, plan: NodePlan) -> dict:
 
 
 def _link_source(link: LinkPlan, plan: NodePlan) -> dict:
-    """Full source settings at the link's ends; elsewhere only its kind (for routing)."""
+    """Full source settings at the link's ends; elsewhere only its kind (for routing). A
+    simulated source gets an ``eve_file`` (the admin API switches eavesdroppers with it)."""
     if plan.kme_id not in link.nodes:
         return {"kind": link.source["kind"]}
-    return {**link.source, "seed_file": f"links/{link.link_id}.seed"}
+    eve = {"eve_file": f"eve/{link.link_id}.json"} if link.source.get("kind") == "simulated" else {}
+    return {**eve, **link.source, "seed_file": f"links/{link.link_id}.seed"}
 
 
 def _link_pqc(link: LinkPlan, plan: NodePlan) -> dict:
@@ -195,9 +197,12 @@ def write_pqc_identities(root: Path, links: list[LinkPlan]) -> None:
     for link in (link for link in links if link.uses_pqc):
         algorithm = _signature(link)
         for kme_id in link.nodes:
+            pqc_dir = root / "nodes" / kme_id / "pqc"
+            if (kme_id, algorithm) not in public and (pqc_dir / f"{algorithm.lower()}.pub").is_file():
+                # a node that already has a key pair (links added later) keeps it: its peers pinned it
+                public[kme_id, algorithm] = (pqc_dir / f"{algorithm.lower()}.pub").read_bytes()
             if (kme_id, algorithm) not in public:
                 private_pem, public[kme_id, algorithm] = new_key_pair(algorithm)
-                pqc_dir = root / "nodes" / kme_id / "pqc"
                 write_atomic(pqc_dir / f"{algorithm.lower()}.key", private_pem, 0o600)
                 write_atomic(pqc_dir / f"{algorithm.lower()}.pub", public[kme_id, algorithm], 0o644)
         for kme_id, peer in (link.nodes, link.nodes[::-1]):

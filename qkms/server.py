@@ -24,14 +24,17 @@ from gunicorn.app.base import BaseApplication
 
 from etsi_api.app import create_app
 from etsi_api.km_client import HttpPeerTransport
+from etsi_api.metrics import process_exited, use_multiprocess_dir
+from etsi_api.monitoring import Monitoring
 from kms.admission import Admission, AdmissionLimits
 from kms.config import NodeConfig, RedisConfig, ServerConfig, TlsConfig
 from kms.errors import ConfigError
 from kms.link_manager_state import LinkManagerState
-from kms.node import assemble_node, node_sealer, storage_limits
+from kms.node import NodeRuntime, node_sealer, storage_limits
 from kms.pki.tls import server_context
-from kms.storage import open_storage
+from kms.storage import open_storage, open_telemetry
 from kms.storage.embedded_redis import EmbeddedRedis, die_with_parent
+from qkms.audit_log import install_audit_log
 from qkms.gevent_worker import NodeWorker
 from qkms.linkd import validate_link_sources
 from qkms.supervisor import Supervisor
@@ -44,6 +47,15 @@ CHECK_TIMEOUT_S = 120.0
 def _worker_dies_with_master(server, worker) -> None:
     """A worker orphaned by a crashed master must not keep the port (or serve) any longer."""
     die_with_parent(signal.SIGKILL)
+
+
+def _worker_exited(server, worker) -> None:
+    process_exited(worker.pid)
+
+
+def metrics_dir(config: NodeConfig) -> Path:
+    """Where every process of the node keeps its Prometheus metrics (etsi_api.metrics)."""
+    return config.redis.data_dir / "metrics"
 
 
 def _node_tls_context(tls: TlsConfig, config, default_ssl_context_factory) -> ssl.SSLContext:
@@ -68,9 +80,10 @@ def _concurrency_settings(server: ServerConfig, tls: TlsConfig) -> dict:
 class NodeServer(BaseApplication):
     """gunicorn workers (gevent by default) with keep-alive, TLS with required client certificates."""
 
-    def __init__(self, config: NodeConfig, redis: RedisConfig):
+    def __init__(self, config: NodeConfig, redis: RedisConfig, multiprocess_dir: Path | None = None):
         self._config = config
         self._redis = redis
+        self._multiprocess_dir = multiprocess_dir
         super().__init__()
 
     def load_config(self) -> None:
@@ -96,17 +109,22 @@ class NodeServer(BaseApplication):
             "timeout": 60,
             "control_socket_disable": True,
             "post_fork": _worker_dies_with_master,
+            "child_exit": _worker_exited,
         }
         for name, value in settings.items():
             self.cfg.set(name, value)
 
     def load(self):
         config = self._config
-        transport = HttpPeerTransport(config) if config.peers else None
+        install_audit_log(config.audit)
         storage = open_storage(self._redis, config.kme_id, node_sealer(config), storage_limits(config))
-        node = assemble_node(config, storage, transport)
+        runtime = NodeRuntime(config, storage, HttpPeerTransport(config))
+        view, node = runtime.current()
         admission = Admission(storage.admission, AdmissionLimits.for_node(config))
-        return create_app(config, node.service, storage.store, node.network, node.responders, admission)
+        monitoring = Monitoring(storage.board, storage.pools, open_telemetry(self._redis, config.kme_id),
+                                self._multiprocess_dir)
+        return create_app(view.config, node.service, storage.store, node.network, node.responders, admission,
+                          runtime, monitoring)
 
 
 def ensure_listen_port_free(config: NodeConfig, wait_s: float = 5.0) -> None:
@@ -172,9 +190,14 @@ def serve(config: NodeConfig, config_path: Path) -> None:
     embedded = EmbeddedRedis(config.redis.data_dir, config.redis.appendfsync) if config.redis.embedded else None
     embedded_url = embedded.start().url if embedded else None
     owner = os.getpid()
-    supervisor = supervise_link_manager(config, config_path, embedded_url) if config.local_links() else None
+    # Before anything forks: the link manager and every worker write their metrics there.
+    use_multiprocess_dir(metrics_dir(config))
+    # A node of a network runs its link manager even without links of its own yet: it
+    # exchanges admin changes and may be given a link while it runs.
+    networked = bool(config.local_links() or config.peers)
+    supervisor = supervise_link_manager(config, config_path, embedded_url) if networked else None
     try:
-        NodeServer(config, config.redis.reached_at(embedded_url)).run()
+        NodeServer(config, config.redis.reached_at(embedded_url), metrics_dir(config)).run()
     finally:
         if os.getpid() == owner:
             if supervisor is not None:

@@ -4,7 +4,8 @@ counters on one backend.
 The domain (``kms/``) defines the interfaces (:class:`~kms.store.KeyStore`,
 :class:`~kms.pools.PoolStore`, :class:`~kms.link_board.LinkBoard`,
 :class:`~kms.inbox.BlockInbox`, :class:`~kms.link_manager_state.LinkManagerRecords`,
-:class:`~kms.admission.AdmissionCounters`, :class:`~kms.sequence_ledger.SequenceLedger`);
+:class:`~kms.admission.AdmissionCounters`, :class:`~kms.sequence_ledger.SequenceLedger`,
+:class:`~kms.changes.ChangeLog`);
 this package
 holds their implementations, Redis (the product) and in-memory twins (the unit tier,
 one process only). Every Redis command lives in this package. A backend is chosen by
@@ -17,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from kms.admission import AdmissionCounters
+from kms.changes import ChangeLog
 from kms.config import RedisConfig
 from kms.errors import ConfigError
 from kms.inbox import BlockInbox
@@ -39,8 +41,8 @@ class StorageLimits:
 
 @dataclass
 class Storage:
-    """One node's store, pools, link board, block inbox, link manager records and sequence
-    ledger on one backend."""
+    """One node's store, pools, link board, block inbox, link manager records, sequence
+    ledger and admin change log on one backend."""
 
     store: KeyStore
     pools: PoolStore
@@ -49,6 +51,7 @@ class Storage:
     link_manager: LinkManagerRecords
     admission: AdmissionCounters
     ledger: SequenceLedger
+    changes: ChangeLog
 
     def close(self) -> None:
         self.store.close()
@@ -60,6 +63,7 @@ def open_storage(settings: RedisConfig | str, kme_id: str, sealer: Sealer,
     Sentinel or Cluster; a bare string is a URL), sharing one connection pool."""
     from kms.storage.redis_admission import RedisAdmissionCounters
     from kms.storage.redis_board import RedisLinkBoard
+    from kms.storage.redis_changes import RedisChangeLog
     from kms.storage.redis_client import Replication, redis_client
     from kms.storage.redis_inbox import RedisBlockInbox
     from kms.storage.redis_ledger import RedisSequenceLedger
@@ -76,13 +80,15 @@ def open_storage(settings: RedisConfig | str, kme_id: str, sealer: Sealer,
     store = RedisKeyStore(client, sealer, kme_id, limits.capacity_keys, limits.quota_keys_per_master, replication)
     return Storage(store, RedisPoolStore(client, sealer, kme_id, replication), RedisLinkBoard(client, kme_id),
                    RedisBlockInbox(client, sealer, kme_id), RedisLinkManagerRecords(client, kme_id),
-                   RedisAdmissionCounters(client, kme_id), RedisSequenceLedger(client, kme_id))
+                   RedisAdmissionCounters(client, kme_id), RedisSequenceLedger(client, kme_id),
+                   RedisChangeLog(client, kme_id))
 
 
 def open_memory_storage(kme_id: str, database=None, limits: StorageLimits = StorageLimits()) -> Storage:
     """The in-memory twins of the three stores (tests; threads of one process only)."""
     from kms.storage.memory_admission import MemoryAdmissionCounters
     from kms.storage.memory_board import MemoryLinkBoard
+    from kms.storage.memory_changes import MemoryChangeLog
     from kms.storage.memory_db import MemoryDatabase
     from kms.storage.memory_inbox import MemoryBlockInbox
     from kms.storage.memory_ledger import MemorySequenceLedger
@@ -94,7 +100,8 @@ def open_memory_storage(kme_id: str, database=None, limits: StorageLimits = Stor
     return Storage(MemoryKeyStore(database, kme_id, limits.capacity_keys, limits.quota_keys_per_master),
                    MemoryPoolStore(database, kme_id), MemoryLinkBoard(database, kme_id),
                    MemoryBlockInbox(database, kme_id), MemoryLinkManagerRecords(database, kme_id),
-                   MemoryAdmissionCounters(database, kme_id), MemorySequenceLedger(database, kme_id))
+                   MemoryAdmissionCounters(database, kme_id), MemorySequenceLedger(database, kme_id),
+                   MemoryChangeLog(database, kme_id))
 
 
 def open_sealed_items(settings: RedisConfig | str, kme_id: str) -> SealedItems:
@@ -106,3 +113,14 @@ def open_sealed_items(settings: RedisConfig | str, kme_id: str) -> SealedItems:
     if isinstance(settings, str):
         settings = RedisConfig(url=settings)
     return RedisSealedItems(redis_client(settings), kme_id)
+
+
+def open_telemetry(settings: RedisConfig | str, kme_id: str):
+    """The telemetry store (link samples, alarms, rate curves: kms.telemetry) of
+    ``kme_id`` on the Redis its settings name."""
+    from kms.storage.redis_client import redis_client
+    from kms.storage.redis_telemetry import RedisTelemetryStore
+
+    if isinstance(settings, str):
+        settings = RedisConfig(url=settings)
+    return RedisTelemetryStore(redis_client(settings), kme_id)

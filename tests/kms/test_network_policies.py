@@ -244,7 +244,9 @@ def test_the_audit_log_records_each_keys_provenance(net: PolicyNetwork, caplog) 
     with caplog.at_level(logging.INFO, logger="qkms.audit"):
         keys = service.enc_keys("sae-a", "sae-c", KeyRequest(1, SIZE_BITS, extension_mandatory=(
             {"qkms_require_qkd": True},)))
-    (entry,) = [json.loads(r.getMessage()) for r in caplog.records if r.name == "qkms.audit"]
+    entries = [json.loads(r.getMessage()) for r in caplog.records if r.name == "qkms.audit"]
+    (entry,) = [e for e in entries if e["event"] == "enc_keys"]
+    assert [(e["event"], e["node"]) for e in entries] == [("relay", "KME-C"), ("relay", "KME-B"), ("enc_keys", "KME-A")]
     assert entry["key_IDs"] == [keys[0].key_id] and entry["requires"] == ["qkd"]
     assert [h["material"] for h in entry["provenance"]["hops"]] == ["qkd", "hybrid"]
     assert keys[0].material.hex() not in caplog.text
