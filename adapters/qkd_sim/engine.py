@@ -20,10 +20,12 @@ import numpy as np
 
 from adapters.qkd_sim.channel import EveSpec, make_channel
 from adapters.qkd_sim.estimation import (asymptotic_rate_from_counts, finite_bounds,
-                                         qber_abort_reason, sample_qber, yield_and_error_bounds)
+                                         estimate_qber, qber_abort_reason, yield_and_error_bounds)
 from adapters.qkd_sim.finite_key import secret_length
 from adapters.qkd_sim.montecarlo import DetectionTally, simulate_pulses
+from adapters.qkd_sim.errors import InvalidLinkParams
 from adapters.qkd_sim.params import LinkParams
+from adapters.qkd_sim.protocols import PROTOCOLS
 from adapters.qkd_sim.toeplitz import ToeplitzHash
 from adapters.qkd_sim.postprocessing import (privacy_amplification, reconcile_frames,
                                              split_frames)
@@ -98,11 +100,14 @@ def run_link(params: LinkParams, pulses: int, seed: int, eve: EveSpec | None = N
     """Simulate ``pulses`` pulses and post-process them into two independent keys."""
     if pulses <= 0:
         raise ValueError(f"pulses: must be > 0 (got {pulses})")
+    if not PROTOCOLS[params.protocol].simulated:
+        raise InvalidLinkParams(f"protocol: {params.protocol} has analytic rates only; simulate "
+                                f"{[name for name, p in PROTOCOLS.items() if p.simulated]}")
     mc_rng, sample_rng, public_rng = (np.random.default_rng(s)
                                       for s in np.random.SeedSequence(seed).spawn(3))
     report = (lambda stage: (lambda n: progress(stage, n, pulses))) if progress else (lambda s: None)
     tally, keys = simulate_pulses(params, pulses, mc_rng, make_channel(params, eve), report("simulate"))
-    sample = sample_qber(keys, params.pe_fraction, sample_rng)
+    sample = estimate_qber(keys, tally, params.pe_fraction, sample_rng)
     bounds = finite_bounds(tally, params)
     y1, e1 = yield_and_error_bounds(bounds, tally, params)
     stats = dict(_base_stats(params, pulses, eve, tally, keys.alice.size), qber=sample.qber,

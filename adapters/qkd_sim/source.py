@@ -58,7 +58,10 @@ class SimulatedQkdSource(KeySource):
 
     Without ``seed_file`` the frame seeds derive from the link id alone, so anyone
     holding the configuration can reproduce every key: for tests and demos only.
-    Settings (all optional): ``preset`` ("gys"), ``length_km`` (10), ``mu``, ``nu``,
+    Settings (all optional): ``preset`` ("gys"), ``length_km`` (10), ``optimize`` (true:
+    intensities, their probabilities and p_z chosen per length and frame size, Lim et al.
+    2014), ``mu``, ``nu``, ``p_mu``, ``p_nu``, ``p_z`` (each, when set, held fixed),
+    ``deviation_bound`` ("chernoff" | "hoeffding"),
     ``pulses_per_frame`` (4e8), ``frame_interval_s`` (120), ``seed_file``, ``eve``
     ({kind: intercept-resend|pns, fraction}), ``qber_alarm_margin`` (0.02),
     ``max_queued_blocks`` (64).
@@ -69,7 +72,7 @@ class SimulatedQkdSource(KeySource):
 
     def __init__(self, settings: SimulatedSourceSettings, context: SourceContext, secret: bytes):
         self._settings = settings
-        self._params = settings.link_params()
+        self._params = settings.engine_params()
         self._link_id, self._peer = link_identity(context)
         self._kme_id = context.kme_id
         self._is_alice = context.kme_id < self._peer
@@ -137,7 +140,7 @@ class SimulatedQkdSource(KeySource):
 
     def _qber_alarm(self, stats: LinkStats) -> str | None:
         """Compare the frame's QBER with the running baseline; update the baseline if calm."""
-        if stats.pe_sample_bits == 0:
+        if stats.sifted_bits == 0:
             return None
         qber, baseline = stats.qber, self._baseline_qber
         if baseline is not None and qber > baseline + self._settings.qber_alarm_margin:

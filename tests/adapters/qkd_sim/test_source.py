@@ -70,6 +70,9 @@ def test_empty_section_gives_the_documented_defaults() -> None:
     ({"eve": {"kind": "pns", "fraction": 2}}, "eve.fraction: "),
     ({"eve": {"fraction": 0.5}}, "eve.kind: "),
     ({"mu": 0.05}, "mu: must be > nu"),
+    ({"deviation_bound": "markov"}, "deviation_bound: choose one of ['chernoff', 'hoeffding']"),
+    ({"p_z": 1.5}, "p_z: "),
+    ({"optimize": "sometimes"}, "optimize: "),
     ({"preset": "no-such-device"}, "preset: unknown name 'no-such-device'"),
     ({"no_such_setting": 1}, "no_such_setting: unknown setting for the simulated source"),
 ])
@@ -77,6 +80,16 @@ def test_bad_settings_are_named_relative_to_the_section(section: dict, expected:
     with pytest.raises(ConfigError) as caught:
         build(section)
     assert caught.value.message.startswith(expected), caught.value.message
+
+
+def test_links_optimise_by_default_and_keep_what_the_section_fixes() -> None:
+    fixed = parse_settings({**FAST, "optimize": False}).engine_params()
+    assert (fixed.mu, fixed.p_z) == (0.5, 0.8)  # the preset's values
+    chosen = parse_settings(FAST).engine_params()
+    assert chosen.replace(mu=0.5, nu=0.15, p_mu=0.7, p_nu=0.2, p_z=0.8) == fixed
+    assert (chosen.mu, chosen.p_z) != (0.5, 0.8)
+    held = parse_settings({**FAST, "mu": 0.45, "p_z": 0.9}).engine_params()
+    assert (held.mu, held.p_z) == (0.45, 0.9) and held.nu != 0.15
 
 
 def test_relative_seed_file_resolves_against_the_data_dir(tmp_path: Path) -> None:
@@ -118,7 +131,7 @@ def test_block_is_the_engine_key_of_this_end(two_ends) -> None:
     block = next(b for b in two_ends[0] if b is not None)
     settings = parse_settings(FAST)
     seed = frame_seed(shared_secret(settings, context(), LINK), LINK, block.sequence)
-    run = run_link(settings.link_params(), settings.pulses_per_frame, seed)
+    run = run_link(settings.engine_params(), settings.pulses_per_frame, seed)
     assert block.size_bits == run.stats.secret_bits > 0
     assert digest(block) == hashlib.sha256(run.alice_key).hexdigest()
 
@@ -185,7 +198,7 @@ def test_qber_jump_raises_the_alarm_and_clears_without_eve() -> None:
 @pytest.fixture
 def fake_engine(monkeypatch: pytest.MonkeyPatch) -> None:
     """run_link stand-in: instant, deterministic per seed, 1-4 KiB keys, real-looking stats."""
-    real = run_link(parse_settings(FAST).link_params(), 1, seed=0).stats
+    real = run_link(parse_settings(FAST).engine_params(), 1, seed=0).stats
 
     def fake_run_link(params, pulses, seed, eve=None, progress=None) -> LinkRun:
         size = 1024 * (1 + seed % 4)
