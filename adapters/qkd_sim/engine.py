@@ -160,10 +160,10 @@ def _post_process(params, keys, sample, bounds, stats, public_rng, progress) -> 
         reason = (f"finite-key bound gives no positive key: s_Z1 >= {length.s_z1:.0f}, "
                   f"phase error <= {length.phase_error:.1%}, EC leak {rec.leaked_bits} bits")
         return LinkRun(LinkStats(**stats, aborted=True, abort_reason=reason))
-    seed = public_rng.integers(0, 2, rec.alice.size + secret - 1, dtype=np.uint8)
+    seed = public_rng.integers(0, 2, rec.alice.size - 1, dtype=np.uint8)
     # The Toeplitz seed is public: its transform is computed once; each side still
     # hashes only its own reconciled key.
-    pa = ToeplitzHash(seed, rec.alice.size, secret)
+    pa = ToeplitzHash(seed, rec.alice.size - secret, secret)
     alice_key = privacy_amplification(rec.alice, pa, secret)
     bob_key = privacy_amplification(rec.bob, pa, secret)
     return LinkRun(LinkStats(**stats, secret_bits=secret), alice_key, bob_key)

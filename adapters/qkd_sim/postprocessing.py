@@ -2,7 +2,7 @@
 
 Frames of ``FRAME_BITS`` bits are reconciled in batches (Cascade, Bob corrects his own
 copy), verified with per-frame Toeplitz tags, and the surviving frames of each side
-are compressed by one Toeplitz privacy-amplification hash.  Only public data
+are compressed by one (modified) Toeplitz privacy-amplification hash.  Only public data
 (parities, tags, seeds) crosses between the two sides.
 """
 
@@ -14,7 +14,7 @@ import numpy as np
 
 from adapters.qkd_sim.cascade import reconcile
 from adapters.qkd_sim.entropy import binary_entropy
-from adapters.qkd_sim.toeplitz import ToeplitzHash
+from adapters.qkd_sim.toeplitz import PackedToeplitz, ToeplitzHash
 from adapters.qkd_sim.verification import tag_bits, verification_tags, verified_frames
 
 FRAME_BITS = 10_000
@@ -52,7 +52,7 @@ def reconcile_frames(alice_frames: np.ndarray, bob_frames: np.ndarray, qber_esti
         batch = slice(start, start + FRAMES_PER_BATCH)
         bob_fixed, channel = reconcile(alice_frames[batch], bob_frames[batch],
                                        max(qber_estimate, 1e-3), int(public_rng.integers(2**63)))
-        tags_of = ToeplitzHash(public_rng.integers(0, 2, frame_bits + t - 1, dtype=np.uint8), frame_bits, t)
+        tags_of = PackedToeplitz(public_rng.integers(0, 2, frame_bits + t - 1, dtype=np.uint8), frame_bits, t)
         ok = verified_frames(verification_tags(alice_frames[batch], tags_of), bob_fixed, tags_of)
         keep.append(ok)
         corrected.append(bob_fixed)
@@ -75,12 +75,20 @@ def _summarise(alice_frames, bob_fixed, ok, leaked, errors, t) -> Reconciled:
 
 
 def privacy_amplification(bits: np.ndarray, seed: np.ndarray | ToeplitzHash, secret_bits: int) -> bytes:
-    """One party's final key: Toeplitz hash of its verified bits, packed to bytes.
+    """One party's final key: the modified Toeplitz hash [I_m | T] of its bits, as bytes.
 
-    ``seed`` is the public seed or, to share its transform between the parties, the
-    :class:`ToeplitzHash` built from it once; either way only this party's bits are hashed.
+    With x = (x1, x2), |x1| = m: key = x1 XOR T x2, T the m x (n - m) Toeplitz matrix of a
+    public seed of n - 1 bits (Hayashi and Tsurumaru, IEEE TIT 62, 2213 (2016)).  The
+    family is universal_2: for x != x', the keys collide iff T (x2 - x2') = x1 - x1',
+    impossible when x2 = x2' and of probability 2^-m otherwise (T d is uniform for any
+    d != 0), which is all the leftover hash lemma needs; it hashes n - m bits instead of
+    n.  ``seed`` is the public seed or, to share its transform between the parties, the
+    :class:`ToeplitzHash` of T built from it once; only this party's bits are hashed.
     """
-    pa = seed if isinstance(seed, ToeplitzHash) else ToeplitzHash(seed, bits.size, secret_bits)
-    if (pa.in_bits, pa.out_bits) != (bits.size, secret_bits):
-        raise ValueError(f"PA hash is {pa.out_bits} x {pa.in_bits}, need {secret_bits} x {bits.size}")
-    return np.packbits(pa(bits)).tobytes()
+    n = bits.size
+    if not 0 < secret_bits < n:
+        raise ValueError(f"PA output must be shorter than its input: {secret_bits} of {n} bits")
+    pa = seed if isinstance(seed, ToeplitzHash) else ToeplitzHash(seed, n - secret_bits, secret_bits)
+    if (pa.in_bits, pa.out_bits) != (n - secret_bits, secret_bits):
+        raise ValueError(f"PA hash is {pa.out_bits} x {pa.in_bits}, need {secret_bits} x {n - secret_bits}")
+    return np.packbits(bits[:secret_bits] ^ pa(bits[secret_bits:])).tobytes()

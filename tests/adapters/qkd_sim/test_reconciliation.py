@@ -3,11 +3,10 @@
 import numpy as np
 import pytest
 
-from adapters.qkd_sim.cascade import CascadeAlice, reconcile
-from adapters.qkd_sim.classical import PublicChannel
+from adapters.qkd_sim.cascade import CascadeAlice, make_passes, reconcile
 from adapters.qkd_sim.entropy import binary_entropy
 from adapters.qkd_sim.postprocessing import reconcile_frames
-from adapters.qkd_sim.toeplitz import ToeplitzHash
+from adapters.qkd_sim.toeplitz import PackedToeplitz
 from adapters.qkd_sim.verification import tag_bits, verification_tags, verified_frames
 
 
@@ -30,13 +29,27 @@ def test_cascade_corrects_a_batch_with_efficiency_below_1_12(qber):
     assert f.mean() < 1.12
 
 
-def test_every_parity_is_counted():
-    channel = PublicChannel(3)
-    alice = CascadeAlice(np.zeros((3, 8), np.uint8), channel)
-    from adapters.qkd_sim.cascade import make_passes
-    alice.start_pass(make_passes([2], 8, 0)[0])
-    alice.answer(0, 2, np.array([0, 0, 2]), np.array([0, 1, 1]))
-    assert channel.leaked_bits.tolist() == [2, 0, 1]
+def test_every_parity_alice_discloses_is_counted():
+    # One error in the first block of pass 1 (64-bit blocks at 1 %): the 64 + 8 + 2 + 2
+    # block parities of four passes, plus the 6 left-child parities of one binary search
+    # in a 64-bit block; the later passes find nothing odd.
+    alice, _ = _bsc(1, 4096, 0.0, seed=2)
+    bob = alice.copy()
+    bob[0, 5] ^= 1
+    fixed, channel = reconcile(alice, bob, 0.01, public_seed=3, n_passes=4)
+    assert np.array_equal(fixed, alice)
+    assert channel.leaked_bits.tolist() == [76 + 6]
+
+
+def test_alice_answers_are_her_own_parities():
+    alice, _ = _bsc(2, 64, 0.0, seed=9)
+    passes = make_passes([3, 5], 64, public_seed=1)
+    trees = CascadeAlice(alice, passes).trees
+    for q, size in enumerate((3, 5)):
+        for level in range(1, size + 1):
+            start = passes.offsets[q, level]
+            nodes = alice[:, passes.perm[q]].reshape(2, -1, 1 << level).sum(axis=2) % 2
+            assert np.array_equal(trees[:, q, start: start + (64 >> level)], nodes)
 
 
 def test_error_free_frames_leak_only_block_parities():
@@ -53,7 +66,7 @@ def test_verification_catches_an_error_injected_after_reconciliation():
     fixed[3, 1234] ^= 1  # an error Cascade did not see
     t = tag_bits(8, 1e-15)
     seed = np.random.default_rng(6).integers(0, 2, 10_000 + t - 1, dtype=np.uint8)
-    tags_of = ToeplitzHash(seed, 10_000, t)
+    tags_of = PackedToeplitz(seed, 10_000, t)
     ok = verified_frames(verification_tags(alice, tags_of), fixed, tags_of)
     assert not ok[3]
     assert ok.sum() == np.all(fixed == alice, axis=1).sum()
