@@ -79,8 +79,8 @@ def _build_tree(bits, perm, size_log2, padded, offsets, tree):
     (zero-padded) bits, then pairs of pairs.  Level 0 is read from the bits themselves."""
     n = bits.size
     for i in range(padded >> 1):
-        left = bits[perm[2 * i]] if 2 * i < n else 0
-        right = bits[perm[2 * i + 1]] if 2 * i + 1 < n else 0
+        left = bits[perm[2 * i]] if 2 * i < n else np.uint8(0)
+        right = bits[perm[2 * i + 1]] if 2 * i + 1 < n else np.uint8(0)
         tree[offsets[1] + i] = left ^ right
     for lv in range(2, size_log2 + 1):
         below, here = offsets[lv - 1], offsets[lv]
@@ -88,12 +88,15 @@ def _build_tree(bits, perm, size_log2, padded, offsets, tree):
             tree[here + i] = tree[below + 2 * i] ^ tree[below + 2 * i + 1]
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@numba.njit(cache=True, nogil=True)
 def _value(trees, bits, perm, offsets, q, node):
     """Parity of a node of pass q: a (padded) bit on level 0, else the tree's entry."""
+    # One return type on every path: mixing uint8 and int made numba's code ~100x slower.
     if node >= offsets[q, 1]:
-        return trees[q, node]
-    return bits[perm[q, node]] if node < bits.size else 0
+        return np.int64(trees[q, node])
+    if node < bits.size:
+        return np.int64(bits[perm[q, node]])
+    return np.int64(0)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -115,14 +118,14 @@ class CascadeAlice:
                                   passes.nodes)
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@numba.njit(cache=True, nogil=True)
 def _ask(alice_trees, alice_bits, perm, offsets, known, q, node, leaked):
     """Alice discloses the parity of ``node`` of pass q: one leaked bit."""
-    known[q, node] = _value(alice_trees, alice_bits, perm, offsets, q, node)
+    known[q, node] = np.int8(_value(alice_trees, alice_bits, perm, offsets, q, node))
     leaked[0] += 1
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@numba.njit(cache=True, nogil=True)
 def _search(alice_trees, alice_bits, known, trees, bits, perm, offsets, q, level, idx, leaked):
     """Binary search from an odd known node of pass q down to one erroneous bit; its frame position."""
     n = bits.size
@@ -144,7 +147,7 @@ def _search(alice_trees, alice_bits, known, trees, bits, perm, offsets, q, level
     return perm[q, idx]
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@numba.njit(cache=True, nogil=True)
 def _flip(bits, trees, inverse, size_log2, offsets, pos, started):
     """Flip a bit and the nodes above it in the trees of the passes started so far."""
     bits[pos] ^= 1
@@ -154,10 +157,13 @@ def _flip(bits, trees, inverse, size_log2, offsets, pos, started):
             trees[q, offsets[q, lv] + (j >> lv)] ^= 1
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@numba.njit(cache=True, nogil=True)
 def _odd(known, trees, bits, perm, offsets, q, node):
     """Whether Bob knows Alice's parity of node (pass q) and his own differs."""
-    return known[q, node] != UNKNOWN and known[q, node] != _value(trees, bits, perm, offsets, q, node)
+    k = np.int64(known[q, node])
+    if k == UNKNOWN:
+        return False
+    return k != _value(trees, bits, perm, offsets, q, node)
 
 
 @numba.njit(cache=True, nogil=True)
