@@ -102,7 +102,7 @@ def _value(trees, bits, perm, offsets, q, node):
 @numba.njit(cache=True, nogil=True)
 def _alice_trees(bits, perm, size_log2, padded, offsets, nodes):
     frames, passes = bits.shape[0], perm.shape[0]
-    trees = np.zeros((frames, passes, nodes), np.uint8)
+    trees = np.empty((frames, passes, nodes), np.uint8)  # level 0 (the bits) never written nor read
     for f in range(frames):
         for q in range(passes):
             _build_tree(bits[f], perm[q], size_log2[q], padded[q], offsets[q], trees[f, q])
