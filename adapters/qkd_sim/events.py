@@ -30,6 +30,7 @@ import dataclasses
 import math
 from collections.abc import Callable
 
+import numba
 import numpy as np
 
 from adapters.qkd_sim.channel import HonestChannel
@@ -126,43 +127,72 @@ class EventSampler:
     def sample(self, rng: np.random.Generator, first_gate: int, size: int) -> tuple[DetectionTally, np.ndarray, np.ndarray]:
         """Tally and sifted Z bits (Alice, Bob) of gates first_gate .. first_gate + size - 1."""
         gates = _raw_gates(rng, size, self.p_click)
-        cell = np.searchsorted(self.cells, rng.random(gates.size), side="right")
-        raw_class, raw_outcome = cell // 3, cell % 3 + MINE
-        raw_bit = rng.integers(0, 2, gates.size, dtype=np.uint8)
-        mine = (raw_outcome == MINE) | (raw_outcome == BOTH)
-        other = (raw_outcome == OTHER) | (raw_outcome == BOTH)
-        d0, d1 = np.where(raw_bit == 0, mine, other), np.where(raw_bit == 0, other, mine)
+        raw_class, raw_bit, d0, d1 = _raw_clicks(rng.random(gates.size), rng.integers(0, 2, gates.size, np.uint8),
+                                                 self.cells)
         clicks = register_clicks(gates + first_gate, d0, d1, first_gate + size, self.dead_gates,
                                  self.afterpulse_prob, self.memory, rng)
-        from_raw = clicks.raw_index >= 0
-        lone = np.count_nonzero(~from_raw)
-        cls = np.empty(clicks.gates.size, np.int64)
-        bit = np.empty(clicks.gates.size, np.uint8)
-        cls[from_raw], bit[from_raw] = raw_class[clicks.raw_index[from_raw]], raw_bit[clicks.raw_index[from_raw]]
-        cls[~from_raw] = rng.choice(N_CLASSES, lone, p=self.silent)
-        bit[~from_raw] = rng.integers(0, 2, lone, dtype=np.uint8)
-        sent = (np.bincount(raw_class, minlength=N_CLASSES) + np.bincount(cls[~from_raw], minlength=N_CLASSES)
-                + rng.multinomial(size - gates.size - lone, self.silent))
-        return _tally(sent, cls, bit, clicks.d0, clicks.d1, rng)
+        lone = np.flatnonzero(clicks.raw_index < 0)  # after-pulses in gates without a raw click
+        lone_class = rng.choice(N_CLASSES, lone.size, p=self.silent)
+        lone_bit = rng.integers(0, 2, lone.size, dtype=np.uint8)
+        sent = (np.bincount(raw_class, minlength=N_CLASSES) + np.bincount(lone_class, minlength=N_CLASSES)
+                + rng.multinomial(size - gates.size - lone.size, self.silent))
+        double = rng.integers(0, 2, clicks.gates.size, dtype=np.uint8)  # Bob's bit for a double click
+        sifted, errors, clicked, a_key, b_key = _tally(clicks.raw_index, raw_class, raw_bit, lone_class, lone_bit,
+                                                       clicks.d0, clicks.d1, double)
+        grid = sent.reshape(N_INTENSITIES, 2, 2)
+        tally = DetectionTally(sent=grid.sum(axis=(1, 2)), clicked=clicked,
+                               sent_matched=np.stack([grid[:, 0, 0], grid[:, 1, 1]], axis=1),
+                               sifted=sifted, errors=errors)
+        return tally, a_key, b_key
 
 
-def _tally(sent, cls, a_bit, c0, c1, rng) -> tuple[DetectionTally, np.ndarray, np.ndarray]:
-    b_bit = c1.astype(np.uint8)
-    double = np.flatnonzero(c0 & c1)
-    b_bit[double] = rng.integers(0, 2, double.size, dtype=np.uint8)
-    k, a_basis, b_basis = cls // 4, (cls // 2) % 2, cls % 2
-    matched = a_basis == b_basis
-    error = a_bit != b_bit
-    grid = sent.reshape(N_INTENSITIES, 2, 2)
+@numba.njit(cache=True, nogil=True)
+def _raw_clicks(u, bits, cells):
+    """(class, Alice's bit, detector 0 fired, detector 1 fired) of raw-click gates.
+
+    ``cells`` is the CDF over (class, outcome MINE/OTHER/BOTH); Alice's detector is the
+    one of her bit."""
+    n = u.size
+    cls = np.empty(n, np.int64)
+    d0 = np.empty(n, np.bool_)
+    d1 = np.empty(n, np.bool_)
+    for i in range(n):
+        cell = np.searchsorted(cells, u[i], side="right")
+        outcome = cell % 3 + MINE
+        cls[i] = cell // 3
+        mine = outcome == MINE or outcome == BOTH
+        other = outcome == OTHER or outcome == BOTH
+        d0[i] = mine if bits[i] == 0 else other
+        d1[i] = other if bits[i] == 0 else mine
+    return cls, bits, d0, d1
+
+
+@numba.njit(cache=True, nogil=True)
+def _tally(raw_index, raw_class, raw_bit, lone_class, lone_bit, c0, c1, double):
+    """Sifted and error counts per (intensity, basis), clicks per intensity, sifted Z bits."""
     sifted = np.zeros((N_INTENSITIES, 2), np.int64)
     errors = np.zeros((N_INTENSITIES, 2), np.int64)
-    np.add.at(sifted, (k[matched], a_basis[matched]), 1)
-    np.add.at(errors, (k[matched & error], a_basis[matched & error]), 1)
-    tally = DetectionTally(sent=grid.sum(axis=(1, 2)), clicked=np.bincount(k, minlength=N_INTENSITIES),
-                           sent_matched=np.stack([grid[:, 0, 0], grid[:, 1, 1]], axis=1),
-                           sifted=sifted, errors=errors)
-    key = matched & (a_basis == 0)
-    return tally, a_bit[key], b_bit[key]
+    clicked = np.zeros(N_INTENSITIES, np.int64)
+    a_key = np.empty(c0.size, np.uint8)
+    b_key = np.empty(c0.size, np.uint8)
+    n_key, n_lone = 0, 0
+    for e in range(c0.size):
+        if raw_index[e] >= 0:
+            cls, a_bit = raw_class[raw_index[e]], raw_bit[raw_index[e]]
+        else:
+            cls, a_bit = lone_class[n_lone], lone_bit[n_lone]
+            n_lone += 1
+        k, a_basis, b_basis = cls // 4, (cls // 2) % 2, cls % 2
+        b_bit = double[e] if (c0[e] and c1[e]) else np.uint8(1 if c1[e] else 0)
+        clicked[k] += 1
+        if a_basis == b_basis:
+            sifted[k, a_basis] += 1
+            if a_bit != b_bit:
+                errors[k, a_basis] += 1
+            if a_basis == 0:
+                a_key[n_key], b_key[n_key] = a_bit, b_bit
+                n_key += 1
+    return sifted, errors, clicked, a_key[:n_key].copy(), b_key[:n_key].copy()
 
 
 def simulate_events(params: LinkParams, pulses: int, rng: np.random.Generator, channel: HonestChannel,
