@@ -22,10 +22,9 @@ from kms.config import describe_validation_error
 from kms.errors import ConfigError
 from kms.sources import SourceContext
 
-# GYS needs 2e8 pulses per frame before the finite-key bound of Lim et al. 2014 leaves
-# a positive key at 10 km, and 3e8 (barely) at 25 km; see the module docs of source.py.
-DEFAULT_PULSES_PER_FRAME = 400_000_000
-DEFAULT_FRAME_INTERVAL_S = 120.0
+# One second of a 1 GHz source per frame, in real time: with parameters optimised for
+# the frame (Lim et al. 2014), GYS leaves a finite key up to ~100 km at 1e9 pulses.
+DEFAULT_PULSES_PER_FRAME = 1_000_000_000
 MIN_SEED_FILE_BYTES = 16
 
 
@@ -63,11 +62,16 @@ class SimulatedSourceSettings(_Frozen):
     p_z: float | None = Field(None, gt=0.0, lt=1.0)
     deviation_bound: str = "chernoff"
     pulses_per_frame: int = Field(DEFAULT_PULSES_PER_FRAME, ge=1, le=10**11)
-    frame_interval_s: float = Field(DEFAULT_FRAME_INTERVAL_S, gt=0.0)
+    frame_interval_s: float | None = Field(None, gt=0.0)
     seed_file: Path | None = None
     eve: EveSettings | None = None
     qber_alarm_margin: float = Field(0.02, gt=0.0, lt=0.5)
     max_queued_blocks: int = Field(64, ge=1)
+
+    def interval_s(self, params: LinkParams) -> float:
+        """Seconds between frames: as set, or (default) real time for the modelled device,
+        pulses_per_frame / pulse_rate_hz."""
+        return self.frame_interval_s or self.pulses_per_frame / params.pulse_rate_hz
 
     def fixed_values(self) -> dict[str, float]:
         """Protocol parameters this section sets; the optimiser leaves them alone."""

@@ -56,8 +56,9 @@ def two_ends() -> tuple[list[KeyBlock | None], list[KeyBlock | None]]:
 
 def test_empty_section_gives_the_documented_defaults() -> None:
     settings = parse_settings({})
-    assert (settings.preset, settings.length_km, settings.pulses_per_frame) == ("gys", 10.0, 400_000_000)
-    assert (settings.frame_interval_s, settings.qber_alarm_margin, settings.eve) == (120.0, 0.02, None)
+    assert (settings.preset, settings.length_km, settings.pulses_per_frame) == ("gys", 10.0, 1_000_000_000)
+    assert (settings.frame_interval_s, settings.qber_alarm_margin, settings.eve) == (None, 0.02, None)
+    assert settings.interval_s(settings.link_params()) == 1.0  # real time: 1e9 pulses of a 1 GHz source
     assert build({}).health().state == "down"
 
 
@@ -180,7 +181,7 @@ def test_qber_jump_raises_the_alarm_and_clears_without_eve() -> None:
     assert health.state == "up", health.reason
     assert health.metrics["qber"] < 0.03 and health.metrics["secret_rate_bps"] > 0
     for name in ("secret_bits_per_pulse", "sifted_bits", "y1_lower", "e1_upper", "frames_ok",
-                 "frames_aborted", "speedup"):
+                 "frames_aborted", "speedup", "cpu_speedup", "click_rate_hz", "device_secret_rate_bps"):
         assert isinstance(health.metrics[name], (int, float)), name
     source.set_eve(EveSpec("intercept-resend", 0.2))
     source.run_frame(3)
@@ -270,7 +271,7 @@ def test_stop_wakes_a_worker_waiting_for_its_slot() -> None:
 
 
 def test_stop_cancels_a_long_frame_in_progress(monkeypatch: pytest.MonkeyPatch) -> None:
-    # A frame of 4e8 pulses takes about a minute; it reports progress every 2**20 pulses.
+    # A frame of 1e11 pulses (100 s of the device) takes minutes; it reports progress per chunk.
     frame_started = threading.Event()
 
     def run_link_noting_the_start(*args, **kwargs) -> LinkRun:
@@ -278,7 +279,7 @@ def test_stop_cancels_a_long_frame_in_progress(monkeypatch: pytest.MonkeyPatch) 
         return run_link(*args, **kwargs)
 
     monkeypatch.setattr(source_module, "run_link", run_link_noting_the_start)
-    source = build({"pulses_per_frame": 400_000_000, "frame_interval_s": 0.05})
+    source = build({"pulses_per_frame": 100_000_000_000, "frame_interval_s": 0.05})
     worker = start_worker(source)
     wait_until(frame_started.is_set, "the worker to start a frame", 60)
     source.stop()
@@ -291,3 +292,25 @@ def test_stop_without_start_is_idempotent() -> None:
     source.stop()
     source.stop()
     assert source.health().state == "down"
+
+
+# --- real time: the measured speedup ---------------------------------------------------------
+
+
+def test_pace_counts_skipped_slots_as_lost_time() -> None:
+    pace = source_module._Pace()
+    pace.frame_done(10, compute_s=0.25, interval_s=1.0)
+    assert pace.speedup(1.0) == 1.0 and pace.cpu_speedup(1.0) == 4.0  # kept to its slot
+    pace.frame_done(14, compute_s=3.0, interval_s=1.0)  # fell behind: slots 11-13 skipped
+    assert pace.speedup(1.0) == pytest.approx(1.0 / (0.7 * 1.0 + 0.3 * 4.0))
+    assert pace.cpu_speedup(1.0) == pytest.approx(1.0 / (0.7 * 0.25 + 0.3 * 3.0))
+
+
+def test_a_link_that_cannot_keep_up_says_so() -> None:
+    # 3e6 pulses are 3 ms of a 1 GHz source; simulating and post-processing them takes longer.
+    source = build()
+    source.run_frame(1)
+    health = source.health()
+    assert health.state == "up" and health.metrics["cpu_speedup"] < 1.0
+    assert "CPU-bound" in health.reason and "x real time" in health.reason
+    assert health.metrics["secret_rate_bps"] <= health.metrics["device_secret_rate_bps"]
