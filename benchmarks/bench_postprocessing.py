@@ -5,12 +5,12 @@ Run:  OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 taskset -c 0 \
 
 f = leaked parity bits / (n h(e)) per 10^4-bit frame, with e the frame's actual
 error rate (binary symmetric channel, QBER 1/2/5 %).  Throughput counts sifted bits
-through Cascade + verification + Toeplitz privacy amplification (output = half the
-input, as a typical compression), both parties computed in this one process, CPU time.
+through Cascade + verification + privacy amplification ([I | T] Toeplitz, output = half
+the input), both parties computed in this one process, CPU time after a warm-up run
+(compiled kernels loaded, FFT plans made).
 Each party hashes its own key; the public seed's transform is computed once and shared
 ("shared seed"), or once per party as two separate machines would ("seed per party").
-Last line: Monte Carlo pulses/s (GYS, 10 km, ``--mc-pulses`` per frame, CPU time), the
-per-frame cost of the simulated link source.
+Monte Carlo speed: benchmarks/bench_montecarlo.py.
 """
 
 from __future__ import annotations
@@ -24,11 +24,8 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 
-from adapters.qkd_sim import preset  # noqa: E402
 from adapters.qkd_sim.cascade import reconcile  # noqa: E402
-from adapters.qkd_sim.channel import make_channel  # noqa: E402
 from adapters.qkd_sim.entropy import binary_entropy  # noqa: E402
-from adapters.qkd_sim.montecarlo import simulate_pulses  # noqa: E402
 from adapters.qkd_sim.postprocessing import (FRAME_BITS, privacy_amplification,  # noqa: E402
                                              reconcile_frames)
 from adapters.qkd_sim.toeplitz import ToeplitzHash  # noqa: E402
@@ -81,14 +78,6 @@ def throughput(frames: int, qber: float) -> None:
           f"failed frames {rec.frames_failed})", flush=True)
 
 
-def simulation_rate(pulses: int, repeats: int = 3) -> None:
-    params = preset("gys", length_km=10.0)
-    rates = [pulses / _timed(simulate_pulses, params, pulses, np.random.default_rng(seed),
-                             make_channel(params, None))[0] for seed in range(repeats)]
-    print(f"Monte Carlo, GYS 10 km, {pulses:.0e} pulses per frame: "
-          + ", ".join(f"{r / 1e6:.2f}" for r in rates) + " Mpulses/s")
-
-
 def _timed(fn, *args):
     start = time.process_time()
     result = fn(*args)
@@ -98,14 +87,12 @@ def _timed(fn, *args):
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--frames", type=int, default=512)
-    parser.add_argument("--mc-pulses", type=float, default=5e6)
     args = parser.parse_args()
     for qber in QBERS:
         efficiency(args.frames, qber)
     warm_up(args.frames)
     for qber in QBERS:
         throughput(args.frames, qber)
-    simulation_rate(int(args.mc_pulses))
 
 
 if __name__ == "__main__":
