@@ -79,7 +79,7 @@ def optimal_parameters(params: LinkParams, pulses: float, fixed: frozenset[str] 
     start = np.array([np.clip(getattr(params, n), *BOUNDS[n]) for n in names])
     result = optimize.differential_evolution(
         lambda x: -_score(objective, params, names, pulses, x), [BOUNDS[n] for n in names],
-        x0=start, seed=0, popsize=12, maxiter=80, tol=1e-7, mutation=(0.5, 1.0), recombination=0.7,
+        x0=start, seed=0, popsize=10, maxiter=50, tol=1e-7, mutation=(0.5, 1.0), recombination=0.7,
         polish=True, init="sobol")
     best = _candidate(params, names, result.x)
     if best is None or -result.fun <= start_rate:
