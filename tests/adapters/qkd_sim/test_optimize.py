@@ -10,7 +10,7 @@ rounding.
 import numpy as np
 import pytest
 
-from adapters.qkd_sim import InvalidLinkParams, preset
+from adapters.qkd_sim import InvalidLinkParams, analytic, preset
 from adapters.qkd_sim.expected import (click_and_error_probs, expected_counts, expected_key_balance,
                                        expected_key_rate, key_rate_objective)
 from adapters.qkd_sim.optimize import optimal_parameters
@@ -39,6 +39,14 @@ def test_optimiser_is_never_worse_than_the_fixed_parameters(name, length_km, pul
     assert expected_key_rate(choice.params, pulses) >= expected_key_rate(params, pulses)
     p = choice.params
     assert p.mu > p.nu + p.mu3 and p.p_mu + p.p_nu < 1.0 and 0.5 <= p.p_z < 1.0
+
+
+@pytest.mark.parametrize("name", ["gys", "toshiba-2013", "lim2014"])
+@pytest.mark.parametrize("length_km", [0.0, 60.0])
+def test_optimised_rates_stay_below_plob(name, length_km):
+    # Repeaterless bound -log2(1 - eta) (Pirandola et al. 2017), also for the best parameters.
+    params = preset(name, length_km=length_km)
+    assert 0.0 < optimal_parameters(params, 1e11).rate_bits_per_pulse < analytic.plob_bound(params)
 
 
 def test_fixed_names_stay_fixed_and_unknown_names_are_refused():
