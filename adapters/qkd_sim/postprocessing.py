@@ -35,9 +35,16 @@ class Reconciled:
 
 
 def split_frames(bits: np.ndarray, frame_bits: int = FRAME_BITS) -> np.ndarray:
-    """Cut bits into equal frames (frames x frame_bits); the remainder is dropped."""
-    size = min(frame_bits, bits.size)
-    count = bits.size // size if size else 0
+    """Cut bits into equal frames of at most ``frame_bits`` (frames x size).
+
+    As many frames as needed and as equal as possible, so that fewer bits than frames
+    are dropped (a dropped bit is charged as disclosed; a whole short key's remainder
+    would cost up to a frame).
+    """
+    if bits.size == 0:
+        return bits.reshape(0, 0)
+    count = -(-bits.size // frame_bits)
+    size = bits.size // count
     return bits[: count * size].reshape(count, size)
 
 
