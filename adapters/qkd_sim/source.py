@@ -19,6 +19,7 @@ link cannot keep up, its health says so ("CPU-bound: 0.4x real time").
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections import deque
@@ -53,6 +54,16 @@ class FrameOutcome:
     stats: LinkStats
     delivered: bool
     qber_alarm: str | None
+
+
+def _lower_thread_priority(nice: int) -> None:
+    """Let the node's own work (key delivery, relaying) go first: on Linux a thread has
+    its own nice value, so a CPU-bound simulation yields the cores instead of starving
+    the requests it exists to serve (its speedup then shows what is left for it)."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
+    except (AttributeError, OSError) as exc:  # not Linux, or not permitted
+        log.info("simulation worker keeps its priority: %s", exc)
 
 
 class _Pace:
@@ -105,7 +116,8 @@ class SimulatedQkdSource(KeySource):
     ``pulses_per_frame`` (1e9), ``frame_interval_s`` (default: real time for the device),
     ``seed_file``, ``eve``
     ({kind: intercept-resend|pns, fraction}), ``qber_alarm_margin`` (0.02),
-    ``max_queued_blocks`` (64).
+    ``max_queued_blocks`` (64), ``worker_nice`` (10: the simulation thread's nice value,
+    so that a CPU-bound link leaves the cores to key delivery first).
     """
 
     kind = "simulated"
@@ -229,6 +241,7 @@ class SimulatedQkdSource(KeySource):
         return int(time.time() // self._interval_s)
 
     def _work(self) -> None:
+        _lower_thread_priority(self._settings.worker_nice)
         interval = self._interval_s
         index = self.current_slot() + 1
         while not self._stopping.wait(max(0.0, index * interval - time.time())):

@@ -67,6 +67,7 @@ class SimulatedSourceSettings(_Frozen):
     eve: EveSettings | None = None
     qber_alarm_margin: float = Field(0.02, gt=0.0, lt=0.5)
     max_queued_blocks: int = Field(64, ge=1)
+    worker_nice: int = Field(10, ge=0, le=19)
 
     def interval_s(self, params: LinkParams) -> float:
         """Seconds between frames: as set, or (default) real time for the modelled device,

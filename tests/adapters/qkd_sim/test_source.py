@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
+import os
 import threading
 from pathlib import Path
 
@@ -314,3 +315,14 @@ def test_a_link_that_cannot_keep_up_says_so() -> None:
     assert health.state == "up" and health.metrics["cpu_speedup"] < 1.0
     assert "CPU-bound" in health.reason and "x real time" in health.reason
     assert health.metrics["secret_rate_bps"] <= health.metrics["device_secret_rate_bps"]
+
+
+def test_the_worker_thread_runs_at_the_configured_nice_value() -> None:
+    source = build({**FAST, "frame_interval_s": 3600, "worker_nice": 7})
+    worker = start_worker(source)
+    try:
+        wait_until(lambda: worker.native_id is not None, "the worker's thread id", 10)
+        wait_until(lambda: os.getpriority(os.PRIO_PROCESS, worker.native_id) == 7, "the worker's nice value", 10)
+    finally:
+        source.stop()
+    assert not worker.is_alive()
