@@ -13,12 +13,15 @@ physical secret-key rate when the CPU keeps up.  The ``speedup`` metric is measu
 configured: simulated device seconds per wall-clock second over the recent frames
 (frames skipped because the worker fell behind count as lost time); ``cpu_speedup`` is
 what the CPU achieves on a frame (device seconds per second of computing it).  When the
-link cannot keep up, its health says so ("CPU-bound: 0.4x real time").
+link cannot keep up, its health says so ("CPU-bound: 0.4x real time"), and its worker runs
+only every 2^j-th slot (2^j >= the slowdown), so that both ends of a CPU-bound link still
+simulate the same frames.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
 import time
@@ -54,6 +57,11 @@ class FrameOutcome:
     stats: LinkStats
     delivered: bool
     qber_alarm: str | None
+
+
+def _next_multiple(slot: int, stride: int) -> int:
+    """The first slot at or after ``slot`` that is a multiple of ``stride``."""
+    return -(-slot // stride) * stride
 
 
 def _lower_thread_priority(nice: int) -> None:
@@ -247,9 +255,11 @@ class SimulatedQkdSource(KeySource):
         while not self._stopping.wait(max(0.0, index * interval - time.time())):
             now_slot = self.current_slot()
             if now_slot - index > MAX_LAG_FRAMES:
+                caught_up = _next_multiple(now_slot, self._stride())
                 log.warning("link %s: simulation %d frames behind, skipping frames %d..%d",
-                            self._link_id, now_slot - index, index, now_slot - 1)
-                index = now_slot
+                            self._link_id, now_slot - index, index, caught_up - 1)
+                index = caught_up
+                continue
             try:
                 self._run_frame(index, self._stopping)
             except _FrameCancelled:
@@ -257,7 +267,16 @@ class SimulatedQkdSource(KeySource):
             except Exception:  # a failing frame must not end the link: count it and go on
                 log.exception("link %s: frame %d failed", self._link_id, index)
                 self._record_failure(index)
-            index += 1
+            index = _next_multiple(index + 1, self._stride())
+
+    def _stride(self) -> int:
+        """Frames a CPU-bound worker runs: every stride-th slot, stride the power of two at
+        or above the slowdown.  Both ends of a link choose powers of two on the same slot
+        grid, so the slower end's frames are a subset of the faster end's and every frame
+        it runs yields a block both ends hold."""
+        with self._lock:
+            cpu = self._pace.cpu_speedup(self._simulated_s)
+        return 1 if cpu <= 0.0 or cpu >= 1.0 else 1 << math.ceil(math.log2(1.0 / cpu))
 
     def _record_failure(self, index: int) -> None:
         with self._lock:

@@ -326,3 +326,15 @@ def test_the_worker_thread_runs_at_the_configured_nice_value() -> None:
     finally:
         source.stop()
     assert not worker.is_alive()
+
+
+@pytest.mark.parametrize("cpu_speedup, stride", [(0.0, 1), (2.0, 1), (1.0, 1), (0.6, 2), (0.3, 4), (0.05, 32)])
+def test_a_cpu_bound_worker_runs_every_power_of_two_th_slot(cpu_speedup, stride) -> None:
+    # Both ends pick powers of two on the same slot grid: the slower end's frames are a
+    # subset of the faster end's, so its blocks always have a partner.
+    source = build()
+    if cpu_speedup:
+        source._pace.frame_done(1, compute_s=source._simulated_s / cpu_speedup, interval_s=source._interval_s)
+    assert source._stride() == stride
+    assert [source_module._next_multiple(s, stride) for s in (0, 1, stride + 1)] == [0, stride if stride > 1 else 1,
+                                                                                 2 * stride if stride > 1 else 2]
