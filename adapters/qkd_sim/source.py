@@ -14,8 +14,8 @@ configured: simulated device seconds per wall-clock second over the recent frame
 (frames skipped because the worker fell behind count as lost time); ``cpu_speedup`` is
 what the CPU achieves on a frame (device seconds per second of computing it).  When the
 link cannot keep up, its health says so ("CPU-bound: 0.4x real time"), and its worker runs
-only every 2^j-th slot (2^j >= the slowdown), so that both ends of a CPU-bound link still
-simulate the same frames.
+only every 2^j-th pair of slots (2^j >= the slowdown), so that both ends of a CPU-bound
+link still simulate the same frames, half with even and half with odd sequence numbers.
 """
 
 from __future__ import annotations
@@ -59,9 +59,12 @@ class FrameOutcome:
     qber_alarm: str | None
 
 
-def _next_multiple(slot: int, stride: int) -> int:
-    """The first slot at or after ``slot`` that is a multiple of ``stride``."""
-    return -(-slot // stride) * stride
+def _next_slot(slot: int, stride: int) -> int:
+    """The first slot at or after ``slot`` in a pair of slots (2i, 2i + 1) with i a
+    multiple of ``stride``.  Pairs, because the link manager gives a block to one end's
+    half of the pool or the other's by the parity of its sequence number."""
+    pair = slot >> 1
+    return slot if pair % stride == 0 else -(-pair // stride) * stride * 2
 
 
 def _lower_thread_priority(nice: int) -> None:
@@ -255,7 +258,7 @@ class SimulatedQkdSource(KeySource):
         while not self._stopping.wait(max(0.0, index * interval - time.time())):
             now_slot = self.current_slot()
             if now_slot - index > MAX_LAG_FRAMES:
-                caught_up = _next_multiple(now_slot, self._stride())
+                caught_up = _next_slot(now_slot, self._stride())
                 log.warning("link %s: simulation %d frames behind, skipping frames %d..%d",
                             self._link_id, now_slot - index, index, caught_up - 1)
                 index = caught_up
@@ -267,13 +270,13 @@ class SimulatedQkdSource(KeySource):
             except Exception:  # a failing frame must not end the link: count it and go on
                 log.exception("link %s: frame %d failed", self._link_id, index)
                 self._record_failure(index)
-            index = _next_multiple(index + 1, self._stride())
+            index = _next_slot(index + 1, self._stride())
 
     def _stride(self) -> int:
-        """Frames a CPU-bound worker runs: every stride-th slot, stride the power of two at
-        or above the slowdown.  Both ends of a link choose powers of two on the same slot
-        grid, so the slower end's frames are a subset of the faster end's and every frame
-        it runs yields a block both ends hold."""
+        """Frames a CPU-bound worker runs: every stride-th pair of slots, stride the power of
+        two at or above the slowdown.  Both ends of a link choose powers of two on the same
+        slot grid, so the slower end's frames are a subset of the faster end's and every
+        frame it runs yields a block both ends hold."""
         with self._lock:
             cpu = self._pace.cpu_speedup(self._simulated_s)
         return 1 if cpu <= 0.0 or cpu >= 1.0 else 1 << math.ceil(math.log2(1.0 / cpu))

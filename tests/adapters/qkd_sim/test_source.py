@@ -329,12 +329,16 @@ def test_the_worker_thread_runs_at_the_configured_nice_value() -> None:
 
 
 @pytest.mark.parametrize("cpu_speedup, stride", [(0.0, 1), (2.0, 1), (1.0, 1), (0.6, 2), (0.3, 4), (0.05, 32)])
-def test_a_cpu_bound_worker_runs_every_power_of_two_th_slot(cpu_speedup, stride) -> None:
+def test_a_cpu_bound_worker_runs_every_power_of_two_th_pair_of_slots(cpu_speedup, stride) -> None:
     # Both ends pick powers of two on the same slot grid: the slower end's frames are a
-    # subset of the faster end's, so its blocks always have a partner.
+    # subset of the faster end's, so its blocks always have a partner; pairs of slots keep
+    # even and odd sequence numbers (the two ends' halves of the pool) balanced.
     source = build()
     if cpu_speedup:
         source._pace.frame_done(1, compute_s=source._simulated_s / cpu_speedup, interval_s=source._interval_s)
     assert source._stride() == stride
-    assert [source_module._next_multiple(s, stride) for s in (0, 1, stride + 1)] == [0, stride if stride > 1 else 1,
-                                                                                 2 * stride if stride > 1 else 2]
+    runs = sorted({source_module._next_slot(k, stride) for k in range(16 * stride)})
+    assert runs[:4] == [0, 1, 2 * stride, 2 * stride + 1] if stride > 1 else runs == list(range(16))
+    if stride > 1:
+        slower = {source_module._next_slot(k, 2 * stride) for k in range(16 * stride)}
+        assert slower <= set(runs) and {k % 2 for k in slower} == {0, 1}
