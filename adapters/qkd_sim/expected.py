@@ -66,6 +66,8 @@ class ExpectedCounts:
 def click_and_error_probs(params: LinkParams, afterpulse: str = "previous-gate"
                           ) -> tuple[np.ndarray, np.ndarray, float]:
     """Per intensity: P(click) and P(error) of a matched-basis gate, and the live fraction."""
+    if afterpulse not in AFTERPULSE_MODELS:
+        raise ValueError(f"afterpulse: choose one of {AFTERPULSE_MODELS} (got {afterpulse!r})")
     eta = transmittance(params)
     mus = np.asarray(params.intensities)
     p_d = 1.0 - math.sqrt(1.0 - params.dark_count_prob)
