@@ -31,6 +31,8 @@ JSON_FIELDS = ("length_km", "pulses", "qber", "sifted_bits", "secret_bits",
                "leaked_ec_bits", "aborted", "abort_reason", "mu", "nu", "eve")
 #: Added to the run's JSON: the protocol parameters used and how they were chosen.
 PARAMETER_FIELDS = ("mu3", "p_mu", "p_nu", "p_z", "protocol", "deviation_bound")
+#: Added to the run's JSON from the statistics: the detectors' click rate and maximum.
+CLICK_FIELDS = ("click_rate_hz", "max_click_rate_hz")
 DEFAULT_PULSES = 10**8
 
 
@@ -57,6 +59,7 @@ def _table(stats: LinkStats, params: LinkParams) -> Table:
     rows = [("intensities mu / nu / mu3", f"{params.mu:.4g} / {params.nu:.4g} / {params.mu3:.3g}"),
             ("probabilities p_mu / p_nu, basis p_z", f"{params.p_mu:.3g} / {params.p_nu:.3g}, {params.p_z:.3g}"),
             ("QBER (estimate)", f"{stats.qber:.2%}"), ("sifted bits", f"{stats.sifted_bits}"),
+            ("detector clicks", f"{stats.click_rate_hz:.3g}/s of at most {stats.max_click_rate_hz:.3g}/s"),
             ("sifted rate", f"{stats.sifted_bits / seconds:.4g} bit/s"),
             ("reconciliation efficiency f", f"{stats.reconciliation_efficiency:.3f}"),
             ("Y1 lower bound", f"{stats.y1_lower:.4g}"), ("e1 upper bound", f"{stats.e1_upper:.2%}"),
@@ -164,7 +167,7 @@ def simulate(preset_name, length_km, mu, nu, pulses, seed, eve, eve_fraction, pr
     stats = _run_with_progress(params, pulses, seed, attack)
     if as_json:
         data = stats.as_dict()
-        click.echo(json.dumps({k: _json_safe(data[k]) for k in JSON_FIELDS}
+        click.echo(json.dumps({k: _json_safe(data[k]) for k in JSON_FIELDS + CLICK_FIELDS}
                               | {k: getattr(params, k) for k in PARAMETER_FIELDS}
                               | {"sifting_factor": analytic.sifting_factor(params), "optimized": choice is not None}))
     else:

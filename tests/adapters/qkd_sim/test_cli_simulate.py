@@ -22,6 +22,7 @@ def test_json_fields_present_and_sane():
     assert data["aborted"] is False and data["secret_bits"] > 0
     assert data["secret_bits_per_pulse"] == pytest.approx(data["secret_bits"] / 8_000_000)
     assert data["y1_lower"] > 0 and 0 < data["e1_upper"] < 0.5
+    assert 0 < data["click_rate_hz"] < data["max_click_rate_hz"] == 2e9  # two detectors, no dead time
 
 
 def test_json_eve_reports_abort_reason():
