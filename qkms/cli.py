@@ -17,9 +17,10 @@ from rich.table import Table
 from kms.config import check_files, load_config
 from kms.errors import QkmsError
 from qkms.cli_connect import connect
+from qkms.cli_kek import kek
 from qkms.cli_pki import pki
 from qkms.cli_simulate import simulate
-from qkms.layout import DEMO_LINK_SOURCE, LinkPlan, NodePlan, free_port, write_layout
+from qkms.layout import DEMO_LINK_SOURCE, LINK_POLICIES, LinkPlan, NodePlan, free_port, write_layout
 
 DEFAULT_SAES = ("sae-1", "sae-2")
 
@@ -44,14 +45,17 @@ def main() -> None:
               help="SAE to create: ID or ID@NODE (repeatable; default sae-1, sae-2 on a single node, "
                    "one sae-<node> per node in a network).")
 @click.option("--length-km", type=float, default=10.0, show_default=True, help="Fibre length of simulated links.")
+@click.option("--link-policy", type=click.Choice(LINK_POLICIES), default="qkd-only", show_default=True,
+              help="Policy of every link: QKD only, QKD falling back to ML-KEM, both combined (hybrid), or "
+                   "ML-KEM only (no QKD source). Links that use ML-KEM get ML-DSA keys, the peer's pinned.")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
 def init(directory: Path, node_ids: tuple[str, ...], link_specs: tuple[str, ...], sae_specs: tuple[str, ...],
-         length_km: float, as_json: bool) -> None:
+         length_km: float, link_policy: str, as_json: bool) -> None:
     """Write a ready-to-run node or network (CA, certificates, KEKs, configs) into DIRECTORY."""
     if (directory / "manifest.json").exists():
         raise click.ClickException(f"{directory} already holds a qkms layout")
     try:
-        plans, links = plan_network(node_ids or ("KME-1",), link_specs, sae_specs, length_km)
+        plans, links = plan_network(node_ids or ("KME-1",), link_specs, sae_specs, length_km, link_policy)
         manifest = write_layout(directory, plans, links)
     except (QkmsError, ValueError) as exc:
         raise click.ClickException(getattr(exc, "message", str(exc))) from None
@@ -61,7 +65,8 @@ def init(directory: Path, node_ids: tuple[str, ...], link_specs: tuple[str, ...]
     _print_manifest(manifest.to_dict(), links)
 
 
-def plan_network(node_ids, link_specs, sae_specs, length_km: float) -> tuple[list[NodePlan], list[LinkPlan]]:
+def plan_network(node_ids, link_specs, sae_specs, length_km: float,
+                 link_policy: str = "qkd-only") -> tuple[list[NodePlan], list[LinkPlan]]:
     """Turn --node/--link/--sae options into plans; ValueError names a bad option."""
     if len(set(node_ids)) != len(node_ids):
         raise ValueError("--node: each KME_ID once")
@@ -76,8 +81,8 @@ def plan_network(node_ids, link_specs, sae_specs, length_km: float) -> tuple[lis
         defaults = {node_ids[0]: list(DEFAULT_SAES)} if len(node_ids) == 1 else \
             {node: [f"sae-{node.lower()}"] for node in node_ids}
         saes.update(defaults)
-    links = [LinkPlan(spec, _link_ends(spec, node_ids), {**DEMO_LINK_SOURCE, "length_km": length_km})
-             for spec in link_specs]
+    links = [LinkPlan(spec, _link_ends(spec, node_ids), {**DEMO_LINK_SOURCE, "length_km": length_km},
+                      link_policy) for spec in link_specs]
     return [NodePlan(node, tuple(saes[node]), free_port()) for node in node_ids], links
 
 
@@ -99,7 +104,8 @@ def _print_manifest(manifest: dict, links: list[LinkPlan]) -> None:
         saes.add_row(sae_id, entry["node"], entry["cert"])
     console.print(nodes, saes)
     for link in links:
-        console.print(f"link {link.link_id}: {link.nodes[0]} <-> {link.nodes[1]} ({link.source['kind']})")
+        kinds = [link.source["kind"]] * link.uses_qkd + [link.pqc["kind"]] * link.uses_pqc
+        console.print(f"link {link.link_id}: {link.nodes[0]} <-> {link.nodes[1]} ({link.policy}: {', '.join(kinds)})")
 
 
 @main.command()
@@ -143,7 +149,7 @@ def serve(config_path: Path) -> None:
 
 @main.command(hidden=True)
 @click.option("--config", "config_path", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--redis-url", help="The node's Redis (required unless --check).")
+@click.option("--redis-url", help="The node's embedded Redis (otherwise its `redis` settings are used).")
 @click.option("--parent-pid", type=int, help="Stop when this process (the node's `qkms serve`) exits.")
 @click.option("--check", is_flag=True, help="Only validate the link sources (build them, start nothing): "
                                             "exit 2 with the bad setting's path on stderr.")
@@ -161,9 +167,11 @@ def linkd(config_path: Path, redis_url: str | None, parent_pid: int | None, chec
             click.echo(exc.message, err=True)
             raise SystemExit(2) from None
         return
-    if redis_url is None:
-        raise click.UsageError("--redis-url is required")
-    run_link_manager(load_config(config_path), redis_url)
+    config = load_config(config_path)
+    settings = config.redis.reached_at(redis_url)
+    if settings.embedded:
+        raise click.UsageError("--redis-url is required for a node with an embedded Redis")
+    run_link_manager(config, settings)
 
 
 @main.command()
@@ -205,5 +213,6 @@ def links(directory: Path, kme_id: str | None) -> None:
 
 
 main.add_command(connect)
+main.add_command(kek)
 main.add_command(pki)
 main.add_command(simulate)
