@@ -290,12 +290,15 @@ class SimulatedQkdSource(KeySource):
 
     def _stride(self) -> int:
         """Frames a CPU-bound worker runs: every stride-th pair of slots, stride the power of
-        two at or above the slowdown.  Both ends of a link choose powers of two on the same
-        slot grid, so the slower end's frames are a subset of the faster end's and every
-        frame it runs yields a block both ends hold."""
+        two at or above the slowdown (seconds of computing a frame per slot interval; for a
+        real-time link, the inverse of its ``cpu_speedup``).  Both ends of a link choose
+        powers of two on the same slot grid, so the slower end's frames are a subset of the
+        faster end's and every frame it runs yields a block both ends hold."""
         with self._lock:
-            cpu = self._pace.cpu_speedup(self._simulated_s)
-        return 1 if cpu <= 0.0 or cpu >= 1.0 else 1 << math.ceil(math.log2(1.0 / cpu))
+            slots_per_cpu_frame = self._pace.cpu_speedup(self._interval_s)
+        if slots_per_cpu_frame <= 0.0 or slots_per_cpu_frame >= 1.0:
+            return 1
+        return 1 << math.ceil(math.log2(1.0 / slots_per_cpu_frame))
 
     def _record_failure(self, index: int) -> None:
         with self._lock:

@@ -20,8 +20,7 @@ import pytest
 import adapters.qkd_sim.source as source_module
 from adapters.qkd_sim import EveSpec, LinkRun, run_link
 from adapters.qkd_sim.source import SimulatedQkdSource
-from adapters.qkd_sim.source_config import read_eve_file
-from adapters.qkd_sim.source_config import frame_seed, parse_settings, shared_secret
+from adapters.qkd_sim.source_config import frame_seed, parse_settings, read_eve_file, shared_secret
 from kms import source_registry
 from kms.errors import ConfigError
 from kms.keys import KeyBlock
@@ -329,14 +328,17 @@ def test_the_worker_thread_runs_at_the_configured_nice_value() -> None:
     assert not worker.is_alive()
 
 
-@pytest.mark.parametrize("cpu_speedup, stride", [(0.0, 1), (2.0, 1), (1.0, 1), (0.6, 2), (0.3, 4), (0.05, 32)])
-def test_a_cpu_bound_worker_runs_every_power_of_two_th_pair_of_slots(cpu_speedup, stride) -> None:
+@pytest.mark.parametrize("slots_per_cpu_frame, stride", [(0.0, 1), (2.0, 1), (1.0, 1), (0.6, 2), (0.3, 4), (0.05, 32)])
+@pytest.mark.parametrize("section", [FAST, {**FAST, "frame_interval_s": None}], ids=["interval-set", "real-time"])
+def test_a_cpu_bound_worker_runs_every_power_of_two_th_pair_of_slots(section, slots_per_cpu_frame, stride) -> None:
     # Both ends pick powers of two on the same slot grid: the slower end's frames are a
     # subset of the faster end's, so its blocks always have a partner; pairs of slots keep
-    # even and odd sequence numbers (the two ends' halves of the pool) balanced.
-    source = build()
-    if cpu_speedup:
-        source._pace.frame_done(1, compute_s=source._simulated_s / cpu_speedup, interval_s=source._interval_s)
+    # even and odd sequence numbers (the two ends' halves of the pool) balanced.  The
+    # slowdown is computing time against the slot interval, whether that interval is the
+    # device's real time or a configured one.
+    source = build({k: v for k, v in section.items() if v is not None})
+    if slots_per_cpu_frame:
+        source._pace.frame_done(1, compute_s=source._interval_s / slots_per_cpu_frame, interval_s=source._interval_s)
     assert source._stride() == stride
     runs = sorted({source_module._next_slot(k, stride) for k in range(16 * stride)})
     assert runs[:4] == [0, 1, 2 * stride, 2 * stride + 1] if stride > 1 else runs == list(range(16))
