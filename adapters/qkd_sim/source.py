@@ -163,6 +163,14 @@ class SimulatedQkdSource(KeySource):
         link_id, _ = link_identity(context)
         return cls(settings, context, shared_secret(settings, context, link_id))
 
+    @classmethod
+    def validate_config(cls, section: dict[str, Any], context: SourceContext) -> None:
+        """The section, the link's identity and its seed file, checked as :meth:`from_config`
+        checks them, without optimising the parameters (seconds of CPU at every node start)."""
+        settings = parse_settings(section)
+        link_id, _ = link_identity(context)
+        shared_secret(settings, context, link_id)
+
     # --- producing -----------------------------------------------------------------------
 
     def set_eve(self, spec: EveSpec | None) -> None:

@@ -105,6 +105,21 @@ def test_relative_seed_file_resolves_against_the_data_dir(tmp_path: Path) -> Non
         build({**FAST, "seed_file": "short.seed"}, data_dir=tmp_path)
 
 
+def test_validation_checks_what_building_checks_without_optimising(monkeypatch, tmp_path: Path) -> None:
+    # `qkms serve` validates every link end before it listens: no seconds of optimisation there.
+    def no_optimiser(*args, **kwargs):
+        raise AssertionError("validate_config optimised the parameters")
+
+    monkeypatch.setattr("adapters.qkd_sim.source_config.optimal_parameters", no_optimiser)
+    SimulatedQkdSource.validate_config(dict(FAST), context())
+    for section, expected in (({"mu": 0.05}, "mu: must be > nu"), ({**FAST, "seed_file": "missing.seed"},
+                                                                   "seed_file: cannot read")):
+        with pytest.raises(ConfigError, match=f"^{expected}"):
+            SimulatedQkdSource.validate_config(section, context(data_dir=tmp_path))
+    with pytest.raises(ConfigError, match="no peer KME"):
+        SimulatedQkdSource.validate_config(dict(FAST), SourceContext("KME-A"))
+
+
 def test_a_peer_is_required() -> None:
     with pytest.raises(ConfigError, match="no peer KME"):
         SimulatedQkdSource.from_config(dict(FAST), SourceContext("KME-A"))
