@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import signal
@@ -21,7 +22,6 @@ from qkms.cli_audit import audit
 from qkms.cli_connect import connect
 from qkms.cli_kek import kek
 from qkms.cli_pki import pki
-from qkms.cli_simulate import simulate
 from qkms.layout import DEMO_LINK_SOURCE, LINK_POLICIES, LinkPlan, NodePlan, free_port, write_layout
 
 DEFAULT_SAES = ("sae-1", "sae-2")
@@ -33,7 +33,23 @@ def _configure_logging() -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
-@click.group()
+class _Commands(click.Group):
+    """The command group; the commands in LAZY are imported only when called (or listed),
+    so that ``qkms serve``, the gunicorn master of a node's workers, never loads the
+    simulator's NumPy, SciPy and numba."""
+
+    LAZY = {"simulate": "qkms.cli_simulate"}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.LAZY})
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in self.LAZY:
+            return getattr(importlib.import_module(self.LAZY[name]), name)
+        return super().get_command(ctx, name)
+
+
+@click.group(cls=_Commands)
 @click.version_option(package_name="qkms")
 def main() -> None:
     """qkms: quantum-safe key management (ETSI GS QKD 014 over mutual TLS)."""
@@ -221,7 +237,7 @@ def linkd(config_path: Path, redis_url: str | None, parent_pid: int | None, chec
 @click.option("--keep-running", is_flag=True,
               help="Leave the network running afterwards, node B's dashboard served on loopback, until Ctrl-C.")
 def demo(directory: Path, keep_running: bool) -> None:
-    """Run the demo in DIRECTORY (recreated): four nodes, simulated QKD and ML-KEM links, ETSI 014 exchanges."""
+    """Run the demo in DIRECTORY (recreated): four nodes, QKD, hybrid and PQC links, ETSI 014 exchanges."""
     from qkms.demo import run_demo
 
     if not run_demo(directory, Console(width=130), keep_running):
@@ -281,4 +297,3 @@ main.add_command(audit)
 main.add_command(connect)
 main.add_command(kek)
 main.add_command(pki)
-main.add_command(simulate)

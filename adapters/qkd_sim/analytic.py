@@ -15,9 +15,9 @@ Formulas and their sources:
 * PLOB bound: -log2(1 - eta) bits per channel use (Pirandola, Laurenza, Ottaviani,
   Banchi, Nat. Commun. 8, 15043 (2017)).
 
-q is the sifting factor of our protocol, p_z^2 (key from Z coincidences only).  Lo,
-Ma and Chen use q = 1/2 (symmetric BB84 keyed in both bases); q does not change the
-maximum distance.
+q is the sifting factor of the link's protocol (:mod:`adapters.qkd_sim.protocols`):
+p_z^2 for our efficient BB84 (key from Z coincidences only), 1/2 for the symmetric BB84
+of Lo, Ma and Chen (keyed in both bases); q does not change the maximum distance.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from scipy import optimize
 from adapters.qkd_sim.decoy import DecoyBounds, vacuum_weak_decoy_bounds
 from adapters.qkd_sim.entropy import binary_entropy
 from adapters.qkd_sim.params import LinkParams
+from adapters.qkd_sim.protocols import PROTOCOLS
 
 E0 = 0.5  # error rate of background (dark) counts, Ma et al. 2005
 
@@ -56,8 +57,8 @@ def single_photon_true(params: LinkParams, eta: float) -> tuple[float, float]:
 
 
 def sifting_factor(params: LinkParams) -> float:
-    """q = p_z^2: fraction of pulses that are Z-basis coincidences."""
-    return params.p_z ** 2
+    """q of the link's protocol: p_z^2 (efficient BB84) or 1/2 (symmetric BB84, GLLP)."""
+    return PROTOCOLS[params.protocol].sifting_factor(params)
 
 
 def gllp_rate(q: float, f: float, q_mu: float, e_mu: float, q1: float, e1: float) -> float:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 
 import numpy as np
 from scipy import optimize, stats
@@ -64,15 +65,33 @@ def thin(rng: np.random.Generator, photons: np.ndarray, survival: float) -> np.n
     return out
 
 
+#: One way photons of a pulse reach Bob: (weight, probability generating function G(z)
+#: of the number of photons arriving, probability that each goes to the detector of
+#: Alice's bit).  A channel's pulses are a mixture of such modes.
+Mode = tuple[float, Callable[[float], float], float]
+
+
 class HonestChannel:
     """Fibre of transmittance 10^(-alpha L/10) followed by Bob's optics and detectors."""
 
     def __init__(self, params: LinkParams):
         self.eta = transmittance(params)
+        self.misalignment = params.misalignment_error
 
     def transmit(self, rng, photons, bits, bases, intensity_idx) -> Arrival:
         """Thin every pulse by the total transmittance; states are untouched."""
         return Arrival(thin(rng, photons, self.eta), bits, bases)
+
+    def _right(self, matched: bool) -> float:
+        """Probability that a photon in Alice's state goes to the detector of her bit."""
+        return 1.0 - self.misalignment if matched else 0.5
+
+    def _poisson(self, mu: float) -> Callable[[float], float]:
+        return lambda z: math.exp(-self.eta * mu * (1.0 - z))
+
+    def modes(self, mu: float, matched: bool) -> list[Mode]:
+        """Arrival modes of a pulse of intensity ``mu``: Poisson(eta mu) photons in Alice's state."""
+        return [(1.0, self._poisson(mu), self._right(matched))]
 
 
 class InterceptResend(HonestChannel):
@@ -91,6 +110,15 @@ class InterceptResend(HonestChannel):
         new_bases = np.where(attacked, eve_basis, bases).astype(np.uint8)
         return Arrival(thin(rng, photons, self.eta), new_bits, new_bases)
 
+    def modes(self, mu: float, matched: bool) -> list[Mode]:
+        """Eve's basis equals Alice's (half the attacks): Alice's state; otherwise it equals
+        Bob's when his differs from Alice's, and her random bit is Alice's half the time."""
+        f, g = self.fraction, self._poisson(mu)
+        resent = ([(0.5, g, 0.5)] if matched else
+                  [(0.25, g, 1.0 - self.misalignment), (0.25, g, self.misalignment)])
+        return [(1.0 - f, g, self._right(matched)), (0.5 * f, g, self._right(matched))] + [
+            (f * w, pgf, rho) for w, pgf, rho in resent]
+
 
 class PhotonNumberSplitting(HonestChannel):
     """Eve blocks single photons and splits multi-photon pulses on a fraction of pulses."""
@@ -107,6 +135,18 @@ class PhotonNumberSplitting(HonestChannel):
         honest = thin(rng, photons, self.eta)
         split = thin(rng, np.maximum(photons - 1, 0), self.eve_transmittance * self.device_eta)
         return Arrival(np.where(attacked, split, honest), bits, bases)
+
+    def modes(self, mu: float, matched: bool) -> list[Mode]:
+        """Attacked pulses: n <= 1 photons give nothing, n >= 2 send n - 1 photons on."""
+        t = self.eve_transmittance * self.device_eta
+
+        def split(z: float) -> float:
+            s = 1.0 - t * (1.0 - z)  # per forwarded photon; sum_{n>=2} p_n s^(n-1)
+            tail = (math.exp(mu * s) - 1.0 - mu * s) / s if s > 1e-8 else mu * mu * s / 2.0
+            return math.exp(-mu) * (1.0 + mu + tail)
+
+        return [(1.0 - self.fraction, self._poisson(mu), self._right(matched)),
+                (self.fraction, split, self._right(matched))]
 
 
 def pns_gain(mu: float, eta: float, device_eta: float, fraction: float, t_eve: float) -> float:

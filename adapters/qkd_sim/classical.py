@@ -1,9 +1,9 @@
-"""The authenticated public channel between Alice and Bob, as counted messages.
+"""The authenticated public channel between Alice and Bob, as counted disclosures.
 
-Everything Alice discloses during reconciliation goes through :meth:`disclose`, which
-counts one leaked bit per parity per frame; that count is lambda_EC in the
+Every parity Alice discloses during reconciliation is counted for its frame (in the
+Cascade kernel's ``_ask``); the per-frame totals land here and are lambda_EC in the
 secret-length bound.  Parities Bob can infer for free (padding, complements of known
-parities) never pass through here.
+parities) are never counted because they never cross the channel.
 """
 
 from __future__ import annotations
@@ -12,14 +12,11 @@ import numpy as np
 
 
 class PublicChannel:
-    """Counts disclosed bits per frame and the number of messages exchanged."""
+    """Disclosed bits per frame."""
 
     def __init__(self, n_frames: int):
         self.leaked_bits = np.zeros(n_frames, np.int64)
-        self.messages = 0
 
-    def disclose(self, frames: np.ndarray, parities: np.ndarray) -> np.ndarray:
-        """Carry ``parities`` (one per entry of ``frames``) from Alice to Bob."""
-        self.leaked_bits += np.bincount(frames, minlength=self.leaked_bits.size)
-        self.messages += 1
-        return parities.copy()
+    def record(self, bits_per_frame: np.ndarray) -> None:
+        """Add bits disclosed in each frame."""
+        self.leaked_bits += bits_per_frame

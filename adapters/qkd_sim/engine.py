@@ -20,15 +20,22 @@ import numpy as np
 
 from adapters.qkd_sim.channel import EveSpec, make_channel
 from adapters.qkd_sim.estimation import (asymptotic_rate_from_counts, finite_bounds,
-                                         qber_abort_reason, sample_qber, yield_and_error_bounds)
+                                         estimate_qber, qber_abort_reason, yield_and_error_bounds)
 from adapters.qkd_sim.finite_key import secret_length
+from adapters.qkd_sim.events import simulate_events
 from adapters.qkd_sim.montecarlo import DetectionTally, simulate_pulses
+from adapters.qkd_sim.errors import InvalidLinkParams
 from adapters.qkd_sim.params import LinkParams
+from adapters.qkd_sim.protocols import PROTOCOLS
 from adapters.qkd_sim.toeplitz import ToeplitzHash
 from adapters.qkd_sim.postprocessing import (privacy_amplification, reconcile_frames,
                                              split_frames)
 
 Progress = Callable[[str, int, int], None]
+
+#: Monte Carlo samplers by name: "events" samples only the detections (cost ~ clicks),
+#: "pulses" every pulse (the reference; cost ~ pulses).  Both follow the same law.
+SAMPLERS = {"events": simulate_events, "pulses": simulate_pulses}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,6 +55,8 @@ class LinkStats:
     y1_lower: float
     e1_upper: float
     asymptotic_bits_per_pulse: float
+    click_rate_hz: float = 0.0
+    max_click_rate_hz: float = 0.0
     frames: int = 0
     frames_failed: int = 0
     reconciled_bits: int = 0
@@ -90,19 +99,29 @@ def _base_stats(params: LinkParams, pulses: int, eve: EveSpec | None,
                 eve=None if eve is None else f"{eve.kind}:{eve.fraction:g}",
                 gains=tuple(map(float, tally.gains())),
                 error_rates=tuple(map(float, tally.error_rates())), sifted_bits=sifted,
-                asymptotic_bits_per_pulse=asymptotic_rate_from_counts(tally, params))
+                asymptotic_bits_per_pulse=asymptotic_rate_from_counts(tally, params),
+                click_rate_hz=float(tally.clicked.sum()) / pulses * params.pulse_rate_hz,
+                max_click_rate_hz=max_click_rate_hz(params))
+
+
+def max_click_rate_hz(params: LinkParams) -> float:
+    """Bob's two detectors together, each firing at most once per dead time + one gate."""
+    return 2.0 * params.pulse_rate_hz / (params.dead_time_gates + 1)
 
 
 def run_link(params: LinkParams, pulses: int, seed: int, eve: EveSpec | None = None,
-             progress: Progress | None = None) -> LinkRun:
+             progress: Progress | None = None, sampler: str = "events") -> LinkRun:
     """Simulate ``pulses`` pulses and post-process them into two independent keys."""
     if pulses <= 0:
         raise ValueError(f"pulses: must be > 0 (got {pulses})")
+    if not PROTOCOLS[params.protocol].simulated:
+        raise InvalidLinkParams(f"protocol: {params.protocol} has analytic rates only; simulate "
+                                f"{[name for name, p in PROTOCOLS.items() if p.simulated]}")
     mc_rng, sample_rng, public_rng = (np.random.default_rng(s)
                                       for s in np.random.SeedSequence(seed).spawn(3))
     report = (lambda stage: (lambda n: progress(stage, n, pulses))) if progress else (lambda s: None)
-    tally, keys = simulate_pulses(params, pulses, mc_rng, make_channel(params, eve), report("simulate"))
-    sample = sample_qber(keys, params.pe_fraction, sample_rng)
+    tally, keys = SAMPLERS[sampler](params, pulses, mc_rng, make_channel(params, eve), report("simulate"))
+    sample = estimate_qber(keys, tally, params.pe_fraction, sample_rng)
     bounds = finite_bounds(tally, params)
     y1, e1 = yield_and_error_bounds(bounds, tally, params)
     stats = dict(_base_stats(params, pulses, eve, tally, keys.alice.size), qber=sample.qber,
@@ -141,10 +160,10 @@ def _post_process(params, keys, sample, bounds, stats, public_rng, progress) -> 
         reason = (f"finite-key bound gives no positive key: s_Z1 >= {length.s_z1:.0f}, "
                   f"phase error <= {length.phase_error:.1%}, EC leak {rec.leaked_bits} bits")
         return LinkRun(LinkStats(**stats, aborted=True, abort_reason=reason))
-    seed = public_rng.integers(0, 2, rec.alice.size + secret - 1, dtype=np.uint8)
+    seed = public_rng.integers(0, 2, rec.alice.size - 1, dtype=np.uint8)
     # The Toeplitz seed is public: its transform is computed once; each side still
     # hashes only its own reconciled key.
-    pa = ToeplitzHash(seed, rec.alice.size, secret)
+    pa = ToeplitzHash(seed, rec.alice.size - secret, secret)
     alice_key = privacy_amplification(rec.alice, pa, secret)
     bob_key = privacy_amplification(rec.bob, pa, secret)
     return LinkRun(LinkStats(**stats, secret_bits=secret), alice_key, bob_key)

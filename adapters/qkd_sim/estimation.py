@@ -1,8 +1,12 @@
 """Parameter estimation: QBER from a disclosed sample, decoy bounds, abort decisions.
 
-QBER: Alice and Bob disclose the same uniformly random ``pe_fraction`` of the sifted Z
-bits and compare them; those bits are then removed from the key (and the removal is
-charged as a worst case in :func:`adapters.qkd_sim.finite_key.remove_disclosed`).
+QBER: by default (``pe_fraction`` 0) the error rate of the X-basis (test) coincidences,
+which the decoy analysis discloses anyway, estimates the key's QBER for Cascade and
+the abort check, as in Lim et al. 2014's protocol (step 4); the key's true error count
+is learnt in reconciliation.  With ``pe_fraction`` > 0, Alice and Bob instead disclose
+the same uniformly random fraction of the sifted Z bits and compare them; those bits are
+then removed from the key (and the removal is charged as a worst case in
+:func:`adapters.qkd_sim.finite_key.remove_disclosed`).
 
 Decoy bounds use the Z/X detection and error counts per intensity, with Chernoff
 fluctuations at eps_sec/21 (Lim et al., PRA 89, 022307 (2014)).  The asymptotic
@@ -34,6 +38,16 @@ class QberSample:
     keep: np.ndarray
 
 
+def estimate_qber(keys: SiftedKeys, tally: DetectionTally, fraction: float,
+                  rng: np.random.Generator) -> QberSample:
+    """The X-basis error rate (fraction 0), or a disclosed sample of the key (fraction > 0)."""
+    if fraction > 0.0:
+        return sample_qber(keys, fraction, rng)
+    x_sifted = int(tally.sifted[:, 1].sum())
+    qber = float(tally.errors[:, 1].sum()) / x_sifted if x_sifted else 1.0
+    return QberSample(qber, 0, np.arange(keys.alice.size))
+
+
 def sample_qber(keys: SiftedKeys, fraction: float, rng: np.random.Generator) -> QberSample:
     """Both parties disclose the same random positions; returns the observed error rate."""
     n = keys.alice.size
@@ -49,7 +63,7 @@ def finite_bounds(tally: DetectionTally, params: LinkParams) -> FiniteDecoyBound
     """Lim et al. 2014 bounds from the observed counts (signal, decoy, vacuum)."""
     return finite_decoy_bounds(tally.sifted[:, 0], tally.sifted[:, 1], tally.errors[:, 1],
                                params.intensities, params.intensity_probs,
-                               params.eps_sec / EPS_SPLIT)
+                               params.eps_sec / EPS_SPLIT, params.deviation_bound)
 
 
 def yield_and_error_bounds(bounds: FiniteDecoyBounds, tally: DetectionTally,

@@ -41,7 +41,7 @@ def phase_error_upper(bounds: FiniteDecoyBounds, eps_sec: float) -> float:
     return min(0.5, ratio + phase_error_gamma(eps_sec, ratio, bounds.s_z1, bounds.s_x1))
 
 
-def remove_disclosed(s0: float, s1: float, phi: float, disclosed_bits: int) -> tuple[float, float, float]:
+def remove_disclosed(s0: float, s1: float, phi: float, disclosed_bits: float) -> tuple[float, float, float]:
     """Bounds left after disclosing a sample: removals hit s0 first, then s1 (worst case)."""
     s0_left = max(0.0, s0 - disclosed_bits)
     s1_left = max(0.0, s1 - max(0, disclosed_bits - s0))
@@ -66,11 +66,25 @@ class SecretLength:
     eps_cost_bits: float
 
 
-def secret_length(bounds: FiniteDecoyBounds, leak_ec_bits: int, disclosed_bits: int,
-                  eps_sec: float, eps_cor: float) -> SecretLength:
-    """Lim et al. 2014 eq. 1 with the actually leaked EC bits and the disclosed sample."""
+def key_balance_bits(bounds: FiniteDecoyBounds, leak_ec_bits: float, disclosed_bits: float,
+                     eps_sec: float, eps_cor: float) -> tuple[float, float]:
+    """(entropy, cost) of Lim et al. 2014 eq. 1: s0 + s1 (1 - h(phi)) and lambda_EC + eps terms.
+
+    The key length before rounding is entropy - cost (negative when there is none).
+    """
+    raw, _, _, _, cost = _length(bounds, leak_ec_bits, disclosed_bits, eps_sec, eps_cor)
+    return raw + leak_ec_bits + cost, leak_ec_bits + cost
+
+
+def _length(bounds, leak_ec_bits, disclosed_bits, eps_sec, eps_cor):
     phi = phase_error_upper(bounds, eps_sec)
     s0, s1, phi = remove_disclosed(bounds.s_z0, bounds.s_z1, phi, disclosed_bits)
     cost = epsilon_cost_bits(eps_sec, eps_cor)
-    raw = s0 + s1 * (1.0 - binary_entropy(phi)) - leak_ec_bits - cost
+    return s0 + s1 * (1.0 - binary_entropy(phi)) - leak_ec_bits - cost, s0, s1, phi, cost
+
+
+def secret_length(bounds: FiniteDecoyBounds, leak_ec_bits: int, disclosed_bits: int,
+                  eps_sec: float, eps_cor: float) -> SecretLength:
+    """Lim et al. 2014 eq. 1 with the actually leaked EC bits and the disclosed sample."""
+    raw, s0, s1, phi, cost = _length(bounds, leak_ec_bits, disclosed_bits, eps_sec, eps_cor)
     return SecretLength(max(0, math.floor(raw)), s0, s1, phi, leak_ec_bits, cost)

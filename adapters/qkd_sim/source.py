@@ -1,22 +1,28 @@
 """The ``simulated`` key source: a decoy-state BB84 link run by both of its ends.
 
 Both ends of a link run the same deterministic simulation (:func:`run_link`): frame
-``k`` is the wall-clock slot ``floor(time.time() / frame_interval_s)`` and its seed is
+``k`` is the wall-clock slot ``floor(time.time() / interval)`` and its seed is
 HMAC-SHA256(shared secret, link_id | k).  The end whose KME_ID sorts first keeps
 Alice's final key, the other Bob's; each is produced by its own side of the protocol
 inside the engine, which compares them by hash.  A frame that aborts, or whose keys
 differ, yields no block at either end.  Blocks are ``KeyBlock(f"{link_id}:{k}", key, k)``.
 
-Frame size: with the GYS parameters the finite-key bound (Lim et al. 2014, eps_sec
-1e-10) needs about 2e8 pulses per frame for a positive key at 10 km and 3e8 (a few
-hundred bits) at 25 km, i.e. tens of CPU seconds per frame (about 150 ns per pulse);
-hence the default frame of 4e8 pulses every 120 s.
-For quick demos and tests use ``preset: snspd-illustrative`` with a few million pulses.
+Real time: by default a frame of ``pulses_per_frame`` pulses is simulated every
+``pulses_per_frame / pulse_rate_hz`` seconds, so the pool fills at the modelled device's
+physical secret-key rate when the CPU keeps up.  The ``speedup`` metric is measured, not
+configured: simulated device seconds per wall-clock second over the recent frames
+(frames skipped because the worker fell behind count as lost time); ``cpu_speedup`` is
+what the CPU achieves on a frame (device seconds per second of computing it).  When the
+link cannot keep up, its health says so ("CPU-bound: 0.4x real time"), and its worker runs
+only every 2^j-th pair of slots (2^j >= the slowdown), so that both ends of a CPU-bound
+link still simulate the same frames, half with even and half with odd sequence numbers.
 """
 
 from __future__ import annotations
 
 import logging
+import math
+import os
 import threading
 import time
 from collections import deque
@@ -54,15 +60,77 @@ class FrameOutcome:
     qber_alarm: str | None
 
 
+def _next_slot(slot: int, stride: int) -> int:
+    """The first slot at or after ``slot`` in a pair of slots (2i, 2i + 1) with i a
+    multiple of ``stride``.  Pairs, because the link manager gives a block to one end's
+    half of the pool or the other's by the parity of its sequence number."""
+    pair = slot >> 1
+    return slot if pair % stride == 0 else -(-pair // stride) * stride * 2
+
+
+def _lower_thread_priority(nice: int) -> None:
+    """Let the node's own work (key delivery, relaying) go first: on Linux a thread has
+    its own nice value, so a CPU-bound simulation yields the cores instead of starving
+    the requests it exists to serve (its speedup then shows what is left for it)."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
+    except (AttributeError, OSError) as exc:  # not Linux, or not permitted
+        log.info("simulation worker keeps its priority: %s", exc)
+
+
+class _Pace:
+    """How fast frames complete: wall-clock time per frame and CPU time per frame.
+
+    Exponentially weighted over recent frames.  Between two completed frames the wall
+    clock counts ``(index - previous index) * interval`` when the worker keeps to its
+    slots, or more when computing a frame took longer; slots skipped to catch up count
+    as time in which nothing was simulated.
+    """
+
+    WEIGHT = 0.3
+
+    def __init__(self):
+        self.wall_per_frame_s: float | None = None
+        self.cpu_per_frame_s: float | None = None
+        self.previous: tuple[int, float] | None = None
+
+    def frame_done(self, index: int, compute_s: float, interval_s: float) -> None:
+        """Record a completed frame (its slot index and the seconds it took to compute)."""
+        now = time.monotonic()
+        wall = max(compute_s, interval_s)
+        if self.previous is not None and index > self.previous[0]:
+            wall = max(now - self.previous[1], (index - self.previous[0]) * interval_s)
+        self.previous = (index, now)
+        self.wall_per_frame_s = self._mix(self.wall_per_frame_s, wall)
+        self.cpu_per_frame_s = self._mix(self.cpu_per_frame_s, compute_s)
+
+    def _mix(self, old: float | None, new: float) -> float:
+        return new if old is None else (1.0 - self.WEIGHT) * old + self.WEIGHT * new
+
+    def speedup(self, simulated_s: float) -> float:
+        """Simulated device seconds per wall-clock second (0 before the first frame)."""
+        return simulated_s / self.wall_per_frame_s if self.wall_per_frame_s else 0.0
+
+    def cpu_speedup(self, simulated_s: float) -> float:
+        """Simulated device seconds per second of computing (0 before the first frame)."""
+        return simulated_s / self.cpu_per_frame_s if self.cpu_per_frame_s else 0.0
+
+
 class SimulatedQkdSource(KeySource):
     """Decoy-state BB84 over a simulated fibre; keys appear frame by frame.
 
     Without ``seed_file`` the frame seeds derive from the link id alone, so anyone
     holding the configuration can reproduce every key: for tests and demos only.
-    Settings (all optional): ``preset`` ("gys"), ``length_km`` (10), ``mu``, ``nu``,
-    ``pulses_per_frame`` (4e8), ``frame_interval_s`` (120), ``seed_file``, ``eve``
+    Settings (all optional): ``preset`` ("gys"), ``length_km`` (10), ``optimize`` (true:
+    intensities, their probabilities and p_z chosen per length and frame size, Lim et al.
+    2014), ``mu``, ``nu``, ``p_mu``, ``p_nu``, ``p_z`` (each, when set, held fixed),
+    ``deviation_bound`` ("chernoff" | "hoeffding"),
+    ``pulses_per_frame`` (1e9), ``frame_interval_s`` (default: real time for the device),
+    ``seed_file``, ``eve``
     ({kind: intercept-resend|pns, fraction}), ``qber_alarm_margin`` (0.02),
-    ``max_queued_blocks`` (64), ``eve_file`` (an eavesdropper while that file exists).
+    ``max_queued_blocks`` (64), ``eve_file`` (an eavesdropper while that file exists),
+    ``worker_nice`` (10: the simulation thread's nice value, so that a CPU-bound link
+    leaves the cores to key delivery first).
     """
 
     kind = "simulated"
@@ -70,7 +138,10 @@ class SimulatedQkdSource(KeySource):
 
     def __init__(self, settings: SimulatedSourceSettings, context: SourceContext, secret: bytes):
         self._settings = settings
-        self._params = settings.link_params()
+        self._params = settings.engine_params()
+        self._interval_s = settings.interval_s(self._params)
+        self._simulated_s = settings.pulses_per_frame / self._params.pulse_rate_hz
+        self._pace = _Pace()
         self._link_id, self._peer = link_identity(context)
         self._kme_id = context.kme_id
         self._data_dir = context.data_dir
@@ -91,6 +162,14 @@ class SimulatedQkdSource(KeySource):
         settings = parse_settings(section)
         link_id, _ = link_identity(context)
         return cls(settings, context, shared_secret(settings, context, link_id))
+
+    @classmethod
+    def validate_config(cls, section: dict[str, Any], context: SourceContext) -> None:
+        """The section, the link's identity and its seed file, checked as :meth:`from_config`
+        checks them, without optimising the parameters (seconds of CPU at every node start)."""
+        settings = parse_settings(section)
+        link_id, _ = link_identity(context)
+        shared_secret(settings, context, link_id)
 
     # --- producing -----------------------------------------------------------------------
 
@@ -125,6 +204,7 @@ class SimulatedQkdSource(KeySource):
             if cancel is not None and cancel.is_set():
                 raise _FrameCancelled
 
+        started = time.perf_counter()
         run = run_link(self._params, self._settings.pulses_per_frame,
                        frame_seed(self._secret, self._link_id, index), eve, progress)
         delivered = not run.stats.aborted and run.keys_match
@@ -132,6 +212,8 @@ class SimulatedQkdSource(KeySource):
         if delivered:
             key = run.alice_key if self._is_alice else run.bob_key
             block = KeyBlock(f"{self._link_id}:{index}", key, index)
+        with self._lock:
+            self._pace.frame_done(index, time.perf_counter() - started, self._interval_s)
         self._record(index, run.stats, block)
         return block
 
@@ -152,7 +234,7 @@ class SimulatedQkdSource(KeySource):
 
     def _qber_alarm(self, stats: LinkStats) -> str | None:
         """Compare the frame's QBER with the running baseline; update the baseline if calm."""
-        if stats.pe_sample_bits == 0:
+        if stats.sifted_bits == 0:
             return None
         qber, baseline = stats.qber, self._baseline_qber
         if baseline is not None and qber > baseline + self._settings.qber_alarm_margin:
@@ -191,17 +273,20 @@ class SimulatedQkdSource(KeySource):
 
     def current_slot(self) -> int:
         """The wall-clock slot (frame index) now."""
-        return int(time.time() // self._settings.frame_interval_s)
+        return int(time.time() // self._interval_s)
 
     def _work(self) -> None:
-        interval = self._settings.frame_interval_s
+        _lower_thread_priority(self._settings.worker_nice)
+        interval = self._interval_s
         index = self.current_slot() + 1
         while not self._stopping.wait(max(0.0, index * interval - time.time())):
             now_slot = self.current_slot()
             if now_slot - index > MAX_LAG_FRAMES:
+                caught_up = _next_slot(now_slot, self._stride())
                 log.warning("link %s: simulation %d frames behind, skipping frames %d..%d",
-                            self._link_id, now_slot - index, index, now_slot - 1)
-                index = now_slot
+                            self._link_id, now_slot - index, index, caught_up - 1)
+                index = caught_up
+                continue
             try:
                 self._run_frame(index, self._stopping)
             except _FrameCancelled:
@@ -209,7 +294,19 @@ class SimulatedQkdSource(KeySource):
             except Exception:  # a failing frame must not end the link: count it and go on
                 log.exception("link %s: frame %d failed", self._link_id, index)
                 self._record_failure(index)
-            index += 1
+            index = _next_slot(index + 1, self._stride())
+
+    def _stride(self) -> int:
+        """Frames a CPU-bound worker runs: every stride-th pair of slots, stride the power of
+        two at or above the slowdown (seconds of computing a frame per slot interval; for a
+        real-time link, the inverse of its ``cpu_speedup``).  Both ends of a link choose
+        powers of two on the same slot grid, so the slower end's frames are a subset of the
+        faster end's and every frame it runs yields a block both ends hold."""
+        with self._lock:
+            slots_per_cpu_frame = self._pace.cpu_speedup(self._interval_s)
+        if slots_per_cpu_frame <= 0.0 or slots_per_cpu_frame >= 1.0:
+            return 1
+        return 1 << math.ceil(math.log2(1.0 / slots_per_cpu_frame))
 
     def _record_failure(self, index: int) -> None:
         with self._lock:
@@ -241,21 +338,26 @@ class SimulatedQkdSource(KeySource):
         problems = [p for p in (last.qber_alarm, None if last.delivered else abort_reason) if p]
         if problems:
             return SourceHealth("degraded", f"frame {last.index}: " + "; ".join(problems), metrics)
+        pace = "" if metrics["cpu_speedup"] >= 1.0 else \
+            f"; CPU-bound: {metrics['cpu_speedup']:.2g}x real time for this device"
         return SourceHealth("up", f"frame {last.index}: QBER {last.stats.qber:.1%}, "
-                                  f"{last.stats.secret_bits} secret bits", metrics)
+                                  f"{last.stats.secret_bits} secret bits{pace}", metrics)
 
     def _metrics(self, last: FrameOutcome | None, counts: dict[str, int]) -> dict[str, float]:
-        simulated_s = self._settings.pulses_per_frame / self._params.pulse_rate_hz
         metrics: dict[str, float] = {**counts, "queued_blocks": len(self._queue),
-                                     "speedup": simulated_s / self._settings.frame_interval_s}
+                                     "speedup": self._pace.speedup(self._simulated_s),
+                                     "cpu_speedup": self._pace.cpu_speedup(self._simulated_s)}
         if self._baseline_qber is not None:
             metrics["qber_baseline"] = self._baseline_qber
         if last is not None:
             s = last.stats
+            device_rate = s.secret_bits / self._simulated_s
             metrics |= {"frame": last.index, "qber": s.qber, "sifted_bits": s.sifted_bits,
                         "y1_lower": s.y1_lower, "e1_upper": s.e1_upper, "secret_bits": s.secret_bits,
                         "secret_bits_per_pulse": s.secret_bits_per_pulse,
-                        "secret_rate_bps": s.secret_bits / self._settings.frame_interval_s}
+                        "device_secret_rate_bps": device_rate,
+                        "secret_rate_bps": device_rate * metrics["speedup"],
+                        "click_rate_hz": s.click_rate_hz, "max_click_rate_hz": s.max_click_rate_hz}
         return metrics
 
     @property

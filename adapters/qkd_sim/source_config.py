@@ -16,15 +16,15 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from adapters.qkd_sim.channel import EVE_MODELS, EveSpec
 from adapters.qkd_sim.errors import InvalidLinkParams
+from adapters.qkd_sim.optimize import FREE_PARAMETERS, optimal_parameters
 from adapters.qkd_sim.params import LinkParams, preset
 from kms.config import describe_validation_error
 from kms.errors import ConfigError
 from kms.sources import SourceContext
 
-# GYS needs 2e8 pulses per frame before the finite-key bound of Lim et al. 2014 leaves
-# a positive key at 10 km, and 3e8 (barely) at 25 km; see the module docs of source.py.
-DEFAULT_PULSES_PER_FRAME = 400_000_000
-DEFAULT_FRAME_INTERVAL_S = 120.0
+# One second of a 1 GHz source per frame, in real time: with parameters optimised for
+# the frame (Lim et al. 2014), GYS leaves a finite key up to ~100 km at 1e9 pulses.
+DEFAULT_PULSES_PER_FRAME = 1_000_000_000
 MIN_SEED_FILE_BYTES = 16
 
 
@@ -54,10 +54,15 @@ class SimulatedSourceSettings(_Frozen):
 
     preset: str = "gys"
     length_km: float = Field(10.0, ge=0.0)
+    optimize: bool = True
     mu: float | None = Field(None, gt=0.0)
     nu: float | None = Field(None, gt=0.0)
+    p_mu: float | None = Field(None, gt=0.0, lt=1.0)
+    p_nu: float | None = Field(None, gt=0.0, lt=1.0)
+    p_z: float | None = Field(None, gt=0.0, lt=1.0)
+    deviation_bound: str = "chernoff"
     pulses_per_frame: int = Field(DEFAULT_PULSES_PER_FRAME, ge=1, le=10**11)
-    frame_interval_s: float = Field(DEFAULT_FRAME_INTERVAL_S, gt=0.0)
+    frame_interval_s: float | None = Field(None, gt=0.0)
     seed_file: Path | None = None
     eve: EveSettings | None = None
     #: A file that, while it exists, switches an eavesdropper on from the next frame:
@@ -65,14 +70,32 @@ class SimulatedSourceSettings(_Frozen):
     eve_file: Path | None = None
     qber_alarm_margin: float = Field(0.02, gt=0.0, lt=0.5)
     max_queued_blocks: int = Field(64, ge=1)
+    worker_nice: int = Field(10, ge=0, le=19)
+
+    def interval_s(self, params: LinkParams) -> float:
+        """Seconds between frames: as set, or (default) real time for the modelled device,
+        pulses_per_frame / pulse_rate_hz."""
+        return self.frame_interval_s or self.pulses_per_frame / params.pulse_rate_hz
+
+    def fixed_values(self) -> dict[str, float]:
+        """Protocol parameters this section sets; the optimiser leaves them alone."""
+        return {name: getattr(self, name) for name in FREE_PARAMETERS if getattr(self, name) is not None}
 
     def link_params(self) -> LinkParams:
-        """The engine's parameters: the preset with this section's overrides."""
-        changes = {"length_km": self.length_km, "mu": self.mu, "nu": self.nu}
+        """The preset with this section's overrides (validated; not optimised)."""
         try:
-            return preset(self.preset, **{k: v for k, v in changes.items() if v is not None})
+            return preset(self.preset, length_km=self.length_km, deviation_bound=self.deviation_bound,
+                          **self.fixed_values())
         except InvalidLinkParams as exc:  # its message already starts with the field name
             raise ConfigError(str(exc)) from None
+
+    def engine_params(self) -> LinkParams:
+        """What the link runs: :meth:`link_params`, its free parameters optimised for the
+        length and frame size unless ``optimize`` is false (Lim et al. 2014; cached)."""
+        params = self.link_params()
+        if not self.optimize:
+            return params
+        return optimal_parameters(params, float(self.pulses_per_frame), frozenset(self.fixed_values())).params
 
 
 def parse_settings(section: dict[str, Any]) -> SimulatedSourceSettings:

@@ -15,7 +15,7 @@ import math
 
 import numpy as np
 
-from adapters.qkd_sim.toeplitz import ToeplitzHash
+from adapters.qkd_sim.toeplitz import PackedToeplitz
 
 
 def tag_bits(n_frames: int, eps_cor: float) -> int:
@@ -23,14 +23,14 @@ def tag_bits(n_frames: int, eps_cor: float) -> int:
     return math.ceil(math.log2(max(n_frames, 1) / eps_cor))
 
 
-def verification_tags(frames: np.ndarray, tags_of: ToeplitzHash) -> np.ndarray:
+def verification_tags(frames: np.ndarray, tags_of: PackedToeplitz) -> np.ndarray:
     """Tags (frames x t bits) of each row of ``frames`` under the batch's public Toeplitz hash.
 
-    Both parties use the same ``ToeplitzHash`` (built once from the public seed, t x n).
+    Both parties use the same ``PackedToeplitz`` (built once from the public seed, t x n).
     """
     return tags_of(frames)
 
 
-def verified_frames(alice_tags: np.ndarray, bob_frames: np.ndarray, tags_of: ToeplitzHash) -> np.ndarray:
+def verified_frames(alice_tags: np.ndarray, bob_frames: np.ndarray, tags_of: PackedToeplitz) -> np.ndarray:
     """Bob's side: boolean mask of frames whose tag equals the one Alice sent."""
     return np.all(verification_tags(bob_frames, tags_of) == alice_tags, axis=-1)

@@ -45,7 +45,7 @@ def test_key_material_never_in_repr_or_stats(run):
 
 @pytest.mark.parametrize("name, length_km, pulses", [
     ("snspd-illustrative", 0.0, 2_000_000), ("snspd-illustrative", 50.0, 4_000_000),
-    ("gys", 0.0, 4_000_000)])
+    ("gys", 0.0, 4_000_000), ("toshiba-2013", 25.0, 100_000_000)])
 def test_simulated_rates_below_plob(name, length_km, pulses):
     params = preset(name, length_km=length_km)
     stats = run_link(params, pulses, seed=5).stats

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
+import os
 import threading
 from pathlib import Path
 
@@ -19,8 +20,7 @@ import pytest
 import adapters.qkd_sim.source as source_module
 from adapters.qkd_sim import EveSpec, LinkRun, run_link
 from adapters.qkd_sim.source import SimulatedQkdSource
-from adapters.qkd_sim.source_config import read_eve_file
-from adapters.qkd_sim.source_config import frame_seed, parse_settings, shared_secret
+from adapters.qkd_sim.source_config import frame_seed, parse_settings, read_eve_file, shared_secret
 from kms import source_registry
 from kms.errors import ConfigError
 from kms.keys import KeyBlock
@@ -57,8 +57,9 @@ def two_ends() -> tuple[list[KeyBlock | None], list[KeyBlock | None]]:
 
 def test_empty_section_gives_the_documented_defaults() -> None:
     settings = parse_settings({})
-    assert (settings.preset, settings.length_km, settings.pulses_per_frame) == ("gys", 10.0, 400_000_000)
-    assert (settings.frame_interval_s, settings.qber_alarm_margin, settings.eve) == (120.0, 0.02, None)
+    assert (settings.preset, settings.length_km, settings.pulses_per_frame) == ("gys", 10.0, 1_000_000_000)
+    assert (settings.frame_interval_s, settings.qber_alarm_margin, settings.eve) == (None, 0.02, None)
+    assert settings.interval_s(settings.link_params()) == 1.0  # real time: 1e9 pulses of a 1 GHz source
     assert build({}).health().state == "down"
 
 
@@ -71,6 +72,9 @@ def test_empty_section_gives_the_documented_defaults() -> None:
     ({"eve": {"kind": "pns", "fraction": 2}}, "eve.fraction: "),
     ({"eve": {"fraction": 0.5}}, "eve.kind: "),
     ({"mu": 0.05}, "mu: must be > nu"),
+    ({"deviation_bound": "markov"}, "deviation_bound: choose one of ['chernoff', 'hoeffding']"),
+    ({"p_z": 1.5}, "p_z: "),
+    ({"optimize": "sometimes"}, "optimize: "),
     ({"preset": "no-such-device"}, "preset: unknown name 'no-such-device'"),
     ({"no_such_setting": 1}, "no_such_setting: unknown setting for the simulated source"),
 ])
@@ -78,6 +82,16 @@ def test_bad_settings_are_named_relative_to_the_section(section: dict, expected:
     with pytest.raises(ConfigError) as caught:
         build(section)
     assert caught.value.message.startswith(expected), caught.value.message
+
+
+def test_links_optimise_by_default_and_keep_what_the_section_fixes() -> None:
+    fixed = parse_settings({**FAST, "optimize": False}).engine_params()
+    assert (fixed.mu, fixed.p_z) == (0.5, 0.8)  # the preset's values
+    chosen = parse_settings(FAST).engine_params()
+    assert chosen.replace(mu=0.5, nu=0.15, p_mu=0.7, p_nu=0.2, p_z=0.8) == fixed
+    assert (chosen.mu, chosen.p_z) != (0.5, 0.8)
+    held = parse_settings({**FAST, "mu": 0.45, "p_z": 0.9}).engine_params()
+    assert (held.mu, held.p_z) == (0.45, 0.9) and held.nu != 0.15
 
 
 def test_relative_seed_file_resolves_against_the_data_dir(tmp_path: Path) -> None:
@@ -89,6 +103,21 @@ def test_relative_seed_file_resolves_against_the_data_dir(tmp_path: Path) -> Non
     (tmp_path / "short.seed").write_bytes(b"tiny")
     with pytest.raises(ConfigError, match=r"^seed_file: must hold at least 16 bytes"):
         build({**FAST, "seed_file": "short.seed"}, data_dir=tmp_path)
+
+
+def test_validation_checks_what_building_checks_without_optimising(monkeypatch, tmp_path: Path) -> None:
+    # `qkms serve` validates every link end before it listens: no seconds of optimisation there.
+    def no_optimiser(*args, **kwargs):
+        raise AssertionError("validate_config optimised the parameters")
+
+    monkeypatch.setattr("adapters.qkd_sim.source_config.optimal_parameters", no_optimiser)
+    SimulatedQkdSource.validate_config(dict(FAST), context())
+    for section, expected in (({"mu": 0.05}, "mu: must be > nu"), ({**FAST, "seed_file": "missing.seed"},
+                                                                   "seed_file: cannot read")):
+        with pytest.raises(ConfigError, match=f"^{expected}"):
+            SimulatedQkdSource.validate_config(section, context(data_dir=tmp_path))
+    with pytest.raises(ConfigError, match="no peer KME"):
+        SimulatedQkdSource.validate_config(dict(FAST), SourceContext("KME-A"))
 
 
 def test_a_peer_is_required() -> None:
@@ -119,7 +148,7 @@ def test_block_is_the_engine_key_of_this_end(two_ends) -> None:
     block = next(b for b in two_ends[0] if b is not None)
     settings = parse_settings(FAST)
     seed = frame_seed(shared_secret(settings, context(), LINK), LINK, block.sequence)
-    run = run_link(settings.link_params(), settings.pulses_per_frame, seed)
+    run = run_link(settings.engine_params(), settings.pulses_per_frame, seed)
     assert block.size_bits == run.stats.secret_bits > 0
     assert digest(block) == hashlib.sha256(run.alice_key).hexdigest()
 
@@ -168,7 +197,7 @@ def test_qber_jump_raises_the_alarm_and_clears_without_eve() -> None:
     assert health.state == "up", health.reason
     assert health.metrics["qber"] < 0.03 and health.metrics["secret_rate_bps"] > 0
     for name in ("secret_bits_per_pulse", "sifted_bits", "y1_lower", "e1_upper", "frames_ok",
-                 "frames_aborted", "speedup"):
+                 "frames_aborted", "speedup", "cpu_speedup", "click_rate_hz", "device_secret_rate_bps"):
         assert isinstance(health.metrics[name], (int, float)), name
     source.set_eve(EveSpec("intercept-resend", 0.2))
     source.run_frame(3)
@@ -186,7 +215,7 @@ def test_qber_jump_raises_the_alarm_and_clears_without_eve() -> None:
 @pytest.fixture
 def fake_engine(monkeypatch: pytest.MonkeyPatch) -> None:
     """run_link stand-in: instant, deterministic per seed, 1-4 KiB keys, real-looking stats."""
-    real = run_link(parse_settings(FAST).link_params(), 1, seed=0).stats
+    real = run_link(parse_settings(FAST).engine_params(), 1, seed=0).stats
 
     def fake_run_link(params, pulses, seed, eve=None, progress=None) -> LinkRun:
         size = 1024 * (1 + seed % 4)
@@ -258,7 +287,7 @@ def test_stop_wakes_a_worker_waiting_for_its_slot() -> None:
 
 
 def test_stop_cancels_a_long_frame_in_progress(monkeypatch: pytest.MonkeyPatch) -> None:
-    # A frame of 4e8 pulses takes about a minute; it reports progress every 2**20 pulses.
+    # A frame of 1e11 pulses (100 s of the device) takes minutes; it reports progress per chunk.
     frame_started = threading.Event()
 
     def run_link_noting_the_start(*args, **kwargs) -> LinkRun:
@@ -266,7 +295,7 @@ def test_stop_cancels_a_long_frame_in_progress(monkeypatch: pytest.MonkeyPatch) 
         return run_link(*args, **kwargs)
 
     monkeypatch.setattr(source_module, "run_link", run_link_noting_the_start)
-    source = build({"pulses_per_frame": 400_000_000, "frame_interval_s": 0.05})
+    source = build({"pulses_per_frame": 100_000_000_000, "frame_interval_s": 0.05})
     worker = start_worker(source)
     wait_until(frame_started.is_set, "the worker to start a frame", 60)
     source.stop()
@@ -279,6 +308,62 @@ def test_stop_without_start_is_idempotent() -> None:
     source.stop()
     source.stop()
     assert source.health().state == "down"
+
+
+# --- real time: the measured speedup ---------------------------------------------------------
+
+
+def test_pace_counts_skipped_slots_as_lost_time() -> None:
+    pace = source_module._Pace()
+    pace.frame_done(10, compute_s=0.25, interval_s=1.0)
+    assert pace.speedup(1.0) == 1.0 and pace.cpu_speedup(1.0) == 4.0  # kept to its slot
+    pace.frame_done(14, compute_s=3.0, interval_s=1.0)  # fell behind: slots 11-13 skipped
+    assert pace.speedup(1.0) == pytest.approx(1.0 / (0.7 * 1.0 + 0.3 * 4.0))
+    assert pace.cpu_speedup(1.0) == pytest.approx(1.0 / (0.7 * 0.25 + 0.3 * 3.0))
+
+
+@pytest.mark.parametrize("cpu_speedup", [0.25, 4.0])
+def test_a_link_that_cannot_keep_up_says_so(cpu_speedup) -> None:
+    # The frame's computing time is set, not measured, so the outcome does not depend on
+    # this machine's speed: a quarter of real time is CPU-bound, four times is not.
+    source = build()
+    source.run_frame(1)
+    source._pace = source_module._Pace()
+    source._pace.frame_done(1, compute_s=source._simulated_s / cpu_speedup, interval_s=source._interval_s)
+    health = source.health()
+    assert health.state == "up" and health.metrics["cpu_speedup"] == pytest.approx(cpu_speedup)
+    assert ("CPU-bound: 0.25x real time" in health.reason) == (cpu_speedup < 1.0)
+    assert health.metrics["secret_rate_bps"] <= health.metrics["device_secret_rate_bps"]
+
+
+def test_the_worker_thread_runs_at_the_configured_nice_value() -> None:
+    source = build({**FAST, "frame_interval_s": 3600, "worker_nice": 7})
+    worker = start_worker(source)
+    try:
+        wait_until(lambda: worker.native_id is not None, "the worker's thread id", 10)
+        wait_until(lambda: os.getpriority(os.PRIO_PROCESS, worker.native_id) == 7, "the worker's nice value", 10)
+    finally:
+        source.stop()
+    assert not worker.is_alive()
+
+
+@pytest.mark.parametrize("slots_per_cpu_frame, stride", [(0.0, 1), (2.0, 1), (1.0, 1), (0.6, 2), (0.3, 4), (0.05, 32)])
+@pytest.mark.parametrize("section", [FAST, {**FAST, "frame_interval_s": None}], ids=["interval-set", "real-time"])
+def test_a_cpu_bound_worker_runs_every_power_of_two_th_pair_of_slots(section, slots_per_cpu_frame, stride) -> None:
+    # Both ends pick powers of two on the same slot grid: the slower end's frames are a
+    # subset of the faster end's, so its blocks always have a partner; pairs of slots keep
+    # even and odd sequence numbers (the two ends' halves of the pool) balanced.  The
+    # slowdown is computing time against the slot interval, whether that interval is the
+    # device's real time or a configured one.
+    source = build({k: v for k, v in section.items() if v is not None})
+    if slots_per_cpu_frame:
+        source._pace.frame_done(1, compute_s=source._interval_s / slots_per_cpu_frame, interval_s=source._interval_s)
+    assert source._stride() == stride
+    runs = sorted({source_module._next_slot(k, stride) for k in range(16 * stride)})
+    assert runs[:4] == [0, 1, 2 * stride, 2 * stride + 1] if stride > 1 else runs == list(range(16))
+    if stride > 1:
+        slower = {source_module._next_slot(k, 2 * stride) for k in range(16 * stride)}
+        assert slower <= set(runs) and {k % 2 for k in slower} == {0, 1}
 
 
 def test_an_eve_file_switches_an_eavesdropper_on_and_off(tmp_path) -> None:

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from adapters.qkd_sim.postprocessing import privacy_amplification
-from adapters.qkd_sim.toeplitz import ToeplitzHash, toeplitz_hash, toeplitz_hash_naive
+from adapters.qkd_sim.toeplitz import PackedToeplitz, ToeplitzHash, toeplitz_hash, toeplitz_hash_naive
 
 
 def _inputs(n, m, seed, leading=(3,)):
@@ -38,14 +38,27 @@ def test_one_hash_object_serves_many_inputs_like_fresh_ones():
     assert np.array_equal(shared(x), toeplitz_hash_naive(x, seed, 300))
 
 
-def test_privacy_amplification_with_shared_transform_equals_per_party_seed():
-    (key,), seed = _inputs(4000, 1600, seed=6, leading=(1,))
-    shared = ToeplitzHash(seed, 4000, 1600, block_bits=512)
-    expected = np.packbits(toeplitz_hash_naive(key, seed, 1600)).tobytes()
-    assert privacy_amplification(key, shared, 1600) == expected
-    assert privacy_amplification(key, seed, 1600) == expected
+def test_privacy_amplification_is_the_modified_toeplitz_product():
+    # key = [I_m | T] x with T the m x (n - m) Toeplitz matrix of an (n - 1)-bit seed
+    # (Hayashi and Tsurumaru 2016), whether the seed's transform is shared or not.
+    n, m = 4000, 1600
+    (key,), seed = _inputs(n - m, m, seed=6, leading=(1,))
+    key = np.concatenate([np.random.default_rng(7).integers(0, 2, m, dtype=np.uint8), key])
+    expected = np.packbits(key[:m] ^ toeplitz_hash_naive(key[m:], seed, m)).tobytes()
+    shared = ToeplitzHash(seed, n - m, m, block_bits=512)
+    assert privacy_amplification(key, shared, m) == expected
+    assert privacy_amplification(key, seed, m) == expected
     with pytest.raises(ValueError):
-        privacy_amplification(key[:-1], shared, 1600)
+        privacy_amplification(key[:-1], shared, m)
+    with pytest.raises(ValueError):
+        privacy_amplification(key, seed, n)
+
+
+@pytest.mark.parametrize("n, m", [(10_000, 53), (10_000, 64), (777, 5), (64, 64), (65, 1)])
+def test_packed_toeplitz_equals_naive_product(n, m):
+    x, seed = _inputs(n, m, seed=n + m, leading=(5,))
+    assert np.array_equal(PackedToeplitz(seed, n, m)(x), toeplitz_hash_naive(x, seed, m))
+    assert np.array_equal(PackedToeplitz(seed, n, m)(x[0]), toeplitz_hash_naive(x[0], seed, m))
 
 
 def test_large_key_matches_an_independent_dense_computation_on_sampled_rows():
