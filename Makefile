@@ -32,10 +32,10 @@ lock:
 	  "$$tmp/venv/bin/python" -m pip freeze --all --exclude pip --exclude qkms; } > constraints.txt.new; \
 	mv constraints.txt.new constraints.txt
 
-# Debian packages the integration tiers use: redis-server and openssl; for the connector
+# Debian packages the integration tiers use: redis-server, openssl and haproxy; for the connector
 # tests strongSwan's charon and swanctl, wireguard-go and wg, iproute2 (ip netns). Each
 # command is probed first, so apt-get runs only when something is missing.
-SYSTEM_COMMANDS := redis-server:redis-server openssl:openssl ip:iproute2 wg:wireguard-tools \
+SYSTEM_COMMANDS := redis-server:redis-server openssl:openssl haproxy:haproxy ip:iproute2 wg:wireguard-tools \
 	wireguard-go:wireguard-go swanctl:strongswan-swanctl /usr/lib/ipsec/charon:strongswan-charon
 system-deps:
 	@missing=$$(for pair in $(SYSTEM_COMMANDS); do command -v "$${pair%%:*}" >/dev/null 2>&1 || \
