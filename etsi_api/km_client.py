@@ -71,9 +71,10 @@ class HttpPeerTransport(PeerTransport):
                                                "offset": offset}, retries=0)
 
     def link_halves(self, peer: str) -> list[LinkHalf]:
-        """The peer's own link halves; Unavailable, as if unreachable, when its answer is malformed."""
+        """The peer's own link halves, their times on this node's clock; Unavailable, as if
+        unreachable, when its answer is malformed."""
         try:
-            return km_wire.halves_from_json(self._call(peer, "GET", "links", retries=0))
+            return km_wire.halves_from_json(self._call(peer, "GET", "links", retries=0), time.time())
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             log.warning("KM GET links at %s: malformed answer (%s)", peer, type(exc).__name__)
             raise Unavailable(f"peer {peer} sent malformed link state") from None

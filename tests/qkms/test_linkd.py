@@ -8,6 +8,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import httpx
@@ -224,14 +225,20 @@ def test_malformed_links_answer_is_unavailable(two_node_config, body):
         transport.close()
 
 
-def test_well_formed_links_answer_is_parsed(two_node_config):
-    half = LinkHalf("A-B", "B", 4096, observed_at=1.0)
-    answer = httpx.MockTransport(lambda request: httpx.Response(200, json=km_wire.halves_to_json([half])))
+@pytest.mark.parametrize("peer_clock_offset_s", [-1000.0, 0.0, 1000.0])
+def test_a_links_answer_is_read_on_the_peers_clock(two_node_config, peer_clock_offset_s):
+    """A half the peer observed 2 s before it answered is 2 s old here, whatever the peer's clock says."""
+    peer_now = time.time() + peer_clock_offset_s
+    half = LinkHalf("A-B", "B", 4096, observed_at=peer_now - 2)
+    body = km_wire.halves_to_json([half], now=peer_now)
+    answer = httpx.MockTransport(lambda request: httpx.Response(200, json=body))
     transport = HttpPeerTransport(two_node_config, http_transport=answer)
     try:
-        assert transport.link_halves("B") == [half]
+        (got,) = transport.link_halves("B")
     finally:
         transport.close()
+    assert replace(got, observed_at=half.observed_at) == half
+    assert 2 <= time.time() - got.observed_at < 5 and got.fresh()
 
 
 # --- link source settings ------------------------------------------------------------------
