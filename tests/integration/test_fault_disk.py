@@ -11,27 +11,26 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 
 import pytest
 
 from adapters.etsi014_client import Etsi014Error
 from qkms.layout import NodePlan, free_port, write_layout
 from qkms.runner import open_log, sae_client, stop_process, wait_for_port
-from tests.support.conditions import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 MOUNT_AND_RUN = 'mount -t tmpfs -o size=8m tmpfs "$0" && exec "$@"'
 
 
-def _namespaces_available() -> str | None:
-    """Why a private tmpfs cannot be mounted here, or None if it can."""
+def require_private_tmpfs() -> None:
+    """Skip, saying why, unless a tmpfs can be mounted in a user+mount namespace here."""
     if shutil.which("unshare") is None:
-        return "unshare (util-linux) is not installed"
+        pytest.skip("unshare (util-linux) is not installed")
     probe = subprocess.run(["unshare", "-rm", "sh", "-c", "mount -t tmpfs -o size=1m tmpfs /mnt"],
                            capture_output=True, timeout=30)
-    return None if probe.returncode == 0 else f"no user+mount namespace with tmpfs here: {probe.stderr[:200]!r}"
+    if probe.returncode != 0:
+        pytest.skip(f"no user+mount namespace with a tmpfs here: {probe.stderr[:200]!r}")
 
 
 def _fill(directory) -> None:
@@ -48,12 +47,10 @@ def _fill(directory) -> None:
         os.close(fd)
 
 
-@pytest.mark.xfail(strict=True, reason="the embedded Redis exits on an AOF write error and nothing restarts "
-                                       "it: the node answers 503 until restarted (docs/faults.md)")
-def test_a_full_disk_answers_503_delivers_nothing_twice_and_recovers(tmp_path):
-    reason = _namespaces_available()
-    if reason:
-        pytest.skip(reason)
+def test_a_full_disk_answers_503_and_delivers_nothing_twice(tmp_path):
+    """Not yet checked: recovery once space returns. The embedded Redis exits on an AOF
+    write error and nothing restarts it (docs/faults.md, open)."""
+    require_private_tmpfs()
     port = free_port()
     manifest = write_layout(tmp_path, [NodePlan("A", ("sae-m", "sae-s"), port)]).to_dict()
     config = manifest["nodes"]["A"]["config"]
@@ -76,19 +73,13 @@ def test_a_full_disk_answers_503_delivers_nothing_twice_and_recovers(tmp_path):
             except Etsi014Error as exc:
                 statuses.append(exc.status)
         assert statuses[-1] == 503 and set(statuses) <= {200, 503}, statuses
-        os.remove(inside / "filler")
-        freed_at = time.monotonic()
-        wait_until(lambda: _serves(master), "the node to serve again once space returned", 30)
-        print(f"disk full: {statuses}; served again {time.monotonic() - freed_at:.2f} s after space returned")
-        assert len(slave.dec_keys("sae-m", [k.key_id for k in before])) == 2
+        issued = [k.key_id for k in before]
+        with pytest.raises(Etsi014Error) as refused:
+            slave.dec_keys("sae-m", issued)
+        assert refused.value.status == 503, "a key was handed out while its deletion could not be persisted"
+        print(f"disk full: enc_keys answered {statuses}; dec_keys 503")
     finally:
         master.close()
         slave.close()
         stop_process(node)
 
-
-def _serves(master) -> bool:
-    try:
-        return len(master.enc_keys("sae-s", number=1)) == 1
-    except Etsi014Error:
-        return False
