@@ -32,11 +32,11 @@ lock:
 	  "$$tmp/venv/bin/python" -m pip freeze --all --exclude pip --exclude qkms; } > constraints.txt.new; \
 	mv constraints.txt.new constraints.txt
 
-# Debian packages the integration tiers use: redis-server and openssl; for the connector
-# tests strongSwan's charon and swanctl, wireguard-go and wg, iproute2 (ip netns); for the
-# dashboard's browser test chromium and chromedriver. Each
-# command is probed first, so apt-get runs only when something is missing.
-SYSTEM_COMMANDS := redis-server:redis-server openssl:openssl ip:iproute2 wg:wireguard-tools \
+# Debian packages the integration tiers use: redis-server, openssl and haproxy; for the
+# connector tests strongSwan's charon and swanctl, wireguard-go and wg, iproute2 (ip netns);
+# for the dashboard's browser test chromium and chromedriver. Each command is probed
+# first, so apt-get runs only when something is missing.
+SYSTEM_COMMANDS := redis-server:redis-server openssl:openssl haproxy:haproxy ip:iproute2 wg:wireguard-tools \
 	wireguard-go:wireguard-go swanctl:strongswan-swanctl /usr/lib/ipsec/charon:strongswan-charon \
 	chromium:chromium chromedriver:chromium-driver
 system-deps:

@@ -117,7 +117,7 @@ def push_links():
     and this node's change-log digest for the neighbour to compare with its own."""
     peer = calling_peer()
     request.max_content_length = GOSSIP_BODY_LIMIT_BYTES
-    halves = km_wire.halves_push_from_json(_body())
+    halves = km_wire.halves_push_from_json(_body(), peer)
     accepted = _network().accept_halves(halves, peer)
     view, _ = _runtime().current()
     return jsonify({"accepted": accepted, "changes_digest": view.digest})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import time
 from typing import Any
 
 from kms.changes import MAX_CHANGES, Change
@@ -84,22 +85,30 @@ def _hop_key(item: Any) -> HopKey:
                   tuple(Segment.from_list(s) for s in _list(item.get("pqc_segments", []))))
 
 
-def halves_to_json(halves: list[LinkHalf], link_manager: LinkManagerStatus | None = None) -> dict[str, Any]:
-    """A GET /links answer; ``link_manager`` (the node's own, for its operator) is optional."""
+def halves_to_json(halves: list[LinkHalf], link_manager: LinkManagerStatus | None = None,
+                   now: float | None = None) -> dict[str, Any]:
+    """A GET /links answer at unix time ``now`` (default: this node's clock);
+    ``link_manager`` (the node's own, for its operator) is optional."""
     body: dict[str, Any] = {
         "links": [{"link": h.link_id, "owner": h.owner, "available_bits": h.available_bits,
                    "state": h.state, "reason": h.reason, "metrics": h.metrics,
                    "observed_at": h.observed_at, "sources": list(h.sources),
                    "algorithms": list(h.algorithms),
-                   "held_peer_sequences": list(h.held_peer_sequences)} for h in halves]}
+                   "held_peer_sequences": list(h.held_peer_sequences)} for h in halves],
+        "now": time.time() if now is None else now}
     if link_manager is not None:
         body["link_manager"] = link_manager.to_dict()
     return body
 
 
-def halves_from_json(data: Any) -> list[LinkHalf]:
+def halves_from_json(data: Any, received_at: float | None = None) -> list[LinkHalf]:
+    """The halves of a GET /links answer. With ``received_at`` (the reader's clock when
+    the answer came) each ``observed_at`` is moved onto the reader's clock by the
+    answer's own ``now``: a half's age is measured on the clock that stamped it, so a
+    peer whose clock is off is neither taken for stale nor kept fresh too long."""
+    shift = 0.0 if received_at is None or "now" not in data else received_at - float(data["now"])
     return [LinkHalf(h["link"], h["owner"], int(h["available_bits"]), h["state"], h["reason"],
-                     dict(h["metrics"]), float(h["observed_at"]), tuple(h.get("sources", ())),
+                     dict(h["metrics"]), float(h["observed_at"]) + shift, tuple(h.get("sources", ())),
                      tuple(h.get("algorithms", ())), tuple(int(s) for s in h.get("held_peer_sequences", ())))
             for h in data["links"]]
 
@@ -110,10 +119,16 @@ def link_manager_from_json(data: Any) -> LinkManagerStatus | None:
     return None if raw is None else LinkManagerStatus.from_dict(raw)
 
 
-def halves_push_from_json(data: Any) -> list[LinkHalf]:
-    """The halves of a POST /links push; BadRequest if it is malformed (nothing is kept)."""
+def halves_push_from_json(data: Any, sender: str) -> list[LinkHalf]:
+    """The halves of a POST /links push from neighbour ``sender``; BadRequest if it is
+    malformed (nothing is kept). The sender's own halves are moved onto this node's
+    clock by the push's ``now`` (so a neighbour whose clock is off is neither stale nor
+    fresh too long); halves it passes on keep their times, because ``observed_at`` is
+    also a half's version, and shifting it at every hop would make a half look newer
+    each time it went round a cycle of the network."""
     try:
-        return halves_from_json(data)
+        shifted = {(h.link_id, h.owner): h for h in halves_from_json(data, time.time())}
+        return [shifted[(h.link_id, h.owner)] if h.owner == sender else h for h in halves_from_json(data)]
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise BadRequest(f"malformed link state ({type(exc).__name__})") from None
 

@@ -49,6 +49,8 @@ JUSTIFIED_SLEEPS = {
 #: "path::function" -> the capability whose absence skips there (the reason is printed).
 JUSTIFIED_SKIPS = {
     "tests/support/processes.py::external_redis_binary": "the Debian redis-server binary",
+    "tests/support/haproxy.py::haproxy_binary": "the Debian haproxy binary",
+    "tests/integration/test_fault_disk.py::require_private_tmpfs": "a tmpfs in a user+mount namespace (unshare)",
     "tests/support/netns.py::require_namespaces":
         "root, iproute2 and network namespaces, and the VPN daemons a connector test runs",
     "tests/integration/connectors/test_tls_psk.py::psk_pair": "the openssl binary",

@@ -10,6 +10,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import httpx
@@ -295,6 +296,19 @@ def test_a_push_carries_the_halves_and_returns_the_peers_digest(two_node_config)
     body = json.loads(seen[0].content)
     assert seen[0].method == "POST" and seen[0].url.path == "/km/v1/links"
     assert km_wire.halves_from_json(body) == [half] and body["changes_digest"] == "mine"
+
+
+@pytest.mark.parametrize("peer_clock_offset_s", [-1000.0, 0.0, 1000.0])
+def test_a_pushed_report_is_read_on_the_peers_clock(peer_clock_offset_s):
+    """A half the peer observed 2 s before it pushed is 2 s old here, whatever the peer's clock says."""
+    peer_now = time.time() + peer_clock_offset_s
+    half = LinkHalf("A-B", "B", 4096, observed_at=peer_now - 2)
+    passed_on = LinkHalf("C-D", "C", 4096, observed_at=peer_now - 2)
+    body = {**km_wire.halves_to_json([half, passed_on], now=peer_now), "changes_digest": "x"}
+    got, kept = km_wire.halves_push_from_json(body, "B")
+    assert replace(got, observed_at=half.observed_at) == half
+    assert 2 <= time.time() - got.observed_at < 5 and got.fresh()
+    assert kept == passed_on, "a half passed on keeps its version"
 
 
 # --- link source settings ------------------------------------------------------------------

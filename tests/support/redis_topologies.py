@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import redis
+from redis.crc import key_slot
 
 from kms.config import ClusterConfig, RedisConfig, SentinelConfig
 from qkms.runner import stop_process
@@ -133,11 +134,33 @@ class ClusterSet:
         return self
 
     def _ready(self) -> bool:
+        """Slots agreed and every replica in sync with its master (else a killed master
+        has no replica to promote)."""
         with self.nodes[0].client() as client:
-            return client.cluster("info").get("cluster_state") == "ok"
+            if client.cluster("info").get("cluster_state") != "ok":
+                return False
+        in_sync = 0
+        for node in self.nodes:
+            with node.client() as client:
+                replication = client.info("replication")
+            in_sync += replication["role"] == "slave" and replication.get("master_link_status") == "up"
+        return in_sync == len(self.nodes) // 2
 
     def settings(self, **extra) -> RedisConfig:
         return RedisConfig(cluster=ClusterConfig(nodes=(f"127.0.0.1:{self.nodes[0].port}",)), **extra)
+
+    def master_of(self, key: str) -> RedisNode:
+        """The node currently serving ``key``'s hash slot as master."""
+        slot = key_slot(key.encode())
+        for node in self.nodes:
+            if node.process.poll() is not None:
+                continue
+            with node.client() as client:
+                if client.info("replication")["role"] != "master":
+                    continue
+                if any(start <= slot <= end for start, end in _own_slots(client)):
+                    return node
+        raise RuntimeError(f"no live master serves slot {slot}")
 
     def flush(self) -> None:
         for node in self.nodes:
@@ -148,3 +171,16 @@ class ClusterSet:
     def stop(self) -> None:
         for node in self.nodes:
             node.stop()
+
+
+def _own_slots(client: redis.Redis) -> list[tuple[int, int]]:
+    """The slot ranges the node behind ``client`` serves (CLUSTER MYSHARDID needs Redis 7.2)."""
+    myself = next(line for line in client.execute_command("CLUSTER", "NODES").decode().splitlines()
+                  if "myself" in line.split()[2])
+    ranges = []
+    for item in myself.split()[8:]:
+        if item.startswith("["):
+            continue  # a slot being migrated
+        start, _, end = item.partition("-")
+        ranges.append((int(start), int(end or start)))
+    return ranges
