@@ -19,6 +19,7 @@ key_IDs or SAE_IDs.
 from __future__ import annotations
 
 import os
+import stat
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -27,6 +28,7 @@ from flask import Blueprint, Flask, Response, current_app, g, request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 
 from etsi_api.auth import calling_metrics_reader
+from kms.errors import ConfigError
 
 MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
 LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -41,6 +43,10 @@ def use_multiprocess_dir(directory: Path) -> None:
     ``directory`` (emptied first: counters start from zero with the node). Called by
     ``qkms serve`` before it starts the link manager and the workers."""
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    found = directory.lstat()
+    if not stat.S_ISDIR(found.st_mode) or found.st_uid != os.getuid():
+        raise ConfigError(f"{directory} is not a directory of this user: metrics refused")
+    directory.chmod(0o700)
     for stale in directory.glob("*.db"):
         stale.unlink()
     os.environ[MULTIPROCESS_ENV] = str(directory)

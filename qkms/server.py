@@ -1,13 +1,15 @@
 """Running a node: embedded Redis (if no URL is configured), the supervised link
 manager, and gunicorn over mutual TLS.
 
-The gunicorn master owns the embedded Redis and the link manager's supervisor: it
-starts both before forking workers and stops them after the last worker is gone. Each
+The gunicorn master owns the embedded Redis and the link manager, each under a
+supervisor that restarts it when it exits: it starts both before forking workers and
+stops them after the last worker is gone. Each
 worker opens its own connections.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import signal
@@ -15,6 +17,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import tempfile
 import time
 import warnings
 from functools import partial
@@ -37,7 +40,7 @@ from kms.storage.embedded_redis import EmbeddedRedis, die_with_parent
 from qkms.audit_log import install_audit_log
 from qkms.gevent_worker import NodeWorker
 from qkms.linkd import validate_link_sources
-from qkms.supervisor import Supervisor
+from qkms.supervisor import Backoff, Supervisor
 
 log = logging.getLogger("qkms.server")
 
@@ -54,8 +57,14 @@ def _worker_exited(server, worker) -> None:
 
 
 def metrics_dir(config: NodeConfig) -> Path:
-    """Where every process of the node keeps its Prometheus metrics (etsi_api.metrics)."""
-    return config.redis.data_dir / "metrics"
+    """Where every process of the node keeps its Prometheus metrics (etsi_api.metrics):
+    in the temp directory, one per data directory, not in the data directory itself.
+    The processes write their metrics through memory-mapped files, and a process that
+    touches a mapped page its full filesystem cannot back dies of SIGBUS: a full disk
+    under the data directory must cost 503s, not every worker (tests/integration/
+    test_fault_disk.py)."""
+    digest = hashlib.sha256(str(config.redis.data_dir.resolve()).encode()).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / f"qkms-metrics-{digest}"
 
 
 def _node_tls_context(tls: TlsConfig, config, default_ssl_context_factory) -> ssl.SSLContext:
@@ -183,12 +192,33 @@ def supervise_link_manager(config: NodeConfig, config_path: Path, embedded_url: 
     return supervisor
 
 
+#: Restarts of the embedded Redis: it starts in well under a second, so retry soon.
+REDIS_BACKOFF = Backoff(initial_s=0.5, maximum_s=5.0, stable_after_s=60.0)
+
+
+def supervise_embedded_redis(embedded: EmbeddedRedis) -> Supervisor:
+    """Start the node's embedded Redis under a supervisor and wait until it answers. A
+    server that exits is started again (it reloads its AOF): Redis exits when it cannot
+    append to its AOF under ``appendfsync always`` (a full disk), and the node must
+    recover without an operator once space returns. Its state is not recorded in the
+    store (the store is what is down); the supervisor's log lines say it."""
+    supervisor = Supervisor("embedded Redis", embedded.spawn, lambda record: None, REDIS_BACKOFF)
+    supervisor.start()
+    try:
+        embedded.wait_until_up()
+    except BaseException:
+        supervisor.stop()
+        raise
+    return supervisor
+
+
 def serve(config: NodeConfig, config_path: Path) -> None:
     """Run the node until SIGTERM/SIGINT: embedded Redis (unless a URL is configured),
     the supervised link manager (if the node has links) and the HTTPS workers; stop
     them all after."""
     embedded = EmbeddedRedis(config.redis.data_dir, config.redis.appendfsync) if config.redis.embedded else None
-    embedded_url = embedded.start().url if embedded else None
+    redis_supervisor = supervise_embedded_redis(embedded) if embedded else None
+    embedded_url = embedded.url if embedded else None
     owner = os.getpid()
     # Before anything forks: the link manager and every worker write their metrics there.
     use_multiprocess_dir(metrics_dir(config))
@@ -202,5 +232,5 @@ def serve(config: NodeConfig, config_path: Path) -> None:
         if os.getpid() == owner:
             if supervisor is not None:
                 supervisor.stop()
-            if embedded is not None:
-                embedded.stop()
+            if redis_supervisor is not None:
+                redis_supervisor.stop()

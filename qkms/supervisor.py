@@ -92,7 +92,10 @@ class Supervisor:
         self._backoff = backoff
         self._stopping = threading.Event()
         self._lock = threading.Lock()  # orders a start of the child against stop()
-        self._spawning = threading.Lock()  # held while a child starts; forks wait for it
+        # Held while a child starts; forks wait for it. Reentrant: a child started with a
+        # preexec_fn (the embedded Redis) forks through the interpreter's fork hooks,
+        # which take this lock again in the very thread that holds it.
+        self._spawning = threading.RLock()
         self._process: subprocess.Popen | None = None
         self._thread: threading.Thread | None = None
         self._restarts = 0

@@ -95,6 +95,13 @@ class EmbeddedRedis:
 
     def start(self) -> "EmbeddedRedis":
         """Start the server and wait until it answers PING."""
+        self.spawn()
+        self.wait_until_up()
+        return self
+
+    def spawn(self) -> subprocess.Popen:
+        """Start the server process (after a predecessor's has gone) without waiting for
+        it to answer; a supervisor calls this again whenever the server exits."""
         self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._wait_for_previous_server()
         _close_to_other_users(self.data_dir)
@@ -104,8 +111,7 @@ class EmbeddedRedis:
         self._process = subprocess.Popen([redis_server_binary(), str(conf)], preexec_fn=die_with_parent,
                                          stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, umask=_UMASK)
         self._owner_pid = os.getpid()
-        self._wait_until_up()
-        return self
+        return self._process
 
     def _wait_for_previous_server(self, grace_s: float = 10.0) -> None:
         """A server of a crashed predecessor gets SIGTERM and flushes; give it time to exit."""
@@ -116,12 +122,15 @@ class EmbeddedRedis:
             time.sleep(0.05)
         self.socket_path.unlink(missing_ok=True)
 
-    def _wait_until_up(self) -> None:
+    def wait_until_up(self) -> None:
+        """Wait until the server started by :meth:`spawn` (perhaps in another thread)
+        answers; StoreError if it exits first or does not answer in time."""
         deadline = time.monotonic() + self._start_timeout_s
         while time.monotonic() < deadline:
-            if self._process.poll() is not None:
+            process = self._process
+            if process is not None and process.poll() is not None:
                 raise StoreError(f"embedded Redis exited; see {self.data_dir / 'redis.log'}")
-            if self.socket_path.exists() and self._answers():
+            if process is not None and self.socket_path.exists() and self._answers():
                 return
             time.sleep(0.02)
         self.stop()

@@ -11,12 +11,14 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 
 import pytest
 
 from adapters.etsi014_client import Etsi014Error
 from qkms.layout import NodePlan, free_port, write_layout
 from qkms.runner import open_log, sae_client, stop_process, wait_for_port
+from tests.support.conditions import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -47,9 +49,19 @@ def _fill(directory) -> None:
         os.close(fd)
 
 
-def test_a_full_disk_answers_503_and_delivers_nothing_twice(tmp_path):
-    """Not yet checked: recovery once space returns. The embedded Redis exits on an AOF
-    write error and nothing restarts it (docs/faults.md, open)."""
+def _dec_keys_or_none(slave, key_ids):
+    try:
+        return slave.dec_keys("sae-m", key_ids)
+    except Etsi014Error as exc:
+        assert exc.status == 503, f"dec_keys answered {exc.status} while the node recovered"
+        return None
+
+
+def test_a_full_disk_answers_503_delivers_nothing_twice_and_recovers(tmp_path):
+    """While the disk is full: 503, and a pending key is not handed out while its
+    deletion cannot be persisted. The embedded Redis exits on the AOF write error; its
+    supervisor starts it again, so once space returns the pending key is delivered, once,
+    and new keys are made, without an operator."""
     require_private_tmpfs()
     port = free_port()
     manifest = write_layout(tmp_path, [NodePlan("A", ("sae-m", "sae-s"), port)]).to_dict()
@@ -77,7 +89,17 @@ def test_a_full_disk_answers_503_and_delivers_nothing_twice(tmp_path):
         with pytest.raises(Etsi014Error) as refused:
             slave.dec_keys("sae-m", issued)
         assert refused.value.status == 503, "a key was handed out while its deletion could not be persisted"
-        print(f"disk full: enc_keys answered {statuses}; dec_keys 503")
+        (inside / "filler").unlink()
+        freed = time.monotonic()
+        delivered = wait_until(lambda: _dec_keys_or_none(slave, issued), "the pending keys once space returned", 90)
+        recovered_s = time.monotonic() - freed
+        assert [k.material for k in delivered] == [k.material for k in before]
+        with pytest.raises(Etsi014Error) as again:
+            slave.dec_keys("sae-m", issued)
+        assert again.value.status == 400, "a key was delivered twice"
+        assert len(master.enc_keys("sae-s", number=2)) == 2
+        print(f"disk full: enc_keys answered {statuses}; dec_keys 503; "
+              f"pending keys delivered {recovered_s:.1f} s after space returned")
     finally:
         master.close()
         slave.close()
