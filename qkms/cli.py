@@ -19,7 +19,7 @@ from kms.errors import QkmsError
 from qkms.cli_connect import connect
 from qkms.cli_pki import pki
 from qkms.cli_simulate import simulate
-from qkms.layout import DEMO_LINK_SOURCE, LinkPlan, NodePlan, free_port, write_layout
+from qkms.layout import LINK_SOURCES, LinkPlan, NodePlan, free_port, write_layout
 
 DEFAULT_SAES = ("sae-1", "sae-2")
 
@@ -39,19 +39,24 @@ def main() -> None:
 @main.command()
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--node", "node_ids", multiple=True, help="KME_ID of a node (repeatable; default one node KME-1).")
-@click.option("--link", "link_specs", multiple=True, help="A link between two nodes, NODE-NODE (repeatable).")
+@click.option("--link", "link_specs", multiple=True,
+              help="A link between two nodes, NODE-NODE or NODE-NODE=SOURCE (repeatable).")
 @click.option("--sae", "sae_specs", multiple=True,
               help="SAE to create: ID or ID@NODE (repeatable; default sae-1, sae-2 on a single node, "
                    "one sae-<node> per node in a network).")
-@click.option("--length-km", type=float, default=10.0, show_default=True, help="Fibre length of simulated links.")
+@click.option("--length-km", type=float, default=None,
+              help="Fibre length of the links (default: the source's own; satellites have none).")
+@click.option("--link-source", type=click.Choice(sorted(LINK_SOURCES)), default="simulated", show_default=True,
+              help="Key source of links without =SOURCE: simulated decoy BB84, entangled (BBM92), "
+                   "repeater-chain or satellite.")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
 def init(directory: Path, node_ids: tuple[str, ...], link_specs: tuple[str, ...], sae_specs: tuple[str, ...],
-         length_km: float, as_json: bool) -> None:
+         length_km: float | None, link_source: str, as_json: bool) -> None:
     """Write a ready-to-run node or network (CA, certificates, KEKs, configs) into DIRECTORY."""
     if (directory / "manifest.json").exists():
         raise click.ClickException(f"{directory} already holds a qkms layout")
     try:
-        plans, links = plan_network(node_ids or ("KME-1",), link_specs, sae_specs, length_km)
+        plans, links = plan_network(node_ids or ("KME-1",), link_specs, sae_specs, length_km, link_source)
         manifest = write_layout(directory, plans, links)
     except (QkmsError, ValueError) as exc:
         raise click.ClickException(getattr(exc, "message", str(exc))) from None
@@ -61,7 +66,8 @@ def init(directory: Path, node_ids: tuple[str, ...], link_specs: tuple[str, ...]
     _print_manifest(manifest.to_dict(), links)
 
 
-def plan_network(node_ids, link_specs, sae_specs, length_km: float) -> tuple[list[NodePlan], list[LinkPlan]]:
+def plan_network(node_ids, link_specs, sae_specs, length_km: float | None = None,
+                 link_source: str = "simulated") -> tuple[list[NodePlan], list[LinkPlan]]:
     """Turn --node/--link/--sae options into plans; ValueError names a bad option."""
     if len(set(node_ids)) != len(node_ids):
         raise ValueError("--node: each KME_ID once")
@@ -76,9 +82,20 @@ def plan_network(node_ids, link_specs, sae_specs, length_km: float) -> tuple[lis
         defaults = {node_ids[0]: list(DEFAULT_SAES)} if len(node_ids) == 1 else \
             {node: [f"sae-{node.lower()}"] for node in node_ids}
         saes.update(defaults)
-    links = [LinkPlan(spec, _link_ends(spec, node_ids), {**DEMO_LINK_SOURCE, "length_km": length_km})
-             for spec in link_specs]
+    links = [_link_plan(spec, node_ids, length_km, link_source) for spec in link_specs]
     return [NodePlan(node, tuple(saes[node]), free_port()) for node in node_ids], links
+
+
+def _link_plan(spec: str, node_ids, length_km: float | None, default_source: str) -> LinkPlan:
+    """``NODE-NODE[=SOURCE]`` as a link plan with that source's section."""
+    ends, _, kind = spec.partition("=")
+    kind = kind or default_source
+    if kind not in LINK_SOURCES:
+        raise ValueError(f"--link {spec}: unknown source {kind!r} (one of {', '.join(sorted(LINK_SOURCES))})")
+    source = dict(LINK_SOURCES[kind])
+    if length_km is not None and "length_km" in source:
+        source["length_km"] = length_km
+    return LinkPlan(ends, _link_ends(ends, node_ids), source)
 
 
 def _link_ends(spec: str, node_ids) -> tuple[str, str]:

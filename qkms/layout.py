@@ -46,6 +46,16 @@ class LinkPlan:
 #: ``speedup`` says how far it does).
 DEMO_LINK_SOURCE = {"kind": "simulated", "preset": "toshiba-2013", "length_km": 25,
                     "pulses_per_frame": 500_000_000}
+#: Sources ``qkms init --link-source`` can write, by kind (adapters/quantum_internet):
+#: BBM92 over fibre with efficient detectors (a key frame per second); a repeater chain
+#: of 8 links with T2 = 1 s memories; trusted-satellite downlinks, one ~7 minute pass a
+#: day at the Micius altitude (docs/quantum-internet.md).
+LINK_SOURCES = {
+    "simulated": {**DEMO_LINK_SOURCE, "length_km": 10.0},
+    "entangled": {"kind": "entangled", "length_km": 25, "detector_efficiency": 0.6, "pulse_rate_hz": 1e7},
+    "repeater-chain": {"kind": "repeater-chain", "length_km": 500, "segments": 8, "memory_t2_s": 1.0},
+    "satellite": {"kind": "satellite"},
+}
 
 
 @dataclass
