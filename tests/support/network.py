@@ -24,9 +24,11 @@ FAST_LINK = {"kind": "simulated", "preset": "snspd-illustrative", "length_km": 1
 class LocalNetwork:
     """Nodes written with ``write_layout`` and run as ``qkms serve`` children."""
 
-    def __init__(self, root: Path, saes: dict[str, tuple[str, ...]], links: list[tuple[str, str]], source: dict):
+    def __init__(self, root: Path, saes: dict[str, tuple[str, ...]], links: list[tuple[str, str]], source: dict,
+                 sources: dict[tuple[str, str], dict] | None = None):
+        """``source`` serves every link but those ``sources`` gives their own section."""
         plans = [NodePlan(kme_id, node_saes, free_port()) for kme_id, node_saes in saes.items()]
-        link_plans = [LinkPlan(f"{a}-{b}", (a, b), dict(source)) for a, b in links]
+        link_plans = [LinkPlan(f"{a}-{b}", (a, b), dict((sources or {}).get((a, b), source))) for a, b in links]
         self.root = root
         self.links = link_plans
         self.manifest = write_layout(root, plans, link_plans).to_dict()
