@@ -13,10 +13,10 @@ Toeplitz privacy amplification.  A seed fixes both keys bit for bit.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 
 import numpy as np
 
+from adapters.qkd_sim.engine import keys_match
 from adapters.qkd_sim.postprocessing import privacy_amplification, reconcile_frames, split_frames
 from adapters.qkd_sim.toeplitz import ToeplitzHash
 from adapters.quantum_internet.bbm92_model import (CLASSICAL_CHSH_BOUND, Bbm92Params, asymptotic_rate,
@@ -64,7 +64,7 @@ class Bbm92Run:
 
     @property
     def keys_match(self) -> bool:
-        return bool(self.alice_key) and hashlib.sha256(self.alice_key).digest() == hashlib.sha256(self.bob_key).digest()
+        return keys_match(self.alice_key, self.bob_key)
 
 
 def abort_reason(s: float, x_qber: float, sifted: int, params: Bbm92Params) -> str | None:

@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from adapters.qkd_sim.source import take_whole_blocks
 from adapters.qkd_sim.source_config import frame_seed, link_identity, shared_secret
 from adapters.quantum_internet import satellite
 from adapters.quantum_internet.bbm92 import run_bbm92
@@ -130,13 +131,8 @@ class FrameSource(KeySource):
 
     def fetch(self, max_bits: int) -> list[KeyBlock]:
         """Queued blocks in order, whole blocks only, totalling at most ``max_bits``."""
-        out, budget = [], max_bits
         with self._lock:
-            while self._queue and self._queue[0].size_bits <= budget:
-                block = self._queue.popleft()
-                budget -= block.size_bits
-                out.append(block)
-        return out
+            return take_whole_blocks(self._queue, max_bits)
 
     def health(self) -> SourceHealth:
         with self._lock:
