@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
 
-.PHONY: demo demo-tls test test-fast bench lock system-deps clean
+.PHONY: demo demo-dashboard demo-tls test test-fast bench lock system-deps clean
 
 # Exact versions from constraints.txt. A -c on the command line adds to a `constraint`
 # set in pip's own configuration (both hold); PIP_CONSTRAINT would replace that one.
@@ -32,11 +32,13 @@ lock:
 	  "$$tmp/venv/bin/python" -m pip freeze --all --exclude pip --exclude qkms; } > constraints.txt.new; \
 	mv constraints.txt.new constraints.txt
 
-# Debian packages the integration tiers use: redis-server and openssl; for the connector
-# tests strongSwan's charon and swanctl, wireguard-go and wg, iproute2 (ip netns). Each
-# command is probed first, so apt-get runs only when something is missing.
-SYSTEM_COMMANDS := redis-server:redis-server openssl:openssl ip:iproute2 wg:wireguard-tools \
-	wireguard-go:wireguard-go swanctl:strongswan-swanctl /usr/lib/ipsec/charon:strongswan-charon
+# Debian packages the integration tiers use: redis-server, openssl and haproxy; for the
+# connector tests strongSwan's charon and swanctl, wireguard-go and wg, iproute2 (ip netns);
+# for the dashboard's browser test chromium and chromedriver. Each command is probed
+# first, so apt-get runs only when something is missing.
+SYSTEM_COMMANDS := redis-server:redis-server openssl:openssl haproxy:haproxy ip:iproute2 wg:wireguard-tools \
+	wireguard-go:wireguard-go swanctl:strongswan-swanctl /usr/lib/ipsec/charon:strongswan-charon \
+	chromium:chromium chromedriver:chromium-driver
 system-deps:
 	@missing=$$(for pair in $(SYSTEM_COMMANDS); do command -v "$${pair%%:*}" >/dev/null 2>&1 || \
 	  echo "$${pair#*:}"; done); \
@@ -45,6 +47,10 @@ system-deps:
 
 demo: $(VENV)/.installed
 	$(PY) -m qkms demo .demo
+
+# The same network, left running with its dashboard served on loopback until Ctrl-C.
+demo-dashboard: $(VENV)/.installed
+	$(PY) -m qkms demo .demo --keep-running
 
 # A TLS 1.3 session (openssl s_server/s_client) keyed by qkms over a relay.
 demo-tls: $(VENV)/.installed system-deps

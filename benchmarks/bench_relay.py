@@ -37,8 +37,9 @@ WINDOW_S = 10.0
 
 
 def carved_bits(net: LocalNetwork) -> int:
-    return sum(net.pools(owner).usage_bits(link.link_id, owner)["carved_bits"]
-               for link in net.links for owner in link.nodes)
+    """Bits carved from every pool (QKD and PQC) of every link, by its senders."""
+    return sum(net.pools(owner).usage_bits(pool, owner)["carved_bits"]
+               for link in net.links for pool in (link.link_id, f"{link.link_id}#pqc") for owner in link.nodes)
 
 
 def run_route(net: LocalNetwork, slave: str, clients: int, duration_s: float, size_bits: int) -> dict:
@@ -108,8 +109,8 @@ def main() -> None:
         net = LocalNetwork(Path(tmp), {"A": ("sae-a",), "B": ("sae-b",), "C": ("sae-c",), "D": ("sae-d",)},
                            [("A", "B"), ("B", "C"), ("C", "D")],
                            {**DEMO_LINK_SOURCE, "pulses_per_frame": args.pulses_per_frame})
-        net.start()
         try:
+            net.start()
             for slave in ("sae-b", "sae-d"):
                 net.wait_for_keys(net.client("sae-a"), slave, 1, timeout_s=600)
                 print(json.dumps(run_route(net, slave, args.clients, args.duration, args.size_bits)), flush=True)

@@ -10,6 +10,7 @@ from flask import Blueprint, current_app, jsonify, request
 
 from etsi_api import parsing, responses
 from etsi_api.auth import calling_sae
+from etsi_api.metrics import record_delivery
 from kms.errors import BadRequest
 from kms.service import KeyService
 
@@ -37,6 +38,7 @@ def enc_keys(slave_sae_id: str):
         data = parsing.query_integers(request.args, {"number", "size"})
     key_request = parsing.key_request(data, current_app.config["QKMS_DEFAULT_KEY_SIZE_BITS"])
     keys = _service().enc_keys(master, slave_sae_id, key_request)
+    record_delivery("enc_keys", keys, enc=True)
     return jsonify(responses.key_container(keys))
 
 
@@ -48,6 +50,7 @@ def dec_keys(master_sae_id: str):
     else:
         key_ids = [_single_key_id(request.args)]
     keys = _service().dec_keys(slave, master_sae_id, key_ids)
+    record_delivery("dec_keys", keys)
     return jsonify(responses.key_container(keys))
 
 

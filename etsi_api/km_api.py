@@ -14,12 +14,18 @@ from flask import Blueprint, current_app, jsonify, request
 from etsi_api import km_wire
 from etsi_api.auth import peer_certificate_der
 from etsi_api.parsing import parse_json_object
-from kms.errors import BadRequest, Unauthorized
+from kms.admin import merge_changes
+from kms.errors import BadRequest, Unauthorized, Unavailable
 from kms.network import KeyNetwork
+from kms.node import NodeRuntime
 from kms.pki import node_identity_from_der
 from kms.relay import relay_body_limit_bytes
 
 bp = Blueprint("km", __name__, url_prefix="/km/v1")
+
+#: Largest link-state push or list of admin changes a node accepts (a push of every
+#: half of a network of a few thousand links fits).
+GOSSIP_BODY_LIMIT_BYTES = 8 * 1024 * 1024
 
 
 def _network() -> KeyNetwork:
@@ -48,6 +54,13 @@ def calling_peer() -> str:
 
 def _body() -> dict:
     return parse_json_object(request.get_data(cache=False), required=True)
+
+
+def _runtime() -> NodeRuntime:
+    runtime = current_app.extensions.get("qkms.runtime")
+    if runtime is None:
+        raise Unavailable("this node keeps no admin changes")
+    return runtime
 
 
 @bp.post("/relay")
@@ -96,6 +109,37 @@ def links():
         return jsonify(km_wire.halves_to_json(network.local_halves()))
     link_manager = current_app.extensions["qkms.service"].link_manager_status()
     return jsonify(km_wire.halves_to_json(network.known_halves(), link_manager))
+
+
+@bp.post("/links")
+def push_links():
+    """A neighbour's link-state push (kms/link_gossip.py): the halves this node keeps,
+    and this node's change-log digest for the neighbour to compare with its own."""
+    peer = calling_peer()
+    request.max_content_length = GOSSIP_BODY_LIMIT_BYTES
+    halves = km_wire.halves_push_from_json(_body(), peer)
+    accepted = _network().accept_halves(halves, peer)
+    view, _ = _runtime().current()
+    return jsonify({"accepted": accepted, "changes_digest": view.digest})
+
+
+@bp.get("/changes")
+def changes():
+    """Every admin change this node holds (a neighbour whose digest differs pulls them)."""
+    calling_peer()
+    view, _ = _runtime().current()
+    _, held = _runtime().runtime.log.read()
+    return jsonify(km_wire.changes_to_json(held, view.digest))
+
+
+@bp.post("/changes")
+def push_changes():
+    """Admin changes pushed by the node an administrator made them at (or passed on)."""
+    peer = calling_peer()
+    request.max_content_length = GOSSIP_BODY_LIMIT_BYTES
+    runtime = _runtime()
+    added = merge_changes(runtime.runtime, km_wire.changes_from_json(_body()), peer)
+    return jsonify({"added": len(added), "digest": runtime.runtime.view().digest})
 
 
 @bp.post("/links/<link_id>/exchange")

@@ -17,8 +17,9 @@ import httpx
 
 from adapters.etsi014_client import client_tls_context
 from etsi_api import km_wire
+from kms.changes import Change
 from kms.config import NodeConfig
-from kms.errors import Unavailable
+from kms.errors import BadRequest, Unavailable
 from kms.link_board import LinkHalf
 from kms.relay import PeerTransport, RelayRequest
 
@@ -32,10 +33,20 @@ class HttpPeerTransport(PeerTransport):
 
     def __init__(self, config: NodeConfig, http_transport: httpx.BaseTransport | None = None):
         """``http_transport`` stands in for the network (tests pass an ``httpx.MockTransport``)."""
-        context = client_tls_context(config.tls.ca, config.tls.cert, config.tls.key)
-        self._clients = {peer.kme_id: httpx.Client(base_url=peer.url.rstrip("/") + "/km/v1/", verify=context,
-                                                   timeout=config.km_timeout_s, transport=http_transport)
-                         for peer in config.peers}
+        self._context = client_tls_context(config.tls.ca, config.tls.cert, config.tls.key)
+        self._timeout_s = config.km_timeout_s
+        self._http_transport = http_transport
+        self._clients: dict[str, httpx.Client] = {}
+        self.reconfigure(config)
+
+    def reconfigure(self, config: NodeConfig) -> None:
+        """A client for every peer ``config`` lists that has none yet, or whose URL changed."""
+        for peer in config.peers:
+            base_url = peer.url.rstrip("/") + "/km/v1/"
+            if peer.kme_id not in self._clients or str(self._clients[peer.kme_id].base_url) != base_url:
+                self._clients = {**self._clients, peer.kme_id: httpx.Client(
+                    base_url=base_url, verify=self._context, timeout=self._timeout_s,
+                    transport=self._http_transport)}
 
     def _client(self, peer: str) -> httpx.Client:
         client = self._clients.get(peer)
@@ -43,7 +54,8 @@ class HttpPeerTransport(PeerTransport):
             raise Unavailable(f"no KM channel to {peer}")
         return client
 
-    def _call(self, peer: str, method: str, path: str, body: Any = None, retries: int = len(RETRY_DELAYS_S)) -> Any:
+    def _call(self, peer: str, method: str, path: str, body: Any = None, retries: int = len(RETRY_DELAYS_S),
+              quiet: bool = False) -> Any:
         for attempt in range(retries + 1):
             try:
                 response = self._client(peer).request(method, path, json=body)
@@ -51,13 +63,17 @@ class HttpPeerTransport(PeerTransport):
                 reason = f"{type(exc).__name__}"
             else:
                 if response.status_code == 200:
-                    return response.json()
+                    try:
+                        return response.json()
+                    except ValueError:
+                        reason = "200 with a body that is not JSON"
+                        break
                 reason = f"{response.status_code} {_message(response)}"
                 if response.status_code != 503:
                     break
             if attempt < retries:
                 time.sleep(RETRY_DELAYS_S[attempt])
-        log.warning("KM %s %s at %s failed: %s", method, path, peer, reason)
+        log.log(logging.DEBUG if quiet else logging.WARNING, "KM %s %s at %s failed: %s", method, path, peer, reason)
         raise Unavailable(f"peer {peer} did not accept the request")
 
     def relay(self, peer: str, request: RelayRequest) -> None:
@@ -70,13 +86,24 @@ class HttpPeerTransport(PeerTransport):
         self._call(peer, "POST", "pool/sync", {"link": link_id, "owner": owner, "sequence": sequence,
                                                "offset": offset}, retries=0)
 
-    def link_halves(self, peer: str) -> list[LinkHalf]:
-        """The peer's own link halves; Unavailable, as if unreachable, when its answer is malformed."""
+    def push_halves(self, peer: str, halves: list[LinkHalf], changes_digest: str) -> str:
+        """Quiet when it fails: the link manager rate-limits its own report of unreachable peers."""
+        body = {**km_wire.halves_to_json(halves), "changes_digest": changes_digest}
+        answer = self._call(peer, "POST", "links", body, retries=0, quiet=True)
+        theirs = answer.get("changes_digest") if isinstance(answer, dict) else None
+        if not isinstance(theirs, str):
+            raise Unavailable(f"peer {peer} sent a malformed answer to a link-state push")
+        return theirs
+
+    def push_changes(self, peer: str, changes: list[Change]) -> None:
+        self._call(peer, "POST", "changes", km_wire.changes_to_json(changes), retries=1)
+
+    def fetch_changes(self, peer: str) -> list[Change]:
         try:
-            return km_wire.halves_from_json(self._call(peer, "GET", "links", retries=0))
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            log.warning("KM GET links at %s: malformed answer (%s)", peer, type(exc).__name__)
-            raise Unavailable(f"peer {peer} sent malformed link state") from None
+            return km_wire.changes_from_json(self._call(peer, "GET", "changes", retries=0))
+        except BadRequest as exc:
+            log.warning("KM GET changes at %s: malformed answer (%s)", peer, exc.message)
+            raise Unavailable(f"peer {peer} sent malformed changes") from None
 
     def exchange(self, peer: str, link_id: str, message: dict) -> dict:
         try:

@@ -18,6 +18,7 @@ from flask import Blueprint, current_app, jsonify, request
 
 from etsi_api import parsing
 from etsi_api.auth import calling_sae
+from etsi_api.metrics import record_delivery
 from kms.errors import BadRequest
 from kms.keys import KeyRequest
 from kms.service import KeyService
@@ -52,6 +53,7 @@ def new_key():
     args.poplist("remoteSystemID")
     size_bits = parsing.query_integers(args, {"size"}).get("size", current_app.config["QKMS_DEFAULT_KEY_SIZE_BITS"])
     (key,) = _service().enc_keys(master, remote, KeyRequest(number=1, size_bits=size_bits))
+    record_delivery("skip_key", [key], enc=True)
     return jsonify(_key_body(key))
 
 
@@ -60,6 +62,7 @@ def existing_key(key_id: str):
     slave = calling_sae()
     remote = _remote_system_id({"remoteSystemID"})
     (key,) = _service().dec_keys(slave, remote, [key_id_from_hex(key_id)])
+    record_delivery("skip_key_by_id", [key])
     return jsonify(_key_body(key))
 
 
@@ -69,8 +72,8 @@ def entropy():
     _only({"minentropy"})
     bits = parsing.query_integers(request.args, {"minentropy"}).get("minentropy", DEFAULT_ENTROPY_BITS)
     limits = current_app.config["QKMS_NODE_CONFIG"].limits
-    if bits % 8 or bits > limits.max_key_size_bits:
-        raise BadRequest(f"minentropy must be a multiple of 8 and at most {limits.max_key_size_bits}")
+    if bits % 8 or not 8 <= bits <= limits.max_key_size_bits:
+        raise BadRequest(f"minentropy must be a multiple of 8 from 8 to {limits.max_key_size_bits}")
     return jsonify({"randomStr": os.urandom(bits // 8).hex(), "minentropy": bits})
 
 

@@ -15,6 +15,7 @@ from kms.config import NodeConfig
 from kms.errors import BadRequest, Unauthorized
 from kms.inbox import BlockInbox
 from kms.relay import PeerTransport
+from kms.sequence_ledger import SequenceLedger
 from kms.source_registry import build_source
 from kms.sources import KeySource, LinkChannel, SourceContext
 
@@ -32,28 +33,34 @@ class TransportLinkChannel(LinkChannel):
 
 
 class LinkResponders:
-    """This node's answering ends of its links' sources, built on first use."""
+    """This node's answering ends of its links' sources, built on first use. A link
+    with two sources has two pools; a message names the pool (``<link>`` for the QKD
+    source, ``<link>#pqc`` for the PQC source) as its link."""
 
-    def __init__(self, config: NodeConfig, inbox: BlockInbox):
+    def __init__(self, config: NodeConfig, inbox: BlockInbox, ledger: SequenceLedger | None = None):
         self._config = config
         self._inbox = inbox
+        self._ledger = ledger
         self._sources: dict[str, KeySource] = {}
         self._lock = threading.Lock()
 
     def respond(self, link_id: str, caller: str, message: dict[str, Any]) -> dict[str, Any]:
-        """The answer of this node's end of ``link_id`` to its peer ``caller``."""
+        """The answer of this node's end of ``link_id`` (a pool id) to its peer ``caller``."""
         return self._source(link_id, caller).respond(message)
 
     def _source(self, link_id: str, caller: str) -> KeySource:
-        link = next((link for link in self._config.local_links() if link.id == link_id), None)
-        if link is None:
+        found = next(((link, role) for link in self._config.local_links() for role in link.roles
+                      if link.pool_id(role) == link_id), None)
+        if found is None:
             raise BadRequest("no such link at this node")
+        link, role = found
         if caller not in link.nodes or caller == self._config.kme_id:
             raise Unauthorized("caller is not the other end of this link")
         with self._lock:
             if link_id not in self._sources:
-                section = {k: v for k, v in link.source.items() if k != "kind"}
+                section = link.section(role)
                 context = SourceContext(self._config.kme_id, caller, link_id, str(self._config.config_dir),
-                                        inbox=self._inbox)
-                self._sources[link_id] = build_source(link.source["kind"], section, context)
+                                        inbox=self._inbox, ledger=self._ledger)
+                self._sources[link_id] = build_source(section["kind"], {k: v for k, v in section.items()
+                                                                        if k != "kind"}, context)
             return self._sources[link_id]

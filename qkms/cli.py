@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import signal
 import sys
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 import click
@@ -16,12 +18,25 @@ from rich.table import Table
 
 from kms.config import check_files, load_config
 from kms.errors import QkmsError
+from qkms.cli_admin import admin
+from qkms.cli_audit import audit
 from qkms.cli_connect import connect
+from qkms.cli_kek import kek
 from qkms.cli_pki import pki
-from qkms.cli_simulate import simulate
-from qkms.layout import LINK_SOURCES, LinkPlan, NodePlan, free_port, write_layout
+from qkms.layout import LINK_POLICIES, LINK_SOURCES, LinkPlan, NodePlan, free_port, write_layout
 
 DEFAULT_SAES = ("sae-1", "sae-2")
+
+
+@dataclass(frozen=True)
+class LinkDefaults:
+    """What a link written by ``qkms init`` gets unless its spec says otherwise: the kind
+    of its QKD source (a key of LINK_SOURCES), its policy, and a fibre length replacing
+    the source's own (None: keep it)."""
+
+    source: str = "simulated"
+    policy: str = "qkd-only"
+    length_km: float | None = None
 
 
 def _configure_logging() -> None:
@@ -30,7 +45,23 @@ def _configure_logging() -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
-@click.group()
+class _Commands(click.Group):
+    """The command group; the commands in LAZY are imported only when called (or listed),
+    so that ``qkms serve``, the gunicorn master of a node's workers, never loads the
+    simulator's NumPy, SciPy and numba."""
+
+    LAZY = {"simulate": "qkms.cli_simulate"}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.LAZY})
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in self.LAZY:
+            return getattr(importlib.import_module(self.LAZY[name]), name)
+        return super().get_command(ctx, name)
+
+
+@click.group(cls=_Commands)
 @click.version_option(package_name="qkms")
 def main() -> None:
     """qkms: quantum-safe key management (ETSI GS QKD 014 over mutual TLS)."""
@@ -49,14 +80,28 @@ def main() -> None:
 @click.option("--link-source", type=click.Choice(sorted(LINK_SOURCES)), default="simulated", show_default=True,
               help="Key source of links without =SOURCE: simulated decoy BB84, entangled (BBM92), "
                    "repeater-chain or satellite.")
+@click.option("--link-policy", type=click.Choice(LINK_POLICIES), default="qkd-only", show_default=True,
+              help="Policy of every link: QKD only, QKD falling back to ML-KEM, both combined (hybrid), or "
+                   "ML-KEM only (no QKD source). Links that use ML-KEM get ML-DSA keys, the peer's pinned.")
+@click.option("--add-node", "added_nodes", multiple=True,
+              help="DIRECTORY holds a network: add this node to it (repeatable; see `qkms admin add-node`).")
+@click.option("--add-link", "added_links", multiple=True,
+              help="DIRECTORY holds a network: add this link, NODE-NODE or NODE-NODE=SOURCE "
+                   "(repeatable; see `qkms admin add-link`).")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
 def init(directory: Path, node_ids: tuple[str, ...], link_specs: tuple[str, ...], sae_specs: tuple[str, ...],
-         length_km: float | None, link_source: str, as_json: bool) -> None:
-    """Write a ready-to-run node or network (CA, certificates, KEKs, configs) into DIRECTORY."""
+         length_km: float | None, link_source: str, link_policy: str, added_nodes: tuple[str, ...],
+         added_links: tuple[str, ...], as_json: bool) -> None:
+    """Write a ready-to-run node or network (CA, certificates, KEKs, configs) into DIRECTORY,
+    or, with --add-node/--add-link, new nodes and links into the network DIRECTORY holds."""
+    link_defaults = LinkDefaults(link_source, link_policy, length_km)
+    if added_nodes or added_links:
+        _grow(directory, added_nodes, added_links, sae_specs, link_defaults, node_ids + link_specs, as_json)
+        return
     if (directory / "manifest.json").exists():
         raise click.ClickException(f"{directory} already holds a qkms layout")
     try:
-        plans, links = plan_network(node_ids or ("KME-1",), link_specs, sae_specs, length_km, link_source)
+        plans, links = plan_network(node_ids or ("KME-1",), link_specs, sae_specs, link_defaults)
         manifest = write_layout(directory, plans, links)
     except (QkmsError, ValueError) as exc:
         raise click.ClickException(getattr(exc, "message", str(exc))) from None
@@ -66,8 +111,38 @@ def init(directory: Path, node_ids: tuple[str, ...], link_specs: tuple[str, ...]
     _print_manifest(manifest.to_dict(), links)
 
 
-def plan_network(node_ids, link_specs, sae_specs, length_km: float | None = None,
-                 link_source: str = "simulated") -> tuple[list[NodePlan], list[LinkPlan]]:
+def _grow(directory: Path, added_nodes, added_links, sae_specs, link_defaults: LinkDefaults,
+          misplaced: tuple[str, ...], as_json: bool) -> None:
+    from qkms.layout_additions import add_to_layout
+    from qkms.runner import load_manifest
+
+    if misplaced:
+        raise click.UsageError("with --add-node/--add-link, give the new nodes and links only with those options")
+    if not (directory / "manifest.json").exists():
+        raise click.ClickException(f"{directory} holds no qkms layout to add to")
+    try:
+        all_nodes = tuple(load_manifest(directory)["nodes"]) + added_nodes
+        sae_specs = sae_specs or tuple(f"sae-{node.lower()}@{node}" for node in added_nodes)
+        plans = plan_network(added_nodes, (), sae_specs)[0] if added_nodes else []
+        links = [_link_plan(spec, all_nodes, link_defaults, "--add-link") for spec in added_links]
+        manifest = add_to_layout(directory, plans, links)
+    except (QkmsError, ValueError) as exc:
+        raise click.ClickException(getattr(exc, "message", str(exc))) from None
+    if as_json:
+        click.echo(json.dumps(manifest, indent=2))
+        return
+    console = Console()
+    for plan in plans:
+        console.print(f"node {plan.kme_id}: {manifest['nodes'][plan.kme_id]['config']} "
+                      f"(SAEs: {', '.join(plan.sae_ids) or 'none'})")
+    for link in links:
+        console.print(_describe_link(link))
+    console.print(f"next: qkms admin add-node {directory} NODE, qkms admin add-link {directory} LINK, "
+                  "then start the new nodes (qkms serve --config ...)")
+
+
+def plan_network(node_ids, link_specs, sae_specs,
+                 link_defaults: LinkDefaults = LinkDefaults()) -> tuple[list[NodePlan], list[LinkPlan]]:
     """Turn --node/--link/--sae options into plans; ValueError names a bad option."""
     if len(set(node_ids)) != len(node_ids):
         raise ValueError("--node: each KME_ID once")
@@ -82,28 +157,28 @@ def plan_network(node_ids, link_specs, sae_specs, length_km: float | None = None
         defaults = {node_ids[0]: list(DEFAULT_SAES)} if len(node_ids) == 1 else \
             {node: [f"sae-{node.lower()}"] for node in node_ids}
         saes.update(defaults)
-    links = [_link_plan(spec, node_ids, length_km, link_source) for spec in link_specs]
+    links = [_link_plan(spec, node_ids, link_defaults) for spec in link_specs]
     return [NodePlan(node, tuple(saes[node]), free_port()) for node in node_ids], links
 
 
-def _link_plan(spec: str, node_ids, length_km: float | None, default_source: str) -> LinkPlan:
+def _link_plan(spec: str, node_ids, link_defaults: LinkDefaults, option: str = "--link") -> LinkPlan:
     """``NODE-NODE[=SOURCE]`` as a link plan with that source's section."""
     ends, _, kind = spec.partition("=")
-    kind = kind or default_source
+    kind = kind or link_defaults.source
     if kind not in LINK_SOURCES:
-        raise ValueError(f"--link {spec}: unknown source {kind!r} (one of {', '.join(sorted(LINK_SOURCES))})")
+        raise ValueError(f"{option} {spec}: unknown source {kind!r} (one of {', '.join(sorted(LINK_SOURCES))})")
     source = dict(LINK_SOURCES[kind])
-    if length_km is not None and "length_km" in source:
-        source["length_km"] = length_km
-    return LinkPlan(ends, _link_ends(ends, node_ids), source)
+    if link_defaults.length_km is not None and "length_km" in source:
+        source["length_km"] = link_defaults.length_km
+    return LinkPlan(ends, _link_ends(ends, node_ids, option), source, link_defaults.policy)
 
 
-def _link_ends(spec: str, node_ids) -> tuple[str, str]:
+def _link_ends(spec: str, node_ids, option: str = "--link") -> tuple[str, str]:
     for split in range(1, len(spec)):
         a, b = spec[:split], spec[split + 1:]
         if spec[split] == "-" and a in node_ids and b in node_ids and a != b:
             return a, b
-    raise ValueError(f"--link {spec}: expected NODE-NODE with two different --node KME_IDs")
+    raise ValueError(f"{option} {spec}: expected NODE-NODE with two different nodes of the network")
 
 
 def _print_manifest(manifest: dict, links: list[LinkPlan]) -> None:
@@ -116,7 +191,12 @@ def _print_manifest(manifest: dict, links: list[LinkPlan]) -> None:
         saes.add_row(sae_id, entry["node"], entry["cert"])
     console.print(nodes, saes)
     for link in links:
-        console.print(f"link {link.link_id}: {link.nodes[0]} <-> {link.nodes[1]} ({link.source['kind']})")
+        console.print(_describe_link(link))
+
+
+def _describe_link(link: LinkPlan) -> str:
+    kinds = [link.source["kind"]] * link.uses_qkd + [link.pqc["kind"]] * link.uses_pqc
+    return f"link {link.link_id}: {link.nodes[0]} <-> {link.nodes[1]} ({link.policy}: {', '.join(kinds)})"
 
 
 @main.command()
@@ -160,7 +240,7 @@ def serve(config_path: Path) -> None:
 
 @main.command(hidden=True)
 @click.option("--config", "config_path", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--redis-url", help="The node's Redis (required unless --check).")
+@click.option("--redis-url", help="The node's embedded Redis (otherwise its `redis` settings are used).")
 @click.option("--parent-pid", type=int, help="Stop when this process (the node's `qkms serve`) exits.")
 @click.option("--check", is_flag=True, help="Only validate the link sources (build them, start nothing): "
                                             "exit 2 with the bad setting's path on stderr.")
@@ -178,19 +258,43 @@ def linkd(config_path: Path, redis_url: str | None, parent_pid: int | None, chec
             click.echo(exc.message, err=True)
             raise SystemExit(2) from None
         return
-    if redis_url is None:
-        raise click.UsageError("--redis-url is required")
-    run_link_manager(load_config(config_path), redis_url)
+    config = load_config(config_path)
+    settings = config.redis.reached_at(redis_url)
+    if settings.embedded:
+        raise click.UsageError("--redis-url is required for a node with an embedded Redis")
+    run_link_manager(config, settings)
 
 
 @main.command()
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path), default=".demo")
-def demo(directory: Path) -> None:
-    """Run the demo in DIRECTORY (recreated): three nodes, simulated QKD links, ETSI 014 exchanges."""
+@click.option("--keep-running", is_flag=True,
+              help="Leave the network running afterwards, node B's dashboard served on loopback, until Ctrl-C.")
+def demo(directory: Path, keep_running: bool) -> None:
+    """Run the demo in DIRECTORY (recreated): four nodes, QKD, hybrid and PQC links, ETSI 014 exchanges."""
     from qkms.demo import run_demo
 
-    if not run_demo(directory, Console(width=130)):
+    if not run_demo(directory, Console(width=130), keep_running):
         raise SystemExit(1)
+
+
+@main.command()
+@click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--node", "kme_id", help="The node whose dashboard to show (default: the first in the manifest).")
+@click.option("--listen", default="127.0.0.1:0", show_default=True,
+              help="Loopback HOST:PORT to serve on (port 0: any free port).")
+def dashboard(directory: Path, kme_id: str | None, listen: str) -> None:
+    """Serve a running node's dashboard to a local browser: a loopback HTTP proxy that presents the
+    administrator certificate of DIRECTORY (written by `qkms init`) to the node. Ctrl-C stops it."""
+    from qkms.demo_dashboard import serve_until_interrupted
+    from qkms.runner import load_manifest
+
+    manifest = load_manifest(directory)
+    host, _, port = listen.rpartition(":")
+    try:
+        serve_until_interrupted(manifest, kme_id or next(iter(manifest["nodes"])), Console(width=130),
+                                host.strip("[]"), int(port))
+    except (QkmsError, ValueError, OSError) as exc:
+        raise click.ClickException(getattr(exc, "message", str(exc))) from None
 
 
 @main.command("demo-tls")
@@ -221,6 +325,8 @@ def links(directory: Path, kme_id: str | None) -> None:
     Console(width=130).print(link_table(state))
 
 
+main.add_command(admin)
+main.add_command(audit)
 main.add_command(connect)
+main.add_command(kek)
 main.add_command(pki)
-main.add_command(simulate)

@@ -1,8 +1,10 @@
-"""``make demo``: a throwaway three-node network with simulated QKD links, real ETSI 014
-exchanges over mutual TLS, and a report.
+"""``make demo``: a throwaway four-node network, real ETSI 014 exchanges over mutual TLS,
+and a report. Its links show the link policies side by side: A-B a simulated QKD
+link, B-C hybrid (QKD and ML-KEM combined with CatKDF), C-D post-quantum only (ML-KEM
+signed with ML-DSA).
 
-Prints key IDs, sizes, routes, provenance and whether master and slave hold the same
-bytes; never key bytes or digests of them.
+Prints key IDs, sizes, routes, provenance (each hop's material) and whether master
+and slave hold the same bytes; never key bytes or digests of them.
 """
 
 from __future__ import annotations
@@ -14,38 +16,51 @@ from rich.console import Console
 from rich.table import Table
 
 from adapters.etsi014_client import Etsi014Client, Etsi014Error
+from qkms.demo_dashboard import DEMO_DASHBOARD_NODE, dashboard_note, serve_until_interrupted
 from qkms.layout import DEMO_LINK_SOURCE, LinkPlan, NodePlan, free_port, write_layout
 from qkms.link_status import fetch_link_state, link_table
 from qkms.runner import sae_client, start_all, stop_all, wait_for_keys
 
-NODES = {"A": ("sae-a",), "B": ("sae-b",), "C": ("sae-c",)}
-LINKS = (("A", "B"), ("B", "C"))
+NODES = {"A": ("sae-a",), "B": ("sae-b",), "C": ("sae-c",), "D": ("sae-d",)}
+LINKS = (("A", "B", "qkd-only"), ("B", "C", "hybrid"), ("C", "D", "pqc-only"))
 
 
 def _wait_for_keys(master: Etsi014Client, slave: str, count: int, console: Console) -> dict:
-    with console.status(f"waiting for the simulated QKD links to fill the pools towards {slave} ..."):
+    with console.status(f"waiting for the links to fill the pools towards {slave} ..."):
         return wait_for_keys(master, slave, count, timeout_s=180)
 
 
-def run_demo(directory: Path, console: Console) -> bool:
-    """Create ``directory`` afresh, run the network, exchange keys, report; True if all matched."""
+def run_demo(directory: Path, console: Console, keep_running: bool = False) -> bool:
+    """Create ``directory`` afresh, run the network, exchange keys, report; True if all
+    matched. With ``keep_running`` the network then stays up, its dashboard served on
+    loopback, until Ctrl-C."""
     shutil.rmtree(directory, ignore_errors=True)
     plans = [NodePlan(kme_id, saes, free_port()) for kme_id, saes in NODES.items()]
-    links = [LinkPlan(f"{a}-{b}", (a, b), dict(DEMO_LINK_SOURCE)) for a, b in LINKS]
+    links = [LinkPlan(f"{a}-{b}", (a, b), dict(DEMO_LINK_SOURCE), policy) for a, b, policy in LINKS]
     manifest = write_layout(directory, plans, links).to_dict()
-    console.print(f"[bold]wrote[/] a CA, 3 nodes (A-B-C), 2 simulated QKD links and 3 SAEs under {directory}")
+    console.print(f"[bold]wrote[/] a CA, 4 nodes (A-B-C-D), 3 links (A-B simulated QKD, B-C hybrid QKD+ML-KEM, "
+                  f"C-D ML-KEM only, with ML-DSA keys pinned per link) and 4 SAEs under {directory}")
     nodes = start_all(directory)
     try:
         console.print("nodes up: " + ", ".join(f"{n.kme_id} {n.url}" for n in nodes) + f" (logs in {directory / 'logs'})")
         with sae_client(manifest, "sae-a") as sae_a, sae_client(manifest, "sae-b") as sae_b, \
-                sae_client(manifest, "sae-c") as sae_c:
-            status = _wait_for_keys(sae_a, "sae-c", 8, console)
-            console.print(link_table(fetch_link_state(manifest, "A")))
-            console.print(f"status sae-a -> sae-c: source {status['source_KME_ID']}, target "
+                sae_client(manifest, "sae-c") as sae_c, sae_client(manifest, "sae-d") as sae_d:
+            status = _wait_for_keys(sae_a, "sae-d", 8, console)
+            console.print(link_table(fetch_link_state(manifest, "B")))
+            console.print(f"status sae-a -> sae-d: source {status['source_KME_ID']}, target "
                           f"{status['target_KME_ID']}, route {status['status_extension']['qkms_source']['route']}, "
                           f"{status['stored_key_count']} keys of {status['key_size']} bits available")
-            ok = _exchange(sae_a, sae_b, "sae-b", console) & _exchange(sae_a, sae_c, "sae-c", console)
-            return ok
+            ok = all([_exchange(sae_a, sae_b, "sae-b", console), _exchange(sae_a, sae_c, "sae-c", console),
+                      _exchange(sae_a, sae_d, "sae-d", console)])
+            _demand_qkd(sae_a, console)
+        console.print(dashboard_note(manifest, DEMO_DASHBOARD_NODE), soft_wrap=True)
+        if keep_running:
+            serve_until_interrupted(manifest, DEMO_DASHBOARD_NODE, console,
+                                    still_running=lambda: all(n.process.poll() is None for n in nodes))
+        else:
+            console.print("`make demo-dashboard` (qkms demo --keep-running) leaves the network running with "
+                          "its dashboard open to a local browser")
+        return ok
     finally:
         stop_all(nodes)
         console.print("all nodes stopped (each with its embedded Redis and link manager)")
@@ -54,7 +69,7 @@ def run_demo(directory: Path, console: Console) -> bool:
 def _exchange(master: Etsi014Client, slave: Etsi014Client, slave_id: str, console: Console) -> bool:
     sent = master.enc_keys(slave_id, number=3, size_bits=256)
     received = slave.dec_keys("sae-a", [key.key_id for key in sent])
-    table = Table("key_ID", "bits", "route", "sources", "relay", "same bytes at both SAEs",
+    table = Table("key_ID", "bits", "route", "hops (material: sources)", "relay", "same bytes at both SAEs",
                   title=f"sae-a enc_keys  ->  {slave_id} dec_keys")
     all_match = True
     for mine, theirs in zip(sent, received):
@@ -62,9 +77,9 @@ def _exchange(master: Etsi014Client, slave: Etsi014Client, slave_id: str, consol
         all_match &= same
         provenance = mine.extension.get("qkms_provenance", {})
         relayed = "trusted-node-relay" in provenance.get("algorithms", [])
+        hops = "\n".join(f"{h['link']} {h['material']}: {'+'.join(h['sources'])}" for h in provenance.get("hops", []))
         table.add_row(mine.key_id, str(len(mine.material) * 8), "-".join(provenance.get("route", [])),
-                      ", ".join(provenance.get("sources", [])), "one-time pad per hop" if relayed else "-",
-                      "yes" if same else "NO")
+                      hops, "one-time pad per hop" if relayed else "-", "yes" if same else "NO")
     console.print(table)
     try:
         slave.dec_keys("sae-a", [sent[0].key_id])
@@ -73,3 +88,12 @@ def _exchange(master: Etsi014Client, slave: Etsi014Client, slave_id: str, consol
     except Etsi014Error as exc:
         console.print(f"fetching {sent[0].key_id} again is refused: {exc.status} {exc.body['message']!r}")
     return all_match
+
+
+def _demand_qkd(master: Etsi014Client, console: Console) -> None:
+    """An SAE that demands QKD material on every hop cannot have a key over the ML-KEM-only link."""
+    try:
+        master.enc_keys("sae-d", extension_mandatory=[{"qkms_require_qkd": True}])
+        console.print("[red]a key demanding QKD crossed the ML-KEM-only link[/]")
+    except Etsi014Error as exc:
+        console.print(f"QKD on every hop to sae-d (C-D is ML-KEM only): {exc.status} {exc.body['message']!r}")

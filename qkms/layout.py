@@ -1,7 +1,8 @@
 """Writing a ready-to-run qkms directory: PKI, KEKs, node configs and a manifest.
 
-    DIR/pki/ca.crt, ca.key
+    DIR/pki/ca.crt, ca.key, ca.crl (the CA's revocation list; `qkms pki revoke` adds to it)
     DIR/nodes/<KME_ID>/{node.crt,node.key,kek.hex,config.yaml,data/}
+    DIR/nodes/<KME_ID>/pqc/{ml-dsa-65.key,ml-dsa-65.pub,peers/<PEER>.pub}   (ends of PQC links)
     DIR/saes/<SAE_ID>.crt, .key
     DIR/manifest.json
 """
@@ -16,8 +17,11 @@ from pathlib import Path
 
 import yaml
 
+from adapters.pqc.signing import new_key_pair
+from kms.config import ROLES_BY_POLICY
 from kms.pki import CertificateAuthority
 from kms.pki.files import write_atomic
+from kms.pki.revocation import issue_crl
 from kms.sealing import new_kek_hex
 
 
@@ -32,11 +36,22 @@ class NodePlan:
 
 @dataclass(frozen=True)
 class LinkPlan:
-    """One link to write: its id, its two nodes and its key source section."""
+    """One link to write: its id, its two nodes, its policy, its QKD source section and
+    (for policies that use PQC) its PQC source section."""
 
     link_id: str
     nodes: tuple[str, str]
     source: dict = field(default_factory=dict)
+    policy: str = "qkd-only"
+    pqc: dict = field(default_factory=lambda: dict(DEMO_PQC_SOURCE))
+
+    @property
+    def uses_qkd(self) -> bool:
+        return "qkd" in ROLES_BY_POLICY[self.policy]
+
+    @property
+    def uses_pqc(self) -> bool:
+        return "pqc" in ROLES_BY_POLICY[self.policy]
 
 
 #: Default source of links written by ``qkms init``: a simulated decoy-state BB84 link
@@ -56,6 +71,16 @@ LINK_SOURCES = {
     "repeater-chain": {"kind": "repeater-chain", "length_km": 500, "segments": 8, "memory_t2_s": 1.0},
     "satellite": {"kind": "satellite"},
 }
+#: PQC source of links whose policy uses one: ML-KEM-768 signed with ML-DSA-65, a 4 KiB
+#: block twice a second (64 kbit/s of link key material per link).
+DEMO_PQC_SOURCE = {"kind": "ml-kem", "kem": "ML-KEM-768", "signature": "ML-DSA-65", "block_bytes": 4096,
+                   "blocks_per_s": 2}
+LINK_POLICIES = tuple(ROLES_BY_POLICY)
+
+
+#: A fresh layout's (empty) CRL is valid for a year; `qkms pki revoke` and `qkms pki crl`
+#: re-issue it (30 days by default) and must be run again before it lapses.
+INIT_CRL_VALID_DAYS = 365
 
 
 @dataclass
@@ -65,9 +90,10 @@ class Manifest:
     ca: str
     nodes: dict[str, dict[str, str]] = field(default_factory=dict)
     saes: dict[str, dict[str, str]] = field(default_factory=dict)
+    admin: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
-        return {"ca": self.ca, "nodes": self.nodes, "saes": self.saes}
+        return {"ca": self.ca, "nodes": self.nodes, "saes": self.saes, "admin": self.admin}
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -82,25 +108,54 @@ def node_config(plan: NodePlan, plans: list[NodePlan], links: list[LinkPlan]) ->
     config = {
         "kme_id": plan.kme_id,
         "listen": {"host": "127.0.0.1", "port": plan.port},
-        "tls": {"cert": "node.crt", "key": "node.key", "ca": "../../pki/ca.crt", "sae_id_field": "subject_cn"},
+        "tls": {"cert": "node.crt", "key": "node.key", "ca": "../../pki/ca.crt", "sae_id_field": "subject_cn",
+                "crl": "../../pki/ca.crl"},
         "saes": [{"id": sae_id} for sae_id in plan.sae_ids],
         "kek": {"file": "kek.hex"},
         "redis": {"data_dir": "data"},
         "reservation_ttl_s": 3600,
+        "admins": [ADMIN_NAME],
     }
     if len(plans) > 1:
         config["peers"] = [{"kme_id": p.kme_id, "url": f"https://127.0.0.1:{p.port}", "saes": list(p.sae_ids)}
                            for p in plans if p.kme_id != plan.kme_id]
-        config["links"] = [{"id": link.link_id, "nodes": list(link.nodes), "source": _link_source(link, plan)}
-                           for link in links]
+        config["links"] = [_link_config(link, plan) for link in links]
     return config
 
 
+def _link_config(link: LinkPlan, plan: NodePlan) -> dict:
+    entry = {"id": link.link_id, "nodes": list(link.nodes)}
+    if link.policy != "qkd-only":
+        entry["policy"] = link.policy
+    if link.uses_qkd:
+        entry["source"] = _link_source(link, plan)
+    if link.uses_pqc:
+        entry["pqc"] = _link_pqc(link, plan)
+    return entry
+
+
 def _link_source(link: LinkPlan, plan: NodePlan) -> dict:
-    """Full source settings at the link's ends; elsewhere only its kind (for routing)."""
+    """Full source settings at the link's ends; elsewhere only its kind (for routing). A
+    simulated source gets an ``eve_file`` (the admin API switches eavesdroppers with it)."""
     if plan.kme_id not in link.nodes:
         return {"kind": link.source["kind"]}
-    return {**link.source, "seed_file": f"links/{link.link_id}.seed"}
+    eve = {"eve_file": f"eve/{link.link_id}.json"} if link.source.get("kind") == "simulated" else {}
+    return {**eve, **link.source, "seed_file": f"links/{link.link_id}.seed"}
+
+
+def _link_pqc(link: LinkPlan, plan: NodePlan) -> dict:
+    """The PQC section at the link's ends (this node's key, the peer's pinned key);
+    elsewhere only its kind."""
+    if plan.kme_id not in link.nodes:
+        return {"kind": link.pqc["kind"]}
+    peer = next(n for n in link.nodes if n != plan.kme_id)
+    algorithm = _signature(link)
+    return {**link.pqc, "signing_key": f"pqc/{algorithm.lower()}.key",
+            "peer_public_key": f"pqc/peers/{peer}.{algorithm.lower()}.pub"}
+
+
+def _signature(link: LinkPlan) -> str:
+    return link.pqc.get("signature", "ML-DSA-65")
 
 
 def write_node(root: Path, ca: CertificateAuthority, plan: NodePlan, manifest: Manifest,
@@ -125,12 +180,45 @@ def write_sae(root: Path, ca: CertificateAuthority, sae_id: str, kme_id: str, ma
     manifest.saes[sae_id] = {"node": kme_id, "cert": str(cert), "key": str(key)}
 
 
+#: The administrator ``qkms init`` creates and every node of the layout accepts.
+ADMIN_NAME = "admin"
+
+
+def write_admin(root: Path, ca: CertificateAuthority, manifest: Manifest) -> None:
+    """Write the administrator's client certificate and key (the admin API's role)."""
+    directory = root / "admin"
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    cert, key = directory / f"{ADMIN_NAME}.crt", directory / f"{ADMIN_NAME}.key"
+    ca.issue_admin_certificate(ADMIN_NAME).save(cert, key)
+    manifest.admin = {"name": ADMIN_NAME, "cert": str(cert), "key": str(key)}
+
+
 def write_link_seeds(root: Path, links: list[LinkPlan]) -> None:
     """One shared secret per simulated link, copied into both ends' directories."""
-    for link in links:
+    for link in (link for link in links if link.uses_qkd):
         seed = os.urandom(32).hex().encode() + b"\n"
         for kme_id in link.nodes:
             write_atomic(root / "nodes" / kme_id / "links" / f"{link.link_id}.seed", seed, 0o600)
+
+
+def write_pqc_identities(root: Path, links: list[LinkPlan]) -> None:
+    """An ML-DSA key pair per node at the end of a PQC link (private key mode 0600), and
+    each such link's peer public key pinned in the node's ``pqc/peers/``."""
+    public: dict[tuple[str, str], bytes] = {}
+    for link in (link for link in links if link.uses_pqc):
+        algorithm = _signature(link)
+        for kme_id in link.nodes:
+            pqc_dir = root / "nodes" / kme_id / "pqc"
+            if (kme_id, algorithm) not in public and (pqc_dir / f"{algorithm.lower()}.pub").is_file():
+                # a node that already has a key pair (links added later) keeps it: its peers pinned it
+                public[kme_id, algorithm] = (pqc_dir / f"{algorithm.lower()}.pub").read_bytes()
+            if (kme_id, algorithm) not in public:
+                private_pem, public[kme_id, algorithm] = new_key_pair(algorithm)
+                write_atomic(pqc_dir / f"{algorithm.lower()}.key", private_pem, 0o600)
+                write_atomic(pqc_dir / f"{algorithm.lower()}.pub", public[kme_id, algorithm], 0o644)
+        for kme_id, peer in (link.nodes, link.nodes[::-1]):
+            write_atomic(root / "nodes" / kme_id / "pqc" / "peers" / f"{peer}.{algorithm.lower()}.pub",
+                         public[peer, algorithm], 0o644)
 
 
 def write_layout(root: Path, plans: list[NodePlan], links: list[LinkPlan] = ()) -> Manifest:
@@ -140,11 +228,14 @@ def write_layout(root: Path, plans: list[NodePlan], links: list[LinkPlan] = ()) 
     (root / "pki").mkdir(parents=True, exist_ok=True, mode=0o700)
     ca = CertificateAuthority.create()
     ca.save(root / "pki" / "ca.crt", root / "pki" / "ca.key")
+    issue_crl(ca, root / "pki" / "ca.crl", valid_days=INIT_CRL_VALID_DAYS)
     manifest = Manifest(ca=str(root / "pki" / "ca.crt"))
+    write_admin(root, ca, manifest)
     for plan in plans:
         write_node(root, ca, plan, manifest, plans, links)
         for sae_id in plan.sae_ids:
             write_sae(root, ca, sae_id, plan.kme_id, manifest)
     write_link_seeds(root, links)
+    write_pqc_identities(root, links)
     (root / "manifest.json").write_text(json.dumps(manifest.to_dict(), indent=2) + "\n")
     return manifest

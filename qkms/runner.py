@@ -104,7 +104,13 @@ def stop_process(process: subprocess.Popen, timeout_s: float = 20) -> int:
     return process.returncode
 
 
-def wait_listening(node: RunningNode, timeout_s: float = 30) -> None:
+#: How long a starting node may take to listen. It returns as soon as the node does; a
+#: node checks its link sources and starts its Redis first, which on a loaded 2-core
+#: machine took over 30 s (a demo failed so while four test suites ran beside it).
+NODE_START_TIMEOUT_S = 120
+
+
+def wait_listening(node: RunningNode, timeout_s: float = NODE_START_TIMEOUT_S) -> None:
     """Wait until the node accepts TCP connections (its workers then start serving)."""
     address = urlparse(node.url)
     try:

@@ -24,12 +24,17 @@ from gunicorn.app.base import BaseApplication
 
 from etsi_api.app import create_app
 from etsi_api.km_client import HttpPeerTransport
-from kms.config import NodeConfig, ServerConfig
+from etsi_api.metrics import process_exited, use_multiprocess_dir
+from etsi_api.monitoring import Monitoring
+from kms.admission import Admission, AdmissionLimits
+from kms.config import NodeConfig, RedisConfig, ServerConfig, TlsConfig
 from kms.errors import ConfigError
 from kms.link_manager_state import LinkManagerState
-from kms.node import assemble_node, node_sealer, storage_limits
-from kms.storage import open_storage
+from kms.node import NodeRuntime, node_sealer, storage_limits
+from kms.pki.tls import server_context
+from kms.storage import open_storage, open_telemetry
 from kms.storage.embedded_redis import EmbeddedRedis, die_with_parent
+from qkms.audit_log import install_audit_log
 from qkms.gevent_worker import NodeWorker
 from qkms.linkd import validate_link_sources
 from qkms.supervisor import Supervisor
@@ -44,13 +49,22 @@ def _worker_dies_with_master(server, worker) -> None:
     die_with_parent(signal.SIGKILL)
 
 
-def _tls12_or_newer(config, default_ssl_context_factory) -> ssl.SSLContext:
-    context = default_ssl_context_factory()
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    return context
+def _worker_exited(server, worker) -> None:
+    process_exited(worker.pid)
 
 
-def _concurrency_settings(server: ServerConfig) -> dict:
+def metrics_dir(config: NodeConfig) -> Path:
+    """Where every process of the node keeps its Prometheus metrics (etsi_api.metrics)."""
+    return config.redis.data_dir / "metrics"
+
+
+def _node_tls_context(tls: TlsConfig, config, default_ssl_context_factory) -> ssl.SSLContext:
+    """gunicorn's context: the node's TLS policy (kms.pki.tls), its CRL loaded. The gevent
+    worker makes its own contexts that follow CRL changes (qkms.gevent_worker)."""
+    return server_context(tls.cert, tls.key, tls.ca, tls.crl)
+
+
+def _concurrency_settings(server: ServerConfig, tls: TlsConfig) -> dict:
     """How each worker serves many keep-alive connections: greenlets (gevent: one event
     loop per process, no thread hand-offs per request) or a thread pool (gthread)."""
     if server.worker_class == "gthread":
@@ -60,15 +74,16 @@ def _concurrency_settings(server: ServerConfig) -> dict:
     # theirs afterwards (gunicorn's server context, the KM-channel and device clients),
     # and the one module it names (redis.asyncio) is not used.
     warnings.filterwarnings("ignore", message="Monkey-patching ssl after ssl has already been imported")
-    return {"worker_class": NodeWorker.configured(server), "worker_connections": server.worker_connections}
+    return {"worker_class": NodeWorker.configured(server, tls), "worker_connections": server.worker_connections}
 
 
 class NodeServer(BaseApplication):
     """gunicorn workers (gevent by default) with keep-alive, TLS with required client certificates."""
 
-    def __init__(self, config: NodeConfig, redis_url: str):
+    def __init__(self, config: NodeConfig, redis: RedisConfig, multiprocess_dir: Path | None = None):
         self._config = config
-        self._redis_url = redis_url
+        self._redis = redis
+        self._multiprocess_dir = multiprocess_dir
         super().__init__()
 
     def load_config(self) -> None:
@@ -76,7 +91,7 @@ class NodeServer(BaseApplication):
         settings = {
             "bind": f"{node.listen.host}:{node.listen.port}",
             "workers": server.workers,
-            **_concurrency_settings(server),
+            **_concurrency_settings(server, node.tls),
             "keepalive": server.keepalive_s,
             # Each worker listens on its own SO_REUSEPORT socket, so the kernel spreads new
             # connections over the workers; on one shared socket the first worker awake
@@ -86,7 +101,7 @@ class NodeServer(BaseApplication):
             "keyfile": str(node.tls.key),
             "ca_certs": str(node.tls.ca),
             "cert_reqs": ssl.CERT_REQUIRED,
-            "ssl_context": _tls12_or_newer,
+            "ssl_context": partial(_node_tls_context, node.tls),
             "do_handshake_on_connect": True,
             "accesslog": None,
             "proc_name": f"qkms-{node.kme_id}",
@@ -94,16 +109,22 @@ class NodeServer(BaseApplication):
             "timeout": 60,
             "control_socket_disable": True,
             "post_fork": _worker_dies_with_master,
+            "child_exit": _worker_exited,
         }
         for name, value in settings.items():
             self.cfg.set(name, value)
 
     def load(self):
         config = self._config
-        transport = HttpPeerTransport(config) if config.peers else None
-        storage = open_storage(self._redis_url, config.kme_id, node_sealer(config), storage_limits(config))
-        node = assemble_node(config, storage, transport)
-        return create_app(config, node.service, storage.store, node.network, node.responders)
+        install_audit_log(config.audit)
+        storage = open_storage(self._redis, config.kme_id, node_sealer(config), storage_limits(config))
+        runtime = NodeRuntime(config, storage, HttpPeerTransport(config))
+        view, node = runtime.current()
+        admission = Admission(storage.admission, AdmissionLimits.for_node(config))
+        monitoring = Monitoring(storage.board, storage.pools, open_telemetry(self._redis, config.kme_id),
+                                self._multiprocess_dir)
+        return create_app(view.config, node.service, storage.store, node.network, node.responders, admission,
+                          runtime, monitoring)
 
 
 def ensure_listen_port_free(config: NodeConfig, wait_s: float = 5.0) -> None:
@@ -143,19 +164,21 @@ def check_link_sources(config: NodeConfig, config_path: Path) -> None:
         raise ConfigError(lines[-1] if lines else f"links: checking the link sources failed ({result.returncode})")
 
 
-def start_link_manager(config_path: Path, redis_url: str) -> subprocess.Popen:
+def start_link_manager(config_path: Path, embedded_url: str | None) -> subprocess.Popen:
     """The node's link manager as a child process that dies with this one (it arranges
     that itself, see ``bind_to_parent``) and, in its own process group, leaves Ctrl-C
     to this process, which stops it."""
-    return subprocess.Popen([sys.executable, "-m", "qkms", "linkd", "--config", str(config_path),
-                             "--redis-url", redis_url, "--parent-pid", str(os.getpid())], process_group=0)
+    embedded = ["--redis-url", embedded_url] if embedded_url else []
+    return subprocess.Popen([sys.executable, "-m", "qkms", "linkd", "--config", str(config_path), *embedded,
+                             "--parent-pid", str(os.getpid())], process_group=0)
 
 
-def supervise_link_manager(config: NodeConfig, config_path: Path, redis_url: str) -> Supervisor:
+def supervise_link_manager(config: NodeConfig, config_path: Path, embedded_url: str | None) -> Supervisor:
     """Start the link manager under a supervisor that records its state in the node's storage."""
-    storage = open_storage(redis_url, config.kme_id, node_sealer(config), storage_limits(config))
+    storage = open_storage(config.redis.reached_at(embedded_url), config.kme_id, node_sealer(config),
+                           storage_limits(config))
     state = LinkManagerState.for_node(storage.link_manager, config)
-    supervisor = Supervisor("link manager", partial(start_link_manager, config_path, redis_url), state.record)
+    supervisor = Supervisor("link manager", partial(start_link_manager, config_path, embedded_url), state.record)
     supervisor.start()
     return supervisor
 
@@ -164,12 +187,17 @@ def serve(config: NodeConfig, config_path: Path) -> None:
     """Run the node until SIGTERM/SIGINT: embedded Redis (unless a URL is configured),
     the supervised link manager (if the node has links) and the HTTPS workers; stop
     them all after."""
-    embedded = None if config.redis.url else EmbeddedRedis(config.redis.data_dir, config.redis.appendfsync)
-    redis_url = config.redis.url or embedded.start().url
+    embedded = EmbeddedRedis(config.redis.data_dir, config.redis.appendfsync) if config.redis.embedded else None
+    embedded_url = embedded.start().url if embedded else None
     owner = os.getpid()
-    supervisor = supervise_link_manager(config, config_path, redis_url) if config.local_links() else None
+    # Before anything forks: the link manager and every worker write their metrics there.
+    use_multiprocess_dir(metrics_dir(config))
+    # A node of a network runs its link manager even without links of its own yet: it
+    # exchanges admin changes and may be given a link while it runs.
+    networked = bool(config.local_links() or config.peers)
+    supervisor = supervise_link_manager(config, config_path, embedded_url) if networked else None
     try:
-        NodeServer(config, redis_url).run()
+        NodeServer(config, config.redis.reached_at(embedded_url), metrics_dir(config)).run()
     finally:
         if os.getpid() == owner:
             if supervisor is not None:

@@ -49,11 +49,14 @@ JUSTIFIED_SLEEPS = {
 #: "path::function" -> the capability whose absence skips there (the reason is printed).
 JUSTIFIED_SKIPS = {
     "tests/support/processes.py::external_redis_binary": "the Debian redis-server binary",
+    "tests/support/haproxy.py::haproxy_binary": "the Debian haproxy binary",
+    "tests/integration/test_fault_disk.py::require_private_tmpfs": "a tmpfs in a user+mount namespace (unshare)",
     "tests/support/netns.py::require_namespaces":
         "root, iproute2 and network namespaces, and the VPN daemons a connector test runs",
     "tests/integration/connectors/test_tls_psk.py::psk_pair": "the openssl binary",
     "tests/integration/connectors/test_tls_psk.py::test_the_python_313_helper_uses_the_same_files":
         "a Python 3.13 interpreter (ssl PSK callbacks)",
+    "tests/support/browser.py::require_chromium": "Debian's chromium and chromium-driver",
 }
 
 SEEDED_CONSTRUCTORS = {"Random", "default_rng", "Generator", "SeedSequence", "PCG64", "Philox",

@@ -27,13 +27,14 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from adapters.qkd_sim.channel import EveSpec
 from adapters.qkd_sim.engine import LinkStats, run_link
 from adapters.qkd_sim.errors import QkdSimError
 from adapters.qkd_sim.source_config import (SimulatedSourceSettings, frame_seed, link_identity,
-                                            parse_settings, shared_secret)
+                                            parse_settings, read_eve_file, shared_secret)
 from kms.keys import KeyBlock, Provenance
 from kms.sources import KeySource, SourceContext, SourceHealth
 
@@ -138,8 +139,9 @@ class SimulatedQkdSource(KeySource):
     ``pulses_per_frame`` (1e9), ``frame_interval_s`` (default: real time for the device),
     ``seed_file``, ``eve``
     ({kind: intercept-resend|pns, fraction}), ``qber_alarm_margin`` (0.02),
-    ``max_queued_blocks`` (64), ``worker_nice`` (10: the simulation thread's nice value,
-    so that a CPU-bound link leaves the cores to key delivery first).
+    ``max_queued_blocks`` (64), ``eve_file`` (an eavesdropper while that file exists),
+    ``worker_nice`` (10: the simulation thread's nice value, so that a CPU-bound link
+    leaves the cores to key delivery first).
     """
 
     kind = "simulated"
@@ -153,6 +155,7 @@ class SimulatedQkdSource(KeySource):
         self._pace = _Pace()
         self._link_id, self._peer = link_identity(context)
         self._kme_id = context.kme_id
+        self._data_dir = context.data_dir
         self._is_alice = context.kme_id < self._peer
         self._secret = secret
         self._eve = settings.eve.spec() if settings.eve else None
@@ -171,6 +174,14 @@ class SimulatedQkdSource(KeySource):
         link_id, _ = link_identity(context)
         return cls(settings, context, shared_secret(settings, context, link_id))
 
+    @classmethod
+    def validate_config(cls, section: dict[str, Any], context: SourceContext) -> None:
+        """The section, the link's identity and its seed file, checked as :meth:`from_config`
+        checks them, without optimising the parameters (seconds of CPU at every node start)."""
+        settings = parse_settings(section)
+        link_id, _ = link_identity(context)
+        shared_secret(settings, context, link_id)
+
     # --- producing -----------------------------------------------------------------------
 
     def set_eve(self, spec: EveSpec | None) -> None:
@@ -179,13 +190,26 @@ class SimulatedQkdSource(KeySource):
             self._eve = spec
         log.warning("link %s: eavesdropper set to %s", self._link_id, spec)
 
+    def _eve_now(self) -> EveSpec | None:
+        """The eavesdropper of the next frame: the eve file's while it exists, else the set one."""
+        with self._lock:
+            eve = self._eve
+        path = self._settings.eve_file
+        if path is None:
+            return eve
+        try:
+            return read_eve_file(path if path.is_absolute() or not self._data_dir else Path(self._data_dir) / path) \
+                or eve
+        except (OSError, ValueError) as exc:
+            log.warning("link %s: eve_file %s ignored: %s", self._link_id, path, exc)
+            return eve
+
     def run_frame(self, index: int) -> KeyBlock | None:
         """Simulate frame ``index``, queue and return its block (None if it aborted)."""
         return self._run_frame(index, cancel=None)
 
     def _run_frame(self, index: int, cancel: threading.Event | None) -> KeyBlock | None:
-        with self._lock:
-            eve = self._eve
+        eve = self._eve_now()
 
         def progress(stage: str, done: int, total: int) -> None:
             if cancel is not None and cancel.is_set():
@@ -285,12 +309,15 @@ class SimulatedQkdSource(KeySource):
 
     def _stride(self) -> int:
         """Frames a CPU-bound worker runs: every stride-th pair of slots, stride the power of
-        two at or above the slowdown.  Both ends of a link choose powers of two on the same
-        slot grid, so the slower end's frames are a subset of the faster end's and every
-        frame it runs yields a block both ends hold."""
+        two at or above the slowdown (seconds of computing a frame per slot interval; for a
+        real-time link, the inverse of its ``cpu_speedup``).  Both ends of a link choose
+        powers of two on the same slot grid, so the slower end's frames are a subset of the
+        faster end's and every frame it runs yields a block both ends hold."""
         with self._lock:
-            cpu = self._pace.cpu_speedup(self._simulated_s)
-        return 1 if cpu <= 0.0 or cpu >= 1.0 else 1 << math.ceil(math.log2(1.0 / cpu))
+            slots_per_cpu_frame = self._pace.cpu_speedup(self._interval_s)
+        if slots_per_cpu_frame <= 0.0 or slots_per_cpu_frame >= 1.0:
+            return 1
+        return 1 << math.ceil(math.log2(1.0 / slots_per_cpu_frame))
 
     def _record_failure(self, index: int) -> None:
         with self._lock:

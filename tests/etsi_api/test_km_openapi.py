@@ -19,15 +19,18 @@ from openapi_spec_validator import OpenAPIV30SpecValidator
 
 from etsi_api import errors, km_api, km_wire, meta_api
 from etsi_api.auth import PEER_CERT_ENVIRON_KEY
+from kms.changes import Change
 from kms.config import parse_config
 from kms.errors import BadRequest, Conflict, Unavailable
 from kms.link_board import LinkHalf
 from kms.link_manager_state import LinkManagerStateName, LinkManagerStatus
+from kms.node import NodeRuntime
 from kms.pki import CertificateAuthority
 from kms.pools import Segment
 from kms.relay import HopKey, RelayRequest, check_relay
 from kms.routing import Hop
-from tests.support.openapi import FAILURE_CODES, assert_matches_schema, load, operations, resolve
+from kms.storage import open_memory_storage
+from tests.support.openapi import FAILURE_CODES, assert_matches_schema, load, operations, registered_routes, resolve
 
 DOCUMENT = Path(__file__).resolve().parents[2] / "etsi_api" / "km_openapi.yaml"
 PREFIX = "/km/v1"
@@ -42,12 +45,14 @@ def schema_props(doc, name):
     return set(doc["components"]["schemas"][name]["properties"])
 
 
-def sample_relay(otp: bytes | None) -> RelayRequest:
+def sample_relay(otp: bytes | None, hybrid: bool = False) -> RelayRequest:
+    """A relay request; ``hybrid``: its second hop (link-B-C) is a hybrid one."""
     route = (Hop("link-A-B", "KME_A", "KME_B"), Hop("link-B-C", "KME_B", "KME_C"))
+    pqc_segments = (Segment("link-B-C#pqc-5", 0, 32),) if hybrid else ()
     keys = (HopKey("bc490419-7d60-487f-adc1-4ddcc177c139",
-                   (Segment("link-B-C-17", 96, 20), Segment("link-B-C-19", 0, 12)), otp),)
+                   (Segment("link-B-C-17", 96, 20), Segment("link-B-C-19", 0, 12)), otp, pqc_segments),)
     return RelayRequest("3f0c2a1e-7b55-4c1d-9d0e-5c7d1e2b8a90.KME_C", route, 1 if otp else 0, "sae-a1",
-                        frozenset({"sae-c2", "sae-c1"}), 256, 300, keys)
+                        frozenset({"sae-c2", "sae-c1"}), 256, 300, keys, ("qkd", "hybrid") if hybrid else ())
 
 
 #: KME_B of the chain KME_A - KME_B - KME_C, as a real configuration (files never read).
@@ -63,6 +68,8 @@ NODE_B = parse_config({
 SAMPLE_HALF = LinkHalf("link-A-B", "KME_A", 4096, "degraded", "frame 3: QBER 9.0%", {"qber": 0.09},
                        1767225600.5, ("qkd-sim",), ("BB84",), (3, 5))
 SAMPLE_LINK_MANAGER = LinkManagerStatus("restarting", 4242, 2, -9, 1.0, None)
+SAMPLE_CHANGE = Change("0b7e1d9c-5a40-4c3e-9f57-2a8e61d0c4b2", 7, "KME_A", "admin", 1767225600.25, "put-sae",
+                       {"id": "sae-c3", "node": "KME_C"})
 
 
 # --- the document itself ---------------------------------------------------------
@@ -125,22 +132,15 @@ def test_examples_match_their_schemas(doc):
 # --- the document and the blueprint agree on routes --------------------------------
 
 def registered_km_routes() -> set[tuple[str, str]]:
-    app = Flask("routes")
-    app.register_blueprint(km_api.bp)
-    app.register_blueprint(meta_api.bp)
-    routes = set()
-    for rule in app.url_map.iter_rules():
-        if rule.rule.startswith(PREFIX + "/"):
-            path = re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", r"{\1}", rule.rule[len(PREFIX):])
-            routes |= {(path, m.lower()) for m in rule.methods - {"HEAD", "OPTIONS"}}
-    return routes
+    return registered_routes(PREFIX, km_api.bp, meta_api.bp)
 
 
 def test_every_km_route_is_documented_and_vice_versa(doc):
     documented = {(path, method) for path, method, _ in operations(doc)}
     registered = registered_km_routes()
-    assert {("/relay", "post"), ("/abort", "post"), ("/pool/sync", "post"), ("/links", "get"),
-            ("/links/{link_id}/exchange", "post"), ("/openapi.yaml", "get")} <= registered
+    assert {("/relay", "post"), ("/abort", "post"), ("/pool/sync", "post"), ("/links", "get"), ("/links", "post"),
+            ("/changes", "get"), ("/changes", "post"), ("/links/{link_id}/exchange", "post"),
+            ("/openapi.yaml", "get")} <= registered
     assert documented == registered
 
 
@@ -149,10 +149,14 @@ def test_every_km_route_is_documented_and_vice_versa(doc):
 @pytest.mark.parametrize("otp", [None, bytes(range(32))], ids=["first-hop", "relayed"])
 def test_relay_schema_names_are_km_wire_names(doc, otp):
     wire = km_wire.relay_to_json(sample_relay(otp))
-    assert set(wire) == schema_props(doc, "RelayRequest")
+    optional = {"hop_pools"}
+    assert set(wire) | optional == schema_props(doc, "RelayRequest")
     assert set(doc["components"]["schemas"]["RelayRequest"]["required"]) == set(wire)
     assert set(wire["route"][0]) == schema_props(doc, "Hop")
-    assert set(wire["keys"][0]) == schema_props(doc, "HopKey")
+    assert set(wire["keys"][0]) | {"pqc_segments"} == schema_props(doc, "HopKey")
+    hybrid = km_wire.relay_to_json(sample_relay(bytes(range(32)), hybrid=True))
+    assert set(hybrid) == schema_props(doc, "RelayRequest") and set(hybrid["keys"][0]) == schema_props(doc, "HopKey")
+    assert_matches_schema(doc, {"$ref": "#/components/schemas/RelayRequest"}, hybrid)
     request_body = doc["paths"]["/relay"]["post"]["requestBody"]["content"]["application/json"]
     assert_matches_schema(doc, request_body["schema"], wire)
     # and the document's examples are requests km_wire accepts
@@ -215,6 +219,9 @@ class FakeNetwork:
 
     known_halves = local_halves
 
+    def accept_halves(self, halves, sender):
+        return len(halves)
+
 
 def node_der(ca, kme_id):
     return ca.issue_node_certificate(kme_id).certificate.public_bytes(serialization.Encoding.DER)
@@ -228,6 +235,7 @@ def km_app():
     app.extensions["qkms.network"] = FakeNetwork()
     app.extensions["qkms.service"] = SimpleNamespace(sae_for_identity=lambda i: i if i == "sae-b1" else None,
                                                      link_manager_status=lambda: SAMPLE_LINK_MANAGER)
+    app.extensions["qkms.runtime"] = NodeRuntime(NODE_B, open_memory_storage("KME_B"), None)
     errors.init_app(app)
     app.register_blueprint(km_api.bp)
     app.register_blueprint(meta_api.bp)
@@ -285,6 +293,16 @@ def relay_body(hop_index=1, otp=True, **changes):
     ("KME_A", "/links", "get", {}, 200),
     ("KME_B", "/links", "get", {"query_string": {"all": "1"}}, 200),
     ("KME_X", "/links", "get", {}, 401),
+    ("KME_A", "/links", "post", {"json": {"links": [km_wire.halves_to_json([SAMPLE_HALF])["links"][0]],
+                                          "changes_digest": "d"}}, 200),
+    ("KME_A", "/links", "post", {"json": {"links": [{"link": "link-A-B"}], "changes_digest": "d"}}, 400),
+    ("KME_X", "/links", "post", {"json": {"links": [], "changes_digest": "d"}}, 401),
+    ("KME_A", "/changes", "post", {"json": {"changes": [SAMPLE_CHANGE.to_dict()]}}, 200),
+    ("KME_A", "/changes", "post", {"json": {"changes": [{**SAMPLE_CHANGE.to_dict(), "op": "reboot"}]}}, 400),
+    ("KME_A", "/changes", "post", {"json": {"changes": "all"}}, 400),
+    ("sae-b1", "/changes", "post", {"json": {"changes": []}}, 401),
+    ("KME_A", "/changes", "get", {}, 200),
+    ("KME_X", "/changes", "get", {}, 401),
     ("KME_A", "/openapi.yaml", "get", {}, 200),
     ("KME_B", "/openapi.yaml", "get", {}, 200),
     ("sae-b1", "/openapi.yaml", "get", {}, 200),
@@ -309,3 +327,11 @@ def test_only_the_all_answer_carries_the_link_manager(km_app):
     assert "link_manager" not in call(km_app, "KME_A", "GET", "/links").get_json()
     body = call(km_app, "KME_B", "GET", "/links", query_string={"all": "1"}).get_json()
     assert km_wire.link_manager_from_json(body) == SAMPLE_LINK_MANAGER
+
+
+def test_pushed_changes_are_kept_and_served_to_peers(doc, km_app):
+    call(km_app, "KME_A", "POST", "/changes", json={"changes": [SAMPLE_CHANGE.to_dict()]})
+    body = check_response(doc, "/changes", "get", call(km_app, "KME_A", "GET", "/changes")).get_json()
+    assert SAMPLE_CHANGE.to_dict() in body["changes"]
+    assert [Change.from_dict(item) for item in body["changes"]] == km_wire.changes_from_json(body)
+    assert set(body["changes"][0]) == schema_props(doc, "Change")

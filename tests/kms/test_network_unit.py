@@ -107,8 +107,14 @@ class InProcessTransport(PeerTransport):
     def sync_pool(self, peer: str, link_id: str, owner: str, sequence: int, offset: int) -> None:
         self.networks[peer].discard_before(link_id, owner, sequence, offset)
 
-    def link_halves(self, peer: str) -> list:
-        return self.networks[peer].local_halves()
+    def push_halves(self, peer: str, halves: list, changes_digest: str) -> str:
+        raise Unavailable("these tests exchange no link state")
+
+    def push_changes(self, peer: str, changes: list) -> None:
+        raise Unavailable("these tests make no admin changes")
+
+    def fetch_changes(self, peer: str) -> list:
+        raise Unavailable("these tests make no admin changes")
 
     def exchange(self, peer: str, link_id: str, message: dict) -> dict:
         raise Unavailable("these tests run no key sources")

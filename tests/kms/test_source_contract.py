@@ -59,6 +59,7 @@ from kms.source_registry import (BUILTIN_SOURCES, available_sources, build_sourc
 from kms.sources import KeySource, LinkChannel, SourceContext, SourceHealth
 from kms.storage import open_memory_storage
 from tests.support.conditions import wait_until
+from tests.support.pqc import PQC_SECTION, end_files, write_files
 
 KME_A, KME_B = "KME-A", "KME-B"
 LINK_ID = f"{KME_A}--{KME_B}"
@@ -84,6 +85,8 @@ class ContractConfig:
     section: dict[str, Any] = field(default_factory=dict)
     #: Files each end's data directory holds, relative path -> content (a link's seed file).
     shared_files: dict[str, bytes] = field(default_factory=dict)
+    #: Files only one end holds: KME_ID -> relative path -> content (its private key).
+    end_files: dict[str, dict[str, bytes]] = field(default_factory=dict)
     #: A fetch budget that holds any one block of this source.
     block_budget_bits: int = 1 << 20
     #: How long STEADY_BLOCKS blocks may take at both ends (generous: a loaded machine).
@@ -98,6 +101,13 @@ CONTRACT_CONFIGS: dict[str, ContractConfig] = {
         section={"preset": "snspd-illustrative", "length_km": 10, "pulses_per_frame": 3_000_000,
                  "frame_interval_s": 1.0, "seed_file": f"links/{LINK_ID}.seed"},
         shared_files={f"links/{LINK_ID}.seed": hashlib.sha256(b"qkms source contract link seed").digest()},
+    ),
+    # ML-KEM with ML-DSA: each end its own signing key and the other's pinned public key;
+    # a 1 KiB block 20 times a second, the initiator (KME-A) paced by its worker.
+    "ml-kem": ContractConfig(
+        section={k: v for k, v in PQC_SECTION.items() if k != "kind"},
+        end_files={KME_A: end_files(KME_A, KME_B), KME_B: end_files(KME_B, KME_A)},
+        blocks_timeout_s=60.0,
     ),
     # BBM92 with efficient detectors at 5 km: ~60 kbit of key per 1 s frame.
     "entangled": ContractConfig(
@@ -176,21 +186,25 @@ def link_end_context(kind: str, root: Path, kme_id: str, **wiring) -> SourceCont
     for relative, content in contract_config(kind).shared_files.items():
         (data_dir / relative).parent.mkdir(parents=True, exist_ok=True)
         (data_dir / relative).write_bytes(content)
+    write_files(data_dir, contract_config(kind).end_files.get(kme_id, {}))
     return SourceContext(kme_id, KME_B if kme_id == KME_A else KME_A, LINK_ID, str(data_dir), **wiring)
 
 
 def build_link(kind: str, root: Path) -> LinkEnds:
     """Both ends of link LINK_ID served by ``kind``, built as the link manager builds them
     (qkms/linkd.py): the same section, contexts KME-A and KME-B, each node with its inbox
-    and each end with a channel to the other end's responder."""
+    and sequence ledger, and each end with a channel to the other end's responder."""
     section = contract_config(kind).section
-    inboxes = {kme_id: open_memory_storage(kme_id).inbox for kme_id in (KME_A, KME_B)}
+    storages = {kme_id: open_memory_storage(kme_id) for kme_id in (KME_A, KME_B)}
+
+    def stores(kme_id: str) -> dict:
+        return {"inbox": storages[kme_id].inbox, "ledger": storages[kme_id].ledger}
 
     def responder(kme_id: str) -> Callable[[], KeySource]:
-        return lambda: _build(kind, section, link_end_context(kind, root, kme_id, inbox=inboxes[kme_id]))
+        return lambda: _build(kind, section, link_end_context(kind, root, kme_id, **stores(kme_id)))
 
     channels = (LoopbackChannel(responder(KME_B)), LoopbackChannel(responder(KME_A)))
-    ends = [_build(kind, section, link_end_context(kind, root, kme_id, channel=channel, inbox=inboxes[kme_id]))
+    ends = [_build(kind, section, link_end_context(kind, root, kme_id, channel=channel, **stores(kme_id)))
             for kme_id, channel in zip((KME_A, KME_B), channels)]
     return LinkEnds(*ends, channels)
 
@@ -444,7 +458,7 @@ def kind(request) -> str:
 
 def test_the_registry_offers_both_kinds_of_source() -> None:
     # Without this an empty LINK_KINDS or NODE_KINDS would leave half the suite unrun.
-    assert "simulated" in LINK_KINDS, "the simulated source's entry point is not installed (pip install -e .)"
+    assert {"simulated", "ml-kem"} <= set(LINK_KINDS), "the link sources' entry points are not installed (pip install -e .)"
     assert "csprng" in NODE_KINDS
 
 

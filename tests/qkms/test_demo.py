@@ -1,11 +1,17 @@
-"""`make demo` end to end: three node processes, simulated links, ETSI exchanges."""
+"""`make demo` end to end: four node processes, QKD, hybrid and ML-KEM links, ETSI exchanges."""
 
 from __future__ import annotations
 
+import re
+import signal
 import subprocess
 import sys
+import threading
 
+import httpx
 import pytest
+
+from tests.support.conditions import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -16,9 +22,40 @@ def test_demo_exchanges_keys_over_one_and_two_hops(tmp_path):
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     out = result.stdout
     assert "sae-a enc_keys  ->  sae-b dec_keys" in out and "sae-a enc_keys  ->  sae-c dec_keys" in out
-    assert "A-B-C" in out and "one-time pad per hop" in out
-    assert out.count("│ yes") == 6 and "│ NO" not in out
-    assert out.count("again is refused: 400") == 2
+    assert "sae-a enc_keys  ->  sae-d dec_keys" in out
+    assert "A-B-C-D" in out and "one-time pad per hop" in out
+    assert "A-B qkd: qkd-sim" in out and "B-C hybrid: qkd-sim+ml-kem" in out and "C-D pqc: ml-kem" in out
+    assert out.count("│ yes") == 9 and "│ NO" not in out
+    assert out.count("again is refused: 400") == 3
+    assert "(C-D is ML-KEM only): 400 'not all extension_mandatory request options could be met'" in out
+    assert re.search(r"dashboard of node B: https://127\.0\.0\.1:\d+/dashboard/ \(administrator certificate "
+                     r"\S+/admin/admin\.crt", out)
     assert "all nodes stopped" in out
+    leftover = subprocess.run(["pgrep", "-f", str(tmp_path / "demo")], capture_output=True, text=True)
+    assert leftover.stdout.strip() == "", "a demo process outlived the demo"
+
+
+def test_keep_running_serves_the_dashboard_until_ctrl_c(tmp_path):
+    demo = subprocess.Popen([sys.executable, "-m", "qkms", "demo", str(tmp_path / "demo"), "--keep-running"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(demo.stdout), daemon=True)
+    reader.start()
+    try:
+        url = wait_until(lambda: next((m.group(1) for line in list(lines)
+                                       if (m := re.search(r"dashboard:\S* open (http://127\.0\.0\.1:\d+/dashboard/)",
+                                                          line))), None), "the dashboard URL", 400)
+        page = httpx.get(url, timeout=30)
+        state = httpx.get(url + "api/state", timeout=30).json()
+        still_running = demo.poll() is None
+    finally:
+        demo.send_signal(signal.SIGINT)
+        code = demo.wait(120)
+        reader.join(30)
+    assert still_running and page.status_code == 200 and "uPlot" in page.text
+    assert [n["id"] for n in state["nodes"]] == ["B", "A", "C", "D"]
+    assert {link["id"] for link in state["links"]} == {"A-B", "B-C", "C-D"}
+    assert code == 0, "".join(lines)[-2000:]
+    assert "all nodes stopped" in "".join(lines)
     leftover = subprocess.run(["pgrep", "-f", str(tmp_path / "demo")], capture_output=True, text=True)
     assert leftover.stdout.strip() == "", "a demo process outlived the demo"

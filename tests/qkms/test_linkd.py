@@ -1,13 +1,16 @@
 """The link manager (qkms/linkd.py) with in-memory fakes: a failing step, whatever it
 raises, is logged once and the loop goes on; a malformed peer answer counts as the peer
-being unreachable; link sources are validated under their ``links[i].source`` path."""
+being unreachable; it never polls its peers, it pushes link state to its neighbours;
+link sources are validated under their ``links[i].source`` path."""
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import httpx
@@ -88,23 +91,40 @@ class FakePools:
 
 
 class FakeBoard:
-    def __init__(self):
+    def __init__(self, halves: dict | None = None):
         self.published: list[LinkHalf] = []
+        self.halves = dict(halves or {})
 
     def publish(self, halves):
         self.published.extend(halves)
+        self.halves.update({(h.link_id, h.owner): h for h in halves})
+
+    def read(self):
+        return dict(self.halves)
 
 
 class FakeTransport:
-    """link_halves(peer) answers what ``answers[peer]()`` returns (or raises)."""
+    """push_halves(peer, ...) records the push and answers what ``answers[peer]()``
+    returns (a change-log digest) or raises; nothing else is ever asked."""
 
-    def __init__(self, answers: dict[str, Callable[[], list[LinkHalf]]]):
-        self.answers = answers
+    def __init__(self, answers: dict[str, Callable[[], str]] | None = None):
+        self.answers = answers or {}
+        self.pushes: list[tuple[str, list[LinkHalf]]] = []
+        self.calls: list[str] = []
 
-    def link_halves(self, peer):
-        return self.answers.get(peer, lambda: [])()
+    def push_halves(self, peer, halves, changes_digest):
+        self.calls.append(f"push_halves {peer}")
+        self.pushes.append((peer, list(halves)))
+        return self.answers.get(peer, lambda: changes_digest)()
+
+    def fetch_changes(self, peer):
+        self.calls.append(f"fetch_changes {peer}")
+        return []
 
     def sync_pool(self, *args):
+        self.calls.append("sync_pool")
+
+    def reconfigure(self, config):
         pass
 
 
@@ -170,7 +190,7 @@ def test_a_source_that_raises_does_not_end_the_loop(failure, caplog):
 def test_a_failing_pool_store_loses_no_block(failure, caplog):
     pools = FakePools([failure] * 3)
     manager = manager_for(ScriptedSource([[peer_block(1)], [peer_block(3)]]), pools)
-    due = {"beat": 0.0, "publish": float("inf"), "poll": float("inf"), "sync": float("inf")}
+    due = {"beat": 0.0, "publish": float("inf"), "gossip": float("inf"), "sync": float("inf")}
     for _ in range(4):
         manager.step(due)
     assert pools.stored[("A-B", "B")] == ["A-B:1", "A-B:3"]
@@ -186,14 +206,52 @@ def test_heartbeat_is_sent_while_every_step_fails(caplog):
     assert len(step_failures(caplog)) == 1
 
 
-def test_a_malformed_peer_answer_does_not_end_the_loop(caplog):
-    malformed = {"links": [{"link": "A-C", "owner": "C"}]}  # no available_bits, state, ...
-    answers = {"C": lambda: km_wire.halves_from_json(malformed), "B": lambda: [LinkHalf("A-B", "B", 8)]}
-    board = FakeBoard()
-    manager = manager_for(ScriptedSource([]), transport=FakeTransport(answers), board=board, peers=("B", "C"))
-    thread = run_until(manager, lambda: sum(h.owner == "B" for h in board.published) >= 2)  # two poll rounds
+def test_a_malformed_push_answer_does_not_end_the_loop(caplog):
+    def malformed():
+        raise Unavailable("peer C sent a malformed answer to a link-state push")
+
+    transport = FakeTransport({"C": malformed})
+    manager = manager_for(ScriptedSource([]), transport=transport, peers=("B", "C"))
+    thread = run_until(manager, lambda: sum(peer == "B" for peer, _ in transport.pushes) >= 2)
     stop(manager, thread)
-    assert any("KeyError" in line for line in step_failures(caplog))
+    assert step_failures(caplog) == []
+    assert any("link state not pushed to C" in line for line in caplog.messages)
+
+
+def test_it_pushes_to_its_neighbours_and_never_polls():
+    """Link state goes out as pushes to the link's other ends, only when there is
+    something new or a refresh is due; no peer is ever asked for its halves."""
+    transport = FakeTransport()
+    manager = manager_for(ScriptedSource([]), transport=transport, peers=("B", "C"))
+    due = {"beat": 0.0, "publish": 0.0, "gossip": 0.0, "sync": float("inf")}
+    manager.step(due)
+    assert sorted(peer for peer, _ in transport.pushes) == ["B", "C"]
+    assert [h.owner for _, halves in transport.pushes for h in halves] == ["A", "A"]
+    due["gossip"] = 0.0
+    manager.step(due)  # nothing changed, no refresh due: nothing sent
+    assert len(transport.pushes) == 2
+    assert not any(call.startswith(("link_halves", "fetch_changes")) for call in transport.calls)
+    assert not hasattr(HttpPeerTransport, "link_halves")
+
+
+def test_confirmed_blocks_only_go_to_the_links_other_end():
+    """Which of B's blocks A holds matters to B alone: B's push gets them, C's does not."""
+    source = ScriptedSource([[peer_block(1)]])
+    transport = FakeTransport()
+    manager = manager_for(source, FakePools(), transport=transport, peers=("B", "C"))
+    manager.step({"beat": 0.0, "publish": 0.0, "gossip": 0.0, "sync": float("inf")})
+    sent = {peer: halves for peer, halves in transport.pushes}
+    assert [h.held_peer_sequences for h in sent["B"] if h.link_id == "A-B"] == [(1,)]
+    assert [h.held_peer_sequences for h in sent["C"] if h.link_id == "A-B"] == [()]
+
+
+def test_a_peer_half_confirms_own_blocks():
+    own_block = KeyBlock("A-B:2", SECRET, 2)  # even: A's own half
+    pools = FakePools()
+    board = FakeBoard({("A-B", "B"): LinkHalf("A-B", "B", 0, observed_at=1.0, held_peer_sequences=(2,))})
+    manager = manager_for(ScriptedSource([[own_block]]), pools, board=board)
+    manager.step({"beat": 0.0, "publish": float("inf"), "gossip": 0.0, "sync": float("inf")})
+    assert pools.stored[("A-B", "A")] == ["A-B:2"]
 
 
 # --- the HTTP transport: a malformed answer is an unreachable peer -----------------------
@@ -207,31 +265,50 @@ def two_node_config(tmp_path_factory):
 
 
 @pytest.mark.parametrize("body", [
-    b'{"links": [{"link": "A-B"}]}',
-    b'{"links": [{"link": "A-B", "owner": "B", "available_bits": "many", "state": "up", "reason": "",'
-    b' "metrics": {}, "observed_at": 0}]}',
-    b'{"links": 5}',
+    b'{"accepted": 1}',
+    b'{"changes_digest": 5}',
     b'[]',
     b'not json',
-], ids=["missing-fields", "bad-number", "not-a-list", "not-an-object", "not-json"])
-def test_malformed_links_answer_is_unavailable(two_node_config, body):
+], ids=["no-digest", "bad-digest", "not-an-object", "not-json"])
+def test_malformed_push_answer_is_unavailable(two_node_config, body):
     answer = httpx.MockTransport(lambda request: httpx.Response(200, content=body))
     transport = HttpPeerTransport(two_node_config, http_transport=answer)
     try:
-        with pytest.raises(Unavailable, match="peer B sent malformed link state"):
-            transport.link_halves("B")
+        with pytest.raises(Unavailable, match="peer B"):
+            transport.push_halves("B", [LinkHalf("A-B", "A", 8)], "digest")
     finally:
         transport.close()
 
 
-def test_well_formed_links_answer_is_parsed(two_node_config):
-    half = LinkHalf("A-B", "B", 4096, observed_at=1.0)
-    answer = httpx.MockTransport(lambda request: httpx.Response(200, json=km_wire.halves_to_json([half])))
-    transport = HttpPeerTransport(two_node_config, http_transport=answer)
+def test_a_push_carries_the_halves_and_returns_the_peers_digest(two_node_config):
+    half = LinkHalf("A-B", "A", 4096, observed_at=1.0)
+    seen = []
+
+    def answer(request):
+        seen.append(request)
+        return httpx.Response(200, json={"accepted": 1, "changes_digest": "theirs"})
+
+    transport = HttpPeerTransport(two_node_config, http_transport=httpx.MockTransport(answer))
     try:
-        assert transport.link_halves("B") == [half]
+        assert transport.push_halves("B", [half], "mine") == "theirs"
     finally:
         transport.close()
+    body = json.loads(seen[0].content)
+    assert seen[0].method == "POST" and seen[0].url.path == "/km/v1/links"
+    assert km_wire.halves_from_json(body) == [half] and body["changes_digest"] == "mine"
+
+
+@pytest.mark.parametrize("peer_clock_offset_s", [-1000.0, 0.0, 1000.0])
+def test_a_pushed_report_is_read_on_the_peers_clock(peer_clock_offset_s):
+    """A half the peer observed 2 s before it pushed is 2 s old here, whatever the peer's clock says."""
+    peer_now = time.time() + peer_clock_offset_s
+    half = LinkHalf("A-B", "B", 4096, observed_at=peer_now - 2)
+    passed_on = LinkHalf("C-D", "C", 4096, observed_at=peer_now - 2)
+    body = {**km_wire.halves_to_json([half, passed_on], now=peer_now), "changes_digest": "x"}
+    got, kept = km_wire.halves_push_from_json(body, "B")
+    assert replace(got, observed_at=half.observed_at) == half
+    assert 2 <= time.time() - got.observed_at < 5 and got.fresh()
+    assert kept == passed_on, "a half passed on keeps its version"
 
 
 # --- link source settings ------------------------------------------------------------------

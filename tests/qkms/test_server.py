@@ -75,11 +75,13 @@ def test_a_bad_link_source_setting_stops_serve_before_anything_starts(tmp_path):
     assert leftover.stdout.strip() == "", "a process of the node is still running"
 
 
+@pytest.mark.integration  # runs `qkms linkd --check` as a child process
 def test_checking_link_sources_keeps_the_simulator_out_of_the_serving_process(tmp_path):
-    """The gunicorn master forks its workers: what it imports, every worker carries."""
+    """The gunicorn master forks its workers: what it imports, every worker carries. It
+    runs as ``qkms serve``, so the command line's own imports count too."""
     manifest = two_node_layout(tmp_path, DEMO_LINK_SOURCE)
     probe = ("import sys; from pathlib import Path; from kms.config import load_config;"
-             "from qkms.server import check_link_sources;"
+             "import qkms.cli; from qkms.server import check_link_sources;"
              f"path = Path({manifest['nodes']['A']['config']!r});"
              "check_link_sources(load_config(path), path);"
              "print(sorted(m for m in ('scipy', 'adapters.qkd_sim.source') if m in sys.modules))")
@@ -88,6 +90,7 @@ def test_checking_link_sources_keeps_the_simulator_out_of_the_serving_process(tm
     assert result.stdout.strip() == "[]"
 
 
+@pytest.mark.integration  # runs `qkms linkd --check` as a child process
 def test_checking_link_sources_reports_the_childs_finding(tmp_path):
     manifest = two_node_layout(tmp_path, {**DEMO_LINK_SOURCE, "eve": {"kind": "photon-thief"}})
     path = Path(manifest["nodes"]["B"]["config"])

@@ -19,16 +19,26 @@ from qkms.runner import RunningNode, sae_client, start_node, stop_all, wait_for_
 # pools fill within seconds without saturating two cores.
 FAST_LINK = {"kind": "simulated", "preset": "snspd-illustrative", "length_km": 10,
              "pulses_per_frame": 3_000_000, "frame_interval_s": 4.0}
+#: The ML-KEM source of links whose policy uses PQC: 4 KiB blocks, four a second.
+FAST_PQC = {"kind": "ml-kem", "kem": "ML-KEM-768", "signature": "ML-DSA-65", "block_bytes": 4096,
+            "blocks_per_s": 4}
+
+
+#: How long a node of a LocalNetwork may take to listen.
+START_TIMEOUT_S = 90
 
 
 class LocalNetwork:
     """Nodes written with ``write_layout`` and run as ``qkms serve`` children."""
 
     def __init__(self, root: Path, saes: dict[str, tuple[str, ...]], links: list[tuple[str, str]], source: dict,
-                 sources: dict[tuple[str, str], dict] | None = None):
-        """``source`` serves every link but those ``sources`` gives their own section."""
+                 sources: dict[tuple[str, str], dict] | None = None,
+                 policies: dict[tuple[str, str], str] | None = None, pqc: dict | None = None):
+        """``source`` serves every link but those ``sources`` gives their own section;
+        ``policies`` by link (default qkd-only); ``pqc`` the PQC source of links that use one."""
         plans = [NodePlan(kme_id, node_saes, free_port()) for kme_id, node_saes in saes.items()]
-        link_plans = [LinkPlan(f"{a}-{b}", (a, b), dict((sources or {}).get((a, b), source))) for a, b in links]
+        link_plans = [LinkPlan(f"{a}-{b}", (a, b), dict((sources or {}).get((a, b), source)),
+                               (policies or {}).get((a, b), "qkd-only"), dict(pqc or FAST_PQC)) for a, b in links]
         self.root = root
         self.links = link_plans
         self.manifest = write_layout(root, plans, link_plans).to_dict()
@@ -37,10 +47,18 @@ class LocalNetwork:
         (root / "logs").mkdir(exist_ok=True)
 
     def start(self, *kme_ids: str) -> None:
-        for kme_id in kme_ids or self.manifest["nodes"]:
+        """Start the nodes and wait until they listen (up to START_TIMEOUT_S each: several
+        nodes importing the simulator at once on a busy machine take a while); if one
+        does not, stop every node this call started and raise."""
+        ids = list(kme_ids or self.manifest["nodes"])
+        for kme_id in ids:
             self.running[kme_id] = start_node(kme_id, self.manifest["nodes"][kme_id], self.root / "logs")
-        for kme_id in kme_ids or self.manifest["nodes"]:
-            wait_listening(self.running[kme_id])
+        try:
+            for kme_id in ids:
+                wait_listening(self.running[kme_id], START_TIMEOUT_S)
+        except BaseException:
+            self.stop(*ids)
+            raise
 
     def stop(self, *kme_ids: str) -> None:
         stop_all([self.running.pop(k) for k in (kme_ids or list(self.running)) if k in self.running])

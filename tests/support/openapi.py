@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
 import openapi_schema_validator
 import yaml
+from flask import Flask
 
 HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
 FAILURE_CODES = {"400", "401", "503"}
@@ -47,3 +49,17 @@ def assert_matches_schema(doc: dict, schema: dict, instance) -> None:
     openapi_schema_validator.validate(instance, {**resolve(doc, schema), "components": doc["components"]},
                                       cls=openapi_schema_validator.OAS30Validator,
                                       format_checker=openapi_schema_validator.oas30_format_checker)
+
+
+def registered_routes(prefix: str, *blueprints) -> set[tuple[str, str]]:
+    """(path below ``prefix`` in OpenAPI's ``{name}`` form, method) of every route the
+    blueprints register (no implicit HEAD or OPTIONS)."""
+    app = Flask("routes")
+    for blueprint in blueprints:
+        app.register_blueprint(blueprint)
+    routes = set()
+    for rule in app.url_map.iter_rules():
+        if rule.rule.startswith(prefix + "/"):
+            path = re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", r"{\1}", rule.rule[len(prefix):])
+            routes |= {(path, m.lower()) for m in rule.methods - {"HEAD", "OPTIONS"}}
+    return routes

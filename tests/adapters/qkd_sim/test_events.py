@@ -15,7 +15,9 @@ import pytest
 from adapters.qkd_sim import EveSpec, analytic, preset
 from adapters.qkd_sim.channel import make_channel
 from adapters.qkd_sim.detector_memory import DetectorState, register_clicks
+from adapters.qkd_sim.engine import max_click_rate_hz
 from adapters.qkd_sim.estimation import finite_bounds, yield_and_error_bounds
+from adapters.qkd_sim.expected import click_and_error_probs
 from adapters.qkd_sim.events import gate_law, simulate_events
 from adapters.qkd_sim.montecarlo import simulate_pulses
 
@@ -85,6 +87,22 @@ def test_dead_time_saturates_the_click_rate_as_the_detector_model_says(raw_prob,
     expected = gates * raw_prob / (1.0 + raw_prob * dead_gates)
     assert clicks.gates.size == pytest.approx(expected, abs=5.0 * np.sqrt(expected) + 1.0)
     assert np.all(np.diff(clicks.gates) > dead_gates)  # never faster than the detector's maximum
+
+
+@pytest.mark.parametrize("dead_time_s, saturation", [(0.0, 0.1), (10e-9, 0.5), (50e-9, 0.8)])
+def test_a_saturating_link_clicks_as_often_as_the_detector_model_says(dead_time_s, saturation):
+    # Back to back (0 km) with efficient detectors a detector clicks in ~1/4 of the gates
+    # when live: 10 and 50 gates of dead time leave it live 46 % and 15 % of the time.
+    # The event sampler's registered clicks per intensity match the model's live fraction
+    # (expected.py); the click rate approaches, and stays below, the detectors' maximum.
+    params = preset("snspd-illustrative", length_km=0.0, dead_time_s=dead_time_s)
+    pulses = 4_000_000
+    tally, _ = simulate_events(params, pulses, np.random.default_rng(5), make_channel(params, None))
+    click, _, _ = click_and_error_probs(params)
+    expected = pulses * np.asarray(params.intensity_probs) * click
+    assert np.all(np.abs(tally.clicked - expected) <= 5.0 * np.sqrt(expected) + 1.0), (tally.clicked, expected)
+    click_rate_hz = tally.clicked.sum() / pulses * params.pulse_rate_hz
+    assert saturation * max_click_rate_hz(params) < click_rate_hz < max_click_rate_hz(params)
 
 
 def test_after_pulses_follow_the_dead_time_and_do_not_repeat():

@@ -1,5 +1,7 @@
 """Cascade (Brassard-Salvail 1993; Martinez-Mateo et al. QIC 15, 453 (2015)) and verification."""
 
+import hashlib
+
 import numpy as np
 import pytest
 
@@ -78,7 +80,6 @@ def test_reconciled_keys_identical_across_a_thousand_frames():
     rec = reconcile_frames(alice, bob, 0.03, 1e-15, np.random.default_rng(8))
     assert rec.frames == 1000 and rec.frames_failed <= 20
     assert rec.alice.size == (1000 - rec.frames_failed) * 10_000
-    import hashlib
     assert hashlib.sha256(np.packbits(rec.alice)).digest() == hashlib.sha256(np.packbits(rec.bob)).digest()
     assert 1.0 < rec.efficiency < 1.12
 

@@ -20,7 +20,7 @@ import pytest
 import adapters.qkd_sim.source as source_module
 from adapters.qkd_sim import EveSpec, LinkRun, run_link
 from adapters.qkd_sim.source import SimulatedQkdSource
-from adapters.qkd_sim.source_config import frame_seed, parse_settings, shared_secret
+from adapters.qkd_sim.source_config import frame_seed, parse_settings, read_eve_file, shared_secret
 from kms import source_registry
 from kms.errors import ConfigError
 from kms.keys import KeyBlock
@@ -103,6 +103,21 @@ def test_relative_seed_file_resolves_against_the_data_dir(tmp_path: Path) -> Non
     (tmp_path / "short.seed").write_bytes(b"tiny")
     with pytest.raises(ConfigError, match=r"^seed_file: must hold at least 16 bytes"):
         build({**FAST, "seed_file": "short.seed"}, data_dir=tmp_path)
+
+
+def test_validation_checks_what_building_checks_without_optimising(monkeypatch, tmp_path: Path) -> None:
+    # `qkms serve` validates every link end before it listens: no seconds of optimisation there.
+    def no_optimiser(*args, **kwargs):
+        raise AssertionError("validate_config optimised the parameters")
+
+    monkeypatch.setattr("adapters.qkd_sim.source_config.optimal_parameters", no_optimiser)
+    SimulatedQkdSource.validate_config(dict(FAST), context())
+    for section, expected in (({"mu": 0.05}, "mu: must be > nu"), ({**FAST, "seed_file": "missing.seed"},
+                                                                   "seed_file: cannot read")):
+        with pytest.raises(ConfigError, match=f"^{expected}"):
+            SimulatedQkdSource.validate_config(section, context(data_dir=tmp_path))
+    with pytest.raises(ConfigError, match="no peer KME"):
+        SimulatedQkdSource.validate_config(dict(FAST), SourceContext("KME-A"))
 
 
 def test_a_peer_is_required() -> None:
@@ -307,13 +322,17 @@ def test_pace_counts_skipped_slots_as_lost_time() -> None:
     assert pace.cpu_speedup(1.0) == pytest.approx(1.0 / (0.7 * 0.25 + 0.3 * 3.0))
 
 
-def test_a_link_that_cannot_keep_up_says_so() -> None:
-    # 3e6 pulses are 3 ms of a 1 GHz source; simulating and post-processing them takes longer.
+@pytest.mark.parametrize("cpu_speedup", [0.25, 4.0])
+def test_a_link_that_cannot_keep_up_says_so(cpu_speedup) -> None:
+    # The frame's computing time is set, not measured, so the outcome does not depend on
+    # this machine's speed: a quarter of real time is CPU-bound, four times is not.
     source = build()
     source.run_frame(1)
+    source._pace = source_module._Pace()
+    source._pace.frame_done(1, compute_s=source._simulated_s / cpu_speedup, interval_s=source._interval_s)
     health = source.health()
-    assert health.state == "up" and health.metrics["cpu_speedup"] < 1.0
-    assert "CPU-bound" in health.reason and "x real time" in health.reason
+    assert health.state == "up" and health.metrics["cpu_speedup"] == pytest.approx(cpu_speedup)
+    assert ("CPU-bound: 0.25x real time" in health.reason) == (cpu_speedup < 1.0)
     assert health.metrics["secret_rate_bps"] <= health.metrics["device_secret_rate_bps"]
 
 
@@ -328,17 +347,44 @@ def test_the_worker_thread_runs_at_the_configured_nice_value() -> None:
     assert not worker.is_alive()
 
 
-@pytest.mark.parametrize("cpu_speedup, stride", [(0.0, 1), (2.0, 1), (1.0, 1), (0.6, 2), (0.3, 4), (0.05, 32)])
-def test_a_cpu_bound_worker_runs_every_power_of_two_th_pair_of_slots(cpu_speedup, stride) -> None:
+@pytest.mark.parametrize("slots_per_cpu_frame, stride", [(0.0, 1), (2.0, 1), (1.0, 1), (0.6, 2), (0.3, 4), (0.05, 32)])
+@pytest.mark.parametrize("section", [FAST, {**FAST, "frame_interval_s": None}], ids=["interval-set", "real-time"])
+def test_a_cpu_bound_worker_runs_every_power_of_two_th_pair_of_slots(section, slots_per_cpu_frame, stride) -> None:
     # Both ends pick powers of two on the same slot grid: the slower end's frames are a
     # subset of the faster end's, so its blocks always have a partner; pairs of slots keep
-    # even and odd sequence numbers (the two ends' halves of the pool) balanced.
-    source = build()
-    if cpu_speedup:
-        source._pace.frame_done(1, compute_s=source._simulated_s / cpu_speedup, interval_s=source._interval_s)
+    # even and odd sequence numbers (the two ends' halves of the pool) balanced.  The
+    # slowdown is computing time against the slot interval, whether that interval is the
+    # device's real time or a configured one.
+    source = build({k: v for k, v in section.items() if v is not None})
+    if slots_per_cpu_frame:
+        source._pace.frame_done(1, compute_s=source._interval_s / slots_per_cpu_frame, interval_s=source._interval_s)
     assert source._stride() == stride
     runs = sorted({source_module._next_slot(k, stride) for k in range(16 * stride)})
     assert runs[:4] == [0, 1, 2 * stride, 2 * stride + 1] if stride > 1 else runs == list(range(16))
     if stride > 1:
         slower = {source_module._next_slot(k, 2 * stride) for k in range(16 * stride)}
         assert slower <= set(runs) and {k % 2 for k in slower} == {0, 1}
+
+
+def test_an_eve_file_switches_an_eavesdropper_on_and_off(tmp_path) -> None:
+    """The file is read at every frame: while it names a full intercept-resend attack the
+    frames abort on their QBER; without it they deliver again."""
+    eve_file = tmp_path / "eve.json"
+    source = SimulatedQkdSource.from_config(
+        {"preset": "snspd-illustrative", "pulses_per_frame": 3_000_000, "eve_file": "eve.json"},
+        SourceContext("KME-A", "KME-B", "A-B", str(tmp_path)))
+    assert source.run_frame(1) is not None
+    eve_file.write_text('{"kind": "intercept-resend", "fraction": 1.0}')
+    assert source.run_frame(2) is None and "QBER" in source.last_abort_reason
+    eve_file.unlink()
+    assert source.run_frame(3) is not None
+
+
+def test_an_eve_file_is_read_strictly(tmp_path) -> None:
+    eve_file = tmp_path / "eve.json"
+    assert read_eve_file(eve_file) is None
+    eve_file.write_text('{"kind": "pns", "fraction": 0.5}')
+    assert read_eve_file(eve_file) == EveSpec("pns", 0.5)
+    eve_file.write_text('{"kind": "teleport"}')
+    with pytest.raises(ValueError, match="unknown attack 'teleport'"):
+        read_eve_file(eve_file)
