@@ -35,7 +35,6 @@ JSON_FIELDS = ("length_km", "pulses", "qber", "sifted_bits", "secret_bits",
 PARAMETER_FIELDS = ("mu3", "p_mu", "p_nu", "p_z", "protocol", "deviation_bound")
 #: Added to the run's JSON from the statistics: the detectors' click rate and maximum.
 CLICK_FIELDS = ("click_rate_hz", "max_click_rate_hz")
-DEFAULT_PULSES = 10**8
 
 
 def _json_safe(value):
@@ -131,7 +130,8 @@ def _link_params(preset_name, protocol, bound, changes, fixed_values, pulses) ->
 @click.option("--length-km", type=float, default=25.0, show_default=True)
 @click.option("--mu", type=float, default=None, help="Signal intensity (held fixed; default: optimised).")
 @click.option("--nu", type=float, default=None, help="Weak decoy intensity (held fixed; default: optimised).")
-@click.option("--pulses", type=int, default=DEFAULT_PULSES, show_default=True)
+@click.option("--pulses", type=click.IntRange(min=1), default=None,
+              help="Pulses to simulate (default: the protocol's own, 1e8; 1e10 for bbm92).")
 @click.option("--seed", type=int, default=1, show_default=True)
 @click.option("--eve", type=click.Choice(sorted(EVE_MODELS)), default=None)
 @click.option("--eve-fraction", type=float, default=1.0, show_default=True)
@@ -163,6 +163,7 @@ def simulate(preset_name, length_km, mu, nu, pulses, seed, eve, eve_fraction, pr
     Intensities, their probabilities and the basis bias are optimised for the length and
     pulse count (Lim et al. 2014) unless --fixed; --mu/--nu hold those values fixed.
     """
+    pulses = PROTOCOLS[protocol].default_pulses if pulses is None else pulses
     if not PROTOCOLS[protocol].decoy_bb84:
         _run_other_protocol(protocol, SimulationRequest(length_km, pulses, seed, eve, eve_fraction, segments,
                                                         link_fidelity, memory_t2_s, rounds), as_json)

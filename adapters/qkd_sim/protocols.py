@@ -35,6 +35,9 @@ class Protocol:
     #: "module:function" taking a SimulationRequest and returning a JSON-ready dict, for a
     #: protocol that is not decoy-state BB84 (None: this package's engine runs it).
     runner: str | None = None
+    #: ``qkms simulate``'s pulse count when --pulses is not given: enough for a
+    #: finite-key length above zero at the default 25 km.
+    default_pulses: int = 10**8
 
     @property
     def decoy_bb84(self) -> bool:
@@ -51,7 +54,10 @@ PROTOCOLS: dict[str, Protocol] = {
         lambda params: 0.5, fixed={"p_z": 0.5}, simulated=False),
     "bbm92": Protocol(
         "bbm92", "entanglement-based BB84 with CHSH monitoring (Ma, Fung, Lo 2007 model)",
-        simulated=False, runner="adapters.quantum_internet.simulate:simulate_bbm92"),
+        simulated=False, runner="adapters.quantum_internet.simulate:simulate_bbm92",
+        # ~4e-5 sifted bits per pump pulse at 25 km: 1e8 pulses give ~1.6 kbit, too few for
+        # the finite-key bound; 1e10 give ~24 kbit of key in about a second.
+        default_pulses=10**10),
     "repeater-chain": Protocol(
         "repeater-chain", "BB84 on pairs from a quantum repeater chain with memories",
         simulated=False, runner="adapters.quantum_internet.simulate:simulate_repeater_chain"),

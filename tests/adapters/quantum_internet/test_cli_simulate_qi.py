@@ -15,8 +15,9 @@ def _json(*args: str) -> dict:
     return json.loads(result.stdout)
 
 
-def test_bbm92_reports_s_qber_and_rate() -> None:
-    data = _json("--protocol", "bbm92", "--length-km", "25", "--pulses", "10000000000")
+def test_bbm92_reports_s_qber_and_rate_with_its_default_pulses() -> None:
+    data = _json("--protocol", "bbm92", "--length-km", "25")
+    assert data["pulses"] == 10**10
     assert {"chsh_s", "qber", "secret_bits_per_pulse", "aborted", "abort_reason"} <= set(data)
     assert data["aborted"] is False and data["abort_reason"] is None
     assert 2.2 < data["chsh_s"] < 2.83 and 0.05 < data["qber"] < 0.09 and data["secret_bits_per_pulse"] > 0
