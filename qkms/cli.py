@@ -8,6 +8,7 @@ import logging
 import signal
 import sys
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 import click
@@ -22,9 +23,20 @@ from qkms.cli_audit import audit
 from qkms.cli_connect import connect
 from qkms.cli_kek import kek
 from qkms.cli_pki import pki
-from qkms.layout import DEMO_LINK_SOURCE, LINK_POLICIES, LinkPlan, NodePlan, free_port, write_layout
+from qkms.layout import LINK_POLICIES, LINK_SOURCES, LinkPlan, NodePlan, free_port, write_layout
 
 DEFAULT_SAES = ("sae-1", "sae-2")
+
+
+@dataclass(frozen=True)
+class LinkDefaults:
+    """What a link written by ``qkms init`` gets unless its spec says otherwise: the kind
+    of its QKD source (a key of LINK_SOURCES), its policy, and a fibre length replacing
+    the source's own (None: keep it)."""
+
+    source: str = "simulated"
+    policy: str = "qkd-only"
+    length_km: float | None = None
 
 
 def _configure_logging() -> None:
@@ -58,31 +70,38 @@ def main() -> None:
 @main.command()
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--node", "node_ids", multiple=True, help="KME_ID of a node (repeatable; default one node KME-1).")
-@click.option("--link", "link_specs", multiple=True, help="A link between two nodes, NODE-NODE (repeatable).")
+@click.option("--link", "link_specs", multiple=True,
+              help="A link between two nodes, NODE-NODE or NODE-NODE=SOURCE (repeatable).")
 @click.option("--sae", "sae_specs", multiple=True,
               help="SAE to create: ID or ID@NODE (repeatable; default sae-1, sae-2 on a single node, "
                    "one sae-<node> per node in a network).")
-@click.option("--length-km", type=float, default=10.0, show_default=True, help="Fibre length of simulated links.")
+@click.option("--length-km", type=float, default=None,
+              help="Fibre length of the links (default: the source's own; satellites have none).")
+@click.option("--link-source", type=click.Choice(sorted(LINK_SOURCES)), default="simulated", show_default=True,
+              help="Key source of links without =SOURCE: simulated decoy BB84, entangled (BBM92), "
+                   "repeater-chain or satellite.")
 @click.option("--link-policy", type=click.Choice(LINK_POLICIES), default="qkd-only", show_default=True,
               help="Policy of every link: QKD only, QKD falling back to ML-KEM, both combined (hybrid), or "
                    "ML-KEM only (no QKD source). Links that use ML-KEM get ML-DSA keys, the peer's pinned.")
 @click.option("--add-node", "added_nodes", multiple=True,
               help="DIRECTORY holds a network: add this node to it (repeatable; see `qkms admin add-node`).")
 @click.option("--add-link", "added_links", multiple=True,
-              help="DIRECTORY holds a network: add this link, NODE-NODE (repeatable; see `qkms admin add-link`).")
+              help="DIRECTORY holds a network: add this link, NODE-NODE or NODE-NODE=SOURCE "
+                   "(repeatable; see `qkms admin add-link`).")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
 def init(directory: Path, node_ids: tuple[str, ...], link_specs: tuple[str, ...], sae_specs: tuple[str, ...],
-         length_km: float, link_policy: str, added_nodes: tuple[str, ...], added_links: tuple[str, ...],
-         as_json: bool) -> None:
+         length_km: float | None, link_source: str, link_policy: str, added_nodes: tuple[str, ...],
+         added_links: tuple[str, ...], as_json: bool) -> None:
     """Write a ready-to-run node or network (CA, certificates, KEKs, configs) into DIRECTORY,
     or, with --add-node/--add-link, new nodes and links into the network DIRECTORY holds."""
+    link_defaults = LinkDefaults(link_source, link_policy, length_km)
     if added_nodes or added_links:
-        _grow(directory, added_nodes, added_links, sae_specs, length_km, link_policy, node_ids + link_specs, as_json)
+        _grow(directory, added_nodes, added_links, sae_specs, link_defaults, node_ids + link_specs, as_json)
         return
     if (directory / "manifest.json").exists():
         raise click.ClickException(f"{directory} already holds a qkms layout")
     try:
-        plans, links = plan_network(node_ids or ("KME-1",), link_specs, sae_specs, length_km, link_policy)
+        plans, links = plan_network(node_ids or ("KME-1",), link_specs, sae_specs, link_defaults)
         manifest = write_layout(directory, plans, links)
     except (QkmsError, ValueError) as exc:
         raise click.ClickException(getattr(exc, "message", str(exc))) from None
@@ -92,7 +111,7 @@ def init(directory: Path, node_ids: tuple[str, ...], link_specs: tuple[str, ...]
     _print_manifest(manifest.to_dict(), links)
 
 
-def _grow(directory: Path, added_nodes, added_links, sae_specs, length_km: float, link_policy: str,
+def _grow(directory: Path, added_nodes, added_links, sae_specs, link_defaults: LinkDefaults,
           misplaced: tuple[str, ...], as_json: bool) -> None:
     from qkms.layout_additions import add_to_layout
     from qkms.runner import load_manifest
@@ -104,9 +123,8 @@ def _grow(directory: Path, added_nodes, added_links, sae_specs, length_km: float
     try:
         all_nodes = tuple(load_manifest(directory)["nodes"]) + added_nodes
         sae_specs = sae_specs or tuple(f"sae-{node.lower()}@{node}" for node in added_nodes)
-        plans = plan_network(added_nodes, (), sae_specs, length_km)[0] if added_nodes else []
-        links = [LinkPlan(spec, _link_ends(spec, all_nodes, "--add-link"), {**DEMO_LINK_SOURCE, "length_km": length_km},
-                          link_policy) for spec in added_links]
+        plans = plan_network(added_nodes, (), sae_specs)[0] if added_nodes else []
+        links = [_link_plan(spec, all_nodes, link_defaults, "--add-link") for spec in added_links]
         manifest = add_to_layout(directory, plans, links)
     except (QkmsError, ValueError) as exc:
         raise click.ClickException(getattr(exc, "message", str(exc))) from None
@@ -118,13 +136,13 @@ def _grow(directory: Path, added_nodes, added_links, sae_specs, length_km: float
         console.print(f"node {plan.kme_id}: {manifest['nodes'][plan.kme_id]['config']} "
                       f"(SAEs: {', '.join(plan.sae_ids) or 'none'})")
     for link in links:
-        console.print(f"link {link.link_id}: {link.nodes[0]} <-> {link.nodes[1]} ({link.policy})")
+        console.print(_describe_link(link))
     console.print(f"next: qkms admin add-node {directory} NODE, qkms admin add-link {directory} LINK, "
                   "then start the new nodes (qkms serve --config ...)")
 
 
-def plan_network(node_ids, link_specs, sae_specs, length_km: float,
-                 link_policy: str = "qkd-only") -> tuple[list[NodePlan], list[LinkPlan]]:
+def plan_network(node_ids, link_specs, sae_specs,
+                 link_defaults: LinkDefaults = LinkDefaults()) -> tuple[list[NodePlan], list[LinkPlan]]:
     """Turn --node/--link/--sae options into plans; ValueError names a bad option."""
     if len(set(node_ids)) != len(node_ids):
         raise ValueError("--node: each KME_ID once")
@@ -139,9 +157,20 @@ def plan_network(node_ids, link_specs, sae_specs, length_km: float,
         defaults = {node_ids[0]: list(DEFAULT_SAES)} if len(node_ids) == 1 else \
             {node: [f"sae-{node.lower()}"] for node in node_ids}
         saes.update(defaults)
-    links = [LinkPlan(spec, _link_ends(spec, node_ids), {**DEMO_LINK_SOURCE, "length_km": length_km},
-                      link_policy) for spec in link_specs]
+    links = [_link_plan(spec, node_ids, link_defaults) for spec in link_specs]
     return [NodePlan(node, tuple(saes[node]), free_port()) for node in node_ids], links
+
+
+def _link_plan(spec: str, node_ids, link_defaults: LinkDefaults, option: str = "--link") -> LinkPlan:
+    """``NODE-NODE[=SOURCE]`` as a link plan with that source's section."""
+    ends, _, kind = spec.partition("=")
+    kind = kind or link_defaults.source
+    if kind not in LINK_SOURCES:
+        raise ValueError(f"{option} {spec}: unknown source {kind!r} (one of {', '.join(sorted(LINK_SOURCES))})")
+    source = dict(LINK_SOURCES[kind])
+    if link_defaults.length_km is not None and "length_km" in source:
+        source["length_km"] = link_defaults.length_km
+    return LinkPlan(ends, _link_ends(ends, node_ids, option), source, link_defaults.policy)
 
 
 def _link_ends(spec: str, node_ids, option: str = "--link") -> tuple[str, str]:
@@ -162,8 +191,12 @@ def _print_manifest(manifest: dict, links: list[LinkPlan]) -> None:
         saes.add_row(sae_id, entry["node"], entry["cert"])
     console.print(nodes, saes)
     for link in links:
-        kinds = [link.source["kind"]] * link.uses_qkd + [link.pqc["kind"]] * link.uses_pqc
-        console.print(f"link {link.link_id}: {link.nodes[0]} <-> {link.nodes[1]} ({link.policy}: {', '.join(kinds)})")
+        console.print(_describe_link(link))
+
+
+def _describe_link(link: LinkPlan) -> str:
+    kinds = [link.source["kind"]] * link.uses_qkd + [link.pqc["kind"]] * link.uses_pqc
+    return f"link {link.link_id}: {link.nodes[0]} <-> {link.nodes[1]} ({link.policy}: {', '.join(kinds)})"
 
 
 @main.command()

@@ -6,6 +6,7 @@ material is never printed.
 
 from __future__ import annotations
 
+import importlib
 import json
 import math
 
@@ -23,6 +24,7 @@ from adapters.qkd_sim.optimize import Choice, optimal_parameters
 from adapters.qkd_sim.params import PRESETS, LinkParams, preset
 from adapters.qkd_sim.protocols import DEFAULT_PROTOCOL, PROTOCOLS
 from adapters.qkd_sim.sweep import plot_sweep, pyplot, simulate_points
+from adapters.quantum_internet.simulate import SimulationRequest
 from kms.errors import MissingExtra
 
 JSON_FIELDS = ("length_km", "pulses", "qber", "sifted_bits", "secret_bits",
@@ -33,7 +35,6 @@ JSON_FIELDS = ("length_km", "pulses", "qber", "sifted_bits", "secret_bits",
 PARAMETER_FIELDS = ("mu3", "p_mu", "p_nu", "p_z", "protocol", "deviation_bound")
 #: Added to the run's JSON from the statistics: the detectors' click rate and maximum.
 CLICK_FIELDS = ("click_rate_hz", "max_click_rate_hz")
-DEFAULT_PULSES = 10**8
 
 
 def _json_safe(value):
@@ -103,6 +104,16 @@ def _echo(result: dict, as_json: bool) -> None:
     click.echo(json.dumps(result) if as_json else "\n".join(lines))
 
 
+def _run_other_protocol(protocol: str, request: SimulationRequest, as_json: bool) -> None:
+    """A protocol that is not decoy-state BB84 runs through its registered runner."""
+    module, _, function = PROTOCOLS[protocol].runner.partition(":")
+    try:
+        result = getattr(importlib.import_module(module), function)(request)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    _echo({k: _json_safe(v) for k, v in result.items()}, as_json)
+
+
 def _link_params(preset_name, protocol, bound, changes, fixed_values, pulses) -> tuple[LinkParams, Choice | None]:
     """The preset with the options applied; optimised unless fixed or analytic-only."""
     params = preset(preset_name, protocol=protocol, deviation_bound=bound,
@@ -119,12 +130,22 @@ def _link_params(preset_name, protocol, bound, changes, fixed_values, pulses) ->
 @click.option("--length-km", type=float, default=25.0, show_default=True)
 @click.option("--mu", type=float, default=None, help="Signal intensity (held fixed; default: optimised).")
 @click.option("--nu", type=float, default=None, help="Weak decoy intensity (held fixed; default: optimised).")
-@click.option("--pulses", type=int, default=DEFAULT_PULSES, show_default=True)
+@click.option("--pulses", type=click.IntRange(min=1), default=None,
+              help="Pulses to simulate (default: the protocol's own, 1e8; 1e10 for bbm92).")
 @click.option("--seed", type=int, default=1, show_default=True)
 @click.option("--eve", type=click.Choice(sorted(EVE_MODELS)), default=None)
 @click.option("--eve-fraction", type=float, default=1.0, show_default=True)
 @click.option("--protocol", type=click.Choice(sorted(PROTOCOLS)), default=DEFAULT_PROTOCOL, show_default=True,
-              help="efficient-bb84 keys from Z (q = p_z^2); symmetric-bb84 is the GLLP papers' (q = 1/2, analytic).")
+              help="efficient-bb84 keys from Z (q = p_z^2); symmetric-bb84 is the GLLP papers' (q = 1/2, analytic); "
+                   "bbm92 entanglement-based with a CHSH test; repeater-chain a chain of quantum repeaters.")
+@click.option("--segments", type=click.IntRange(min=1), default=8, show_default=True,
+              help="repeater-chain: elementary links.")
+@click.option("--link-fidelity", type=click.FloatRange(0.25, 1.0), default=0.99, show_default=True,
+              help="repeater-chain: Werner fidelity of a fresh elementary pair.")
+@click.option("--memory-t2-s", type=click.FloatRange(min=0.0, min_open=True), default=1.0, show_default=True,
+              help="repeater-chain: memory dephasing time T2.")
+@click.option("--rounds", type=click.IntRange(min=1), default=20_000, show_default=True,
+              help="repeater-chain: Monte Carlo rounds.")
 @click.option("--deviation-bound", type=click.Choice(sorted(DEVIATIONS)), default="chernoff", show_default=True,
               help="Concentration bound of the decoy estimates: per-count Chernoff, or Lim et al.'s Hoeffding.")
 @click.option("--fixed", "fixed_values", is_flag=True,
@@ -135,13 +156,18 @@ def _link_params(preset_name, protocol, bound, changes, fixed_values, pulses) ->
 @click.option("--analytic", "as_analytic", is_flag=True, help="Asymptotic rates, no simulation.")
 @click.option("--sweep", "sweep_prefix", default=None, metavar="OUT_PREFIX",
               help="Write a rate-vs-distance plot to OUT_PREFIX.png and OUT_PREFIX.svg.")
-def simulate(preset_name, length_km, mu, nu, pulses, seed, eve, eve_fraction, protocol, deviation_bound,
-             fixed_values, show_choice, as_json, as_analytic, sweep_prefix):
+def simulate(preset_name, length_km, mu, nu, pulses, seed, eve, eve_fraction, protocol, segments, link_fidelity,
+             memory_t2_s, rounds, deviation_bound, fixed_values, show_choice, as_json, as_analytic, sweep_prefix):
     """Simulate a decoy-state BB84 link and report QBER, decoy bounds and key length.
 
     Intensities, their probabilities and the basis bias are optimised for the length and
     pulse count (Lim et al. 2014) unless --fixed; --mu/--nu hold those values fixed.
     """
+    pulses = PROTOCOLS[protocol].default_pulses if pulses is None else pulses
+    if not PROTOCOLS[protocol].decoy_bb84:
+        _run_other_protocol(protocol, SimulationRequest(length_km, pulses, seed, eve, eve_fraction, segments,
+                                                        link_fidelity, memory_t2_s, rounds), as_json)
+        return
     changes = {k: v for k, v in dict(length_km=length_km, mu=mu, nu=nu).items() if v is not None}
     try:
         params, choice = _link_params(preset_name, protocol, deviation_bound, changes,

@@ -61,6 +61,16 @@ class LinkPlan:
 #: ``speedup`` says how far it does).
 DEMO_LINK_SOURCE = {"kind": "simulated", "preset": "toshiba-2013", "length_km": 25,
                     "pulses_per_frame": 500_000_000}
+#: Sources ``qkms init --link-source`` can write, by kind (adapters/quantum_internet):
+#: BBM92 over fibre with efficient detectors (a key frame per second); a repeater chain
+#: of 8 links with T2 = 1 s memories; trusted-satellite downlinks, one ~7 minute pass a
+#: day at the Micius altitude (docs/quantum-internet.md).
+LINK_SOURCES = {
+    "simulated": {**DEMO_LINK_SOURCE, "length_km": 10.0},
+    "entangled": {"kind": "entangled", "length_km": 25, "detector_efficiency": 0.6, "pulse_rate_hz": 1e7},
+    "repeater-chain": {"kind": "repeater-chain", "length_km": 500, "segments": 8, "memory_t2_s": 1.0},
+    "satellite": {"kind": "satellite"},
+}
 #: PQC source of links whose policy uses one: ML-KEM-768 signed with ML-DSA-65, a 4 KiB
 #: block twice a second (64 kbit/s of link key material per link).
 DEMO_PQC_SOURCE = {"kind": "ml-kem", "kem": "ML-KEM-768", "signature": "ML-DSA-65", "block_bytes": 4096,

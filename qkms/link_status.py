@@ -52,13 +52,13 @@ def link_manager_line(status: LinkManagerStatus | None) -> str:
 def link_table(state: LinkState) -> Table:
     """One row per link half: state, QBER, secret key rate, speedup against real time
     (simulated links), material left; the link manager's state below."""
-    table = Table("link", "sender", "state", "QBER", "secret rate (bit/s)", "speedup", "pool (bits)", "reason",
+    table = Table("link", "source", "sender", "state", "QBER", "secret rate (bit/s)", "speedup", "pool (bits)", "reason",
                   title="links", caption=link_manager_line(state.link_manager))
     for half in sorted(state.halves, key=lambda h: (h.link_id, h.owner)):
         qber = half.metrics.get("qber")
         rate = half.metrics.get("secret_rate_bps")
         speedup = half.metrics.get("speedup")  # simulated links: device seconds per wall second
-        table.add_row(half.link_id, half.owner, half.state, f"{qber:.2%}" if qber is not None else "-",
+        table.add_row(half.link_id, ",".join(half.sources) or "-", half.owner, half.state, f"{qber:.2%}" if qber is not None else "-",
                       f"{rate:,.0f}" if rate is not None else "-", f"{speedup:.2f}x" if speedup is not None else "-",
                       f"{half.available_bits:,}", half.reason[:60])
     return table

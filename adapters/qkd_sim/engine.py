@@ -88,9 +88,12 @@ class LinkRun:
 
     @property
     def keys_match(self) -> bool:
-        """Compare SHA-256 digests of the two keys (as the parties would over the wire)."""
-        return bool(self.alice_key) and (hashlib.sha256(self.alice_key).digest()
-                                         == hashlib.sha256(self.bob_key).digest())
+        return keys_match(self.alice_key, self.bob_key)
+
+
+def keys_match(alice_key: bytes, bob_key: bytes) -> bool:
+    """Both keys present and equal, compared by SHA-256 digest (as the parties would over the wire)."""
+    return bool(alice_key) and hashlib.sha256(alice_key).digest() == hashlib.sha256(bob_key).digest()
 
 
 def _base_stats(params: LinkParams, pulses: int, eve: EveSpec | None,

@@ -124,7 +124,8 @@ def _check_link(p: LinkParams) -> None:
 def _check_names(p: LinkParams) -> None:
     _require(p.deviation_bound in DEVIATIONS, "deviation_bound", f"choose one of {sorted(DEVIATIONS)}",
              p.deviation_bound)
-    _require(p.protocol in PROTOCOLS, "protocol", f"choose one of {sorted(PROTOCOLS)}", p.protocol)
+    decoy = sorted(name for name, protocol in PROTOCOLS.items() if protocol.decoy_bb84)
+    _require(p.protocol in decoy, "protocol", f"choose one of {decoy}", p.protocol)
     for name, value in PROTOCOLS.get(p.protocol, PROTOCOLS[DEFAULT_PROTOCOL]).fixed.items():
         _require(getattr(p, name) == value, name, f"must be {value} for protocol {p.protocol}",
                  getattr(p, name))

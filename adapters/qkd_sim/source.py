@@ -60,6 +60,17 @@ class FrameOutcome:
     qber_alarm: str | None
 
 
+def take_whole_blocks(queue: deque[KeyBlock], max_bits: int) -> list[KeyBlock]:
+    """Pop blocks from the front of ``queue`` while the next fits in what is left of
+    ``max_bits``; a block that does not fit stays, whole, for a later fetch."""
+    out, budget = [], max_bits
+    while queue and queue[0].size_bits <= budget:
+        block = queue.popleft()
+        budget -= block.size_bits
+        out.append(block)
+    return out
+
+
 def _next_slot(slot: int, stride: int) -> int:
     """The first slot at or after ``slot`` in a pair of slots (2i, 2i + 1) with i a
     multiple of ``stride``.  Pairs, because the link manager gives a block to one end's
@@ -318,13 +329,8 @@ class SimulatedQkdSource(KeySource):
 
     def fetch(self, max_bits: int) -> list[KeyBlock]:
         """Queued blocks in order, whole blocks only, totalling at most ``max_bits``."""
-        out, budget = [], max_bits
         with self._lock:
-            while self._queue and self._queue[0].size_bits <= budget:
-                block = self._queue.popleft()
-                budget -= block.size_bits
-                out.append(block)
-        return out
+            return take_whole_blocks(self._queue, max_bits)
 
     def health(self) -> SourceHealth:
         with self._lock:

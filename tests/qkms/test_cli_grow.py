@@ -39,8 +39,18 @@ def test_added_node_and_link_are_written_and_the_running_nodes_files_are_not_tou
     assert set(link_body["at"]) == {"B", "C"} and link_body["at"]["B"]["source"]["seed_file"] == "links/B-C.seed"
 
 
+def test_an_added_link_takes_its_source_and_policy_as_in_init(layout):
+    result = CliRunner().invoke(main, ["init", str(layout), "--add-node", "C", "--add-link", "B-C=repeater-chain",
+                                       "--link-policy", "hybrid"])
+    assert result.exit_code == 0, result.output
+    link_body = json.loads((layout / "additions" / "links" / "B-C.json").read_text())
+    assert link_body["link"]["source"] == {"kind": "repeater-chain"} and link_body["link"]["policy"] == "hybrid"
+    assert link_body["at"]["C"]["source"]["segments"] == 8 and link_body["at"]["C"]["pqc"]["kind"] == "ml-kem"
+
+
 @pytest.mark.parametrize("args, message", [
     (["--add-node", "B"], "--add-node B"),
+    (["--add-node", "C", "--add-link", "B-C=warp"], "--add-link B-C=warp"),
     (["--add-link", "A-B"], "--add-link A-B"),
     (["--add-link", "A-Z"], "--add-link A-Z"),
     (["--add-node", "C", "--sae", "sae-a@C"], "--sae sae-a"),

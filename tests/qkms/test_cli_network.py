@@ -41,8 +41,21 @@ def test_init_writes_a_network_with_the_single_node_manifest_shape(tmp_path):
     assert seeds[0] == seeds[1] and len(seeds[0]) >= 32
 
 
+def test_init_gives_links_the_default_source_or_their_own_and_the_policy(tmp_path):
+    result = CliRunner().invoke(main, ["init", str(tmp_path / "net"), "--node", "A", "--node", "B", "--node", "C",
+                                       "--link", "A-B", "--link", "B-C=satellite", "--link-source", "entangled",
+                                       "--link-policy", "qkd-then-pqc", "--length-km", "5", "--json"])
+    assert result.exit_code == 0, result.output
+    b = load_config(json.loads(result.output)["nodes"]["B"]["config"])
+    a_b, b_c = b.local_links()
+    assert a_b.source["kind"] == "entangled" and a_b.source["length_km"] == 5
+    assert b_c.source["kind"] == "satellite" and "length_km" not in b_c.source  # a downlink has no fibre
+    assert {a_b.policy, b_c.policy} == {"qkd-then-pqc"} and a_b.pqc["kind"] == b_c.pqc["kind"] == "ml-kem"
+
+
 @pytest.mark.parametrize("args, message", [
     (["--node", "A", "--node", "B", "--link", "A-C"], "--link A-C"),
+    (["--node", "A", "--node", "B", "--link", "A-B=warp"], "--link A-B=warp: unknown source 'warp'"),
     (["--node", "A", "--node", "A"], "--node"),
     (["--node", "A", "--node", "B", "--sae", "x"], "--sae x"),
 ])

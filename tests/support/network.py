@@ -32,11 +32,13 @@ class LocalNetwork:
     """Nodes written with ``write_layout`` and run as ``qkms serve`` children."""
 
     def __init__(self, root: Path, saes: dict[str, tuple[str, ...]], links: list[tuple[str, str]], source: dict,
+                 sources: dict[tuple[str, str], dict] | None = None,
                  policies: dict[tuple[str, str], str] | None = None, pqc: dict | None = None):
-        """``policies`` by link (default qkd-only); ``pqc`` the PQC source of links that use one."""
+        """``source`` serves every link but those ``sources`` gives their own section;
+        ``policies`` by link (default qkd-only); ``pqc`` the PQC source of links that use one."""
         plans = [NodePlan(kme_id, node_saes, free_port()) for kme_id, node_saes in saes.items()]
-        link_plans = [LinkPlan(f"{a}-{b}", (a, b), dict(source), (policies or {}).get((a, b), "qkd-only"),
-                               dict(pqc or FAST_PQC)) for a, b in links]
+        link_plans = [LinkPlan(f"{a}-{b}", (a, b), dict((sources or {}).get((a, b), source)),
+                               (policies or {}).get((a, b), "qkd-only"), dict(pqc or FAST_PQC)) for a, b in links]
         self.root = root
         self.links = link_plans
         self.manifest = write_layout(root, plans, link_plans).to_dict()
