@@ -109,15 +109,16 @@ CONTRACT_CONFIGS: dict[str, ContractConfig] = {
         end_files={KME_A: end_files(KME_A, KME_B), KME_B: end_files(KME_B, KME_A)},
         blocks_timeout_s=60.0,
     ),
-    # BBM92 with efficient detectors at 5 km: ~60 kbit of key per 1 s frame.
+    # BBM92 with efficient detectors at 5 km: ~20 kbit of key per 0.3 s frame.
     "entangled": ContractConfig(
-        section={"length_km": 5, "detector_efficiency": 0.6, "pulse_rate_hz": 1e7, "frame_interval_s": 1.0,
+        section={"length_km": 5, "detector_efficiency": 0.6, "pulse_rate_hz": 1e7, "frame_interval_s": 0.3,
                  "seed_file": f"links/{LINK_ID}.seed"},
         shared_files={f"links/{LINK_ID}.seed": hashlib.sha256(b"qkms source contract link seed").digest()},
     ),
-    "repeater-chain": ContractConfig(section={"frame_interval_s": 1.0, "rounds": 2000}),
+    # Short frames: the contract needs a few blocks, not a realistic rate.
+    "repeater-chain": ContractConfig(section={"frame_interval_s": 0.3, "rounds": 2000}),
     # One pass that never ends, so that every frame has key.
-    "satellite": ContractConfig(section={"frame_interval_s": 1.0, "pass_interval_s": 60, "pass_duration_s": 60}),
+    "satellite": ContractConfig(section={"frame_interval_s": 0.3, "pass_interval_s": 60, "pass_duration_s": 60}),
 }
 
 KINDS = sorted(available_sources())
