@@ -109,6 +109,12 @@ class KeySource(ABC):
         repeat. Sources whose ends need no conversation keep this default."""
         raise BadRequest(f"the {self.kind} source takes no messages from its peer")
 
+    def observe_pool(self, unused_bits: int) -> None:
+        """The link's unused bits at this end (both pool halves), as the link manager
+        sees them about once a second. A source that produces on request (a device it
+        pulls keys from) keeps the pool topped up to a target level and no further;
+        the others ignore it (the default)."""
+
     def start(self) -> None:
         """Begin producing (background sources start their worker here)."""
 

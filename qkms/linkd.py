@@ -160,6 +160,12 @@ class LinkManager:
             del end.unconfirmed[seq]
         return added
 
+    def report_pool_levels(self) -> None:
+        """Tell each source how much of its link is unused here (KeySource.observe_pool)."""
+        for end in self._ends:
+            unused = sum(self._pools.available_bits(end.config.id, owner) for owner in end.config.nodes)
+            end.source.observe_pool(unused)
+
     def own_halves(self) -> list[LinkHalf]:
         now = time.time()
         halves = []
@@ -227,6 +233,7 @@ class LinkManager:
             due["beat"] = now + HEARTBEAT_INTERVAL_S
         self.fill()
         if now >= due["publish"]:
+            self.report_pool_levels()
             self._board.publish(self.own_halves())
             due["publish"] = now + PUBLISH_INTERVAL_S
         if now >= due["poll"]:

@@ -1,0 +1,330 @@
+"""What both device sources share: one end drives, the other answers, both get the
+same blocks.
+
+The **master** end's source (in its node's link manager) gathers a block's worth of
+key material from its device (ETSI 014: enc_keys; ETSI 004: chunks the device pushed)
+and offers it to the **slave** end over the link's KM channel: the block id, a
+sequence, where the slave's copy is (``locator``: the device key_IDs, or the key
+stream and indexes) and the equality check's seed and tag (``adapters.devices.check``),
+never key material. The slave end's source answers in its node's web worker: it
+takes its copy from its own device (dec_keys, or its pushed chunks), checks it and,
+if the tags agree, leaves the block in its node's inbox, answering ``ok``; the master
+queues its copy only on ``ok``. The slave end's link-manager instance hands inbox
+blocks out from ``fetch``. Both build ``KeyBlock(block_id, block minus the check's
+pad, sequence)``.
+
+Sequences come from the master: a microsecond clock, strictly increasing and of
+alternating parity (both pool halves fill, ``kms.pools.owner_of``), so they keep
+increasing across restarts (below 2^53, exact in Redis). If an offer's answer is lost
+the master drops its copy; a copy the slave kept is then held by one end only, which
+the link manager resolves (an owner's block is used only once its peer holds it; pool
+sync drops the rest).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+import threading
+import time
+from abc import abstractmethod
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from adapters.devices import check
+from adapters.devices.errors import DeviceFault
+from adapters.devices.health import BreakerPolicy, DeviceHealth
+from adapters.devices.settings import DeviceSettings, Role
+from kms.errors import BadRequest, QkmsError
+from kms.keys import KeyBlock, Provenance
+from kms.sources import KeySource, SourceContext, SourceHealth
+
+log = logging.getLogger("qkms.sources.devices")
+
+STOP_JOIN_S = 10.0
+RATE_WINDOW_S = 60.0
+#: Largest sequence the master hands out: Redis stores sequences as doubles.
+MAX_SEQUENCE = 2**53 - 1
+
+
+class SequenceClock:
+    """Strictly increasing sequences of alternating parity from a microsecond clock."""
+
+    def __init__(self, clock: Callable[[], float] = time.time):
+        self._clock = clock
+        self._last: int | None = None
+        self._lock = threading.Lock()
+
+    def next(self) -> int:
+        with self._lock:
+            candidate = int(self._clock() * 1_000_000)
+            if self._last is not None:
+                candidate = max(candidate, self._last + 1)
+                if candidate % 2 == self._last % 2:
+                    candidate += 1
+            self._last = candidate
+            return candidate
+
+
+class BlockQueue:
+    """Blocks waiting for the link manager, handed out whole, in order, within a budget."""
+
+    def __init__(self, capacity: int):
+        self._capacity = capacity
+        self._blocks: deque[KeyBlock] = deque()
+        self._lock = threading.Lock()
+
+    def put(self, block: KeyBlock) -> None:
+        with self._lock:
+            self._blocks.append(block)
+
+    def room(self) -> int:
+        with self._lock:
+            return max(0, self._capacity - len(self._blocks))
+
+    def bits(self) -> int:
+        with self._lock:
+            return sum(block.size_bits for block in self._blocks)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._blocks)
+
+    def take(self, max_bits: int) -> list[KeyBlock]:
+        out, budget = [], max_bits
+        with self._lock:
+            while self._blocks and self._blocks[0].size_bits <= budget:
+                budget -= self._blocks[0].size_bits
+                out.append(self._blocks.popleft())
+        return out
+
+
+class PairedDeviceSource(KeySource):
+    """A link end fed by its QKD device, in step with the other end (module docs)."""
+
+    on_demand = False
+    protocol_name: str = ""
+
+    def __init__(self, settings: DeviceSettings, context: SourceContext, role: Role,
+                 clock: Callable[[], float] = time.monotonic):
+        self._settings = settings
+        self._context = context
+        self._role = role
+        self._peer = context.peer_kme_id or ""
+        low, high = sorted((context.kme_id, self._peer))
+        self._link_id = context.link_id or f"{low}--{high}"
+        self._clock = clock
+        self._health = DeviceHealth(BreakerPolicy.of(settings), clock)
+        self._queue = BlockQueue(settings.max_queued_blocks)
+        self._sequences = SequenceClock()
+        self._unused_pool_bits = 0
+        self._stopping = threading.Event()
+        self._worker: threading.Thread | None = None
+        self._delivered: deque[tuple[float, int]] = deque()
+        self._totals = {"blocks": 0, "bits": 0}
+        self._stats_lock = threading.Lock()
+
+    # --- what each protocol provides ----------------------------------------------------------
+
+    @abstractmethod
+    def _master_step(self) -> bool:
+        """One attempt at a block as the master end (DeviceFault on failure); False when
+        there was nothing to do (the worker then waits ``poll_interval_s``)."""
+
+    @abstractmethod
+    def _slave_step(self) -> None:
+        """Periodic work of the slave end's link-manager instance (a device probe)."""
+
+    @abstractmethod
+    def _slave_copy(self, message: dict[str, Any]) -> tuple[str, bytes]:
+        """(block id, this end's copy of the block) the offer ``message`` names, from
+        this end's device; DeviceFault if it cannot be had, BadRequest if malformed."""
+
+    def _respond_other(self, op: Any, message: dict[str, Any]) -> dict[str, Any]:
+        """Answers to messages other than block offers (protocol-specific)."""
+        raise BadRequest(f"unknown message for the {self.kind} source")
+
+    def _release(self) -> None:
+        """Close device sessions (at stop)."""
+
+    # --- the master end ----------------------------------------------------------------------
+
+    def observe_pool(self, unused_bits: int) -> None:
+        self._unused_pool_bits = max(0, int(unused_bits))
+
+    def _wants_more(self) -> bool:
+        """Whether the pool (and what waits here) is below the target level."""
+        if self._queue.room() == 0:
+            return False
+        return self._unused_pool_bits + self._queue.bits() < self._settings.target_pool_bits
+
+    def _offer(self, material: bytes, block_id: str, locator: dict[str, Any]) -> None:
+        """Offer a gathered block to the slave end; queue it on ``ok`` (DeviceFault otherwise)."""
+        eps_cor = self._settings.eps_cor
+        sequence = self._sequences.next()
+        seed = check.new_seed(len(material), eps_cor)
+        message = {"op": "block", "block_id": block_id, "sequence": sequence, **locator,
+                   "seed": _b64(seed), "tag": _b64(check.tag(material, seed, eps_cor))}
+        if self._context.channel is None:
+            raise DeviceFault("no_channel", "no KM channel to the slave end")
+        try:
+            reply = self._context.channel.exchange(message)
+        except QkmsError as exc:
+            raise DeviceFault("peer_unreachable", f"the slave end {self._peer} did not answer: {exc.message}") from None
+        self._settle(reply, KeyBlock(block_id, check.kept(material, eps_cor), sequence))
+
+    def _settle(self, reply: dict[str, Any], block: KeyBlock) -> None:
+        result = reply.get("result")
+        if result == "ok":
+            self._queue.put(block)
+            self._count(block)
+            return
+        if result == "mismatch":
+            raise DeviceFault("mismatch", f"equality check failed: the two ends' devices delivered different "
+                                          f"bytes for block {block.block_id}; dropped at both ends")
+        if result == "failed":
+            kind, reason = str(reply.get("kind", "failed"))[:40], _printable(reply.get("reason", ""))
+            retry = reply.get("retry_after_s")
+            raise DeviceFault(f"slave_{kind}", f"slave end {self._peer}: {reason}",
+                              float(retry) if isinstance(retry, (int, float)) and not isinstance(retry, bool) else None)
+        raise DeviceFault("peer_malformed", f"the slave end {self._peer} answered an offer with {str(result)[:40]!r}")
+
+    # --- the slave end ------------------------------------------------------------------------
+
+    def respond(self, message: dict[str, Any]) -> dict[str, Any]:
+        op = message.get("op")
+        if op != "block":
+            return self._respond_other(op, message)
+        if self._role != "slave":
+            raise BadRequest("this end is the link's master: it takes no block offers")
+        sequence = message.get("sequence")
+        if isinstance(sequence, bool) or not isinstance(sequence, int) or not 0 <= sequence <= MAX_SEQUENCE:
+            raise BadRequest("sequence must be an integer in [0, 2^53)")
+        seed, their_tag = _unb64(message.get("seed"), "seed"), _unb64(message.get("tag"), "tag")
+        try:
+            block_id, material = self._slave_copy(message)
+        except DeviceFault as fault:
+            log.warning("link %s: offered block not taken: %s", self._link_id, fault.message)
+            return {"result": "failed", "kind": fault.kind, "reason": fault.message, "retry_after_s": fault.retry_after_s}
+        if block_id != message.get("block_id") or len(seed) != check.seed_bytes(len(material), self._settings.eps_cor):
+            raise BadRequest("the offer's block id or seed does not fit its locator")
+        if not check.same(material, seed, self._settings.eps_cor, their_tag):
+            log.warning("link %s: block %s failed the equality check; dropped", self._link_id, block_id)
+            return {"result": "mismatch"}
+        self._context.inbox.put(self._link_id, [KeyBlock(block_id, check.kept(material, self._settings.eps_cor),
+                                                         sequence)])
+        return {"result": "ok"}
+
+    def _take_inbox(self) -> None:
+        """Move blocks the web workers left in the inbox into this instance's queue."""
+        room = self._queue.room()
+        if self._context.inbox is None or room == 0:
+            return
+        for block in self._context.inbox.take(self._link_id, room):
+            self._queue.put(block)
+            self._count(block)
+            self._health.succeeded()
+
+    # --- running ------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._worker is not None and self._worker.is_alive():
+            return
+        self._stopping.clear()
+        target = self._run_master if self._role == "master" else self._run_slave
+        self._worker = threading.Thread(target=target, name=f"qkd-device {self._link_id}", daemon=True)
+        self._worker.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        worker, self._worker = self._worker, None
+        if worker is not None:
+            worker.join(STOP_JOIN_S)
+            if worker.is_alive():
+                log.error("link %s: device worker did not stop within %.0f s", self._link_id, STOP_JOIN_S)
+        self._release()
+
+    def step(self) -> bool:
+        """One round of this end's worker, if the breaker and backoff allow one now: a
+        block attempt (master) or a device probe (slave). False when there was nothing to
+        do, or it may not go yet. The worker calls it; tests call it to drive an end."""
+        if self._health.wait_s() > 0:
+            return False
+        if self._role == "master":
+            return self._attempt(self._master_step)
+        return self._attempt(lambda: self._slave_step() or True)
+
+    def _run_master(self) -> None:
+        while not self._stopping.is_set():
+            wait = self._health.wait_s()
+            if wait > 0:
+                self._stopping.wait(min(wait, self._settings.poll_interval_s))
+            elif not self.step():
+                self._stopping.wait(self._settings.poll_interval_s)
+
+    def _run_slave(self) -> None:
+        while not self._stopping.wait(self._settings.poll_interval_s):
+            self.step()
+
+    def _attempt(self, step: Callable[[], bool]) -> bool:
+        try:
+            return step()
+        except DeviceFault as fault:
+            delay = self._health.failed(fault)
+            log.warning("link %s: %s (next attempt in %.1f s)", self._link_id, fault.message, delay)
+        except Exception:  # a bug or a broken setting must not end the worker silently
+            log.exception("link %s: device step failed", self._link_id)
+            self._health.failed(DeviceFault("internal", "device step failed unexpectedly (see log)"))
+        return True
+
+    # --- the KeySource contract ---------------------------------------------------------------
+
+    def fetch(self, max_bits: int) -> list[KeyBlock]:
+        if self._role == "slave":
+            self._take_inbox()
+        return self._queue.take(max_bits)
+
+    def _count(self, block: KeyBlock) -> None:
+        now = self._clock()
+        with self._stats_lock:
+            self._totals["blocks"] += 1
+            self._totals["bits"] += block.size_bits
+            self._delivered.append((now, block.size_bits))
+            while self._delivered and now - self._delivered[0][0] > RATE_WINDOW_S:
+                self._delivered.popleft()
+
+    def health(self) -> SourceHealth:
+        with self._stats_lock:
+            totals = dict(self._totals)
+            window = sum(bits for _, bits in self._delivered)
+        metrics = {"blocks_delivered": totals["blocks"], "bits_delivered": totals["bits"],
+                   "key_rate_bps": window / RATE_WINDOW_S, "queued_blocks": len(self._queue),
+                   "unused_pool_bits": self._unused_pool_bits}
+        summary = f"{self._role} end, {totals['blocks']} blocks, {window / RATE_WINDOW_S:.0f} bit/s"
+        return self._health.report(summary, metrics)
+
+    @property
+    def provenance(self) -> Provenance:
+        return Provenance(("qkd-device",), (self.protocol_name, f"profile:{self._settings.profile}",
+                                            "toeplitz-equality-check"), (self._context.kme_id, self._peer))
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def _unb64(value: Any, name: str) -> bytes:
+    if not isinstance(value, str):
+        raise BadRequest(f"{name} must be a Base64 string")
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise BadRequest(f"{name} must be standard Base64") from None
+
+
+def _printable(value: Any, limit: int = 240) -> str:
+    """A peer's or device's text as it may appear in a health reason: printable, short."""
+    text = "".join(ch if ch.isprintable() else "?" for ch in str(value))
+    return text[:limit]
