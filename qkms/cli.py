@@ -17,6 +17,7 @@ from rich.table import Table
 from kms.config import check_files, load_config
 from kms.errors import QkmsError
 from qkms.cli_connect import connect
+from qkms.cli_mock_device import mock_device
 from qkms.cli_pki import pki
 from qkms.cli_simulate import simulate
 from qkms.layout import DEMO_LINK_SOURCE, LinkPlan, NodePlan, free_port, write_layout
@@ -205,5 +206,6 @@ def links(directory: Path, kme_id: str | None) -> None:
 
 
 main.add_command(connect)
+main.add_command(mock_device)
 main.add_command(pki)
 main.add_command(simulate)

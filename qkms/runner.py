@@ -77,6 +77,14 @@ def start_node(kme_id: str, entry: dict, log_dir: Path) -> RunningNode:
     return RunningNode(kme_id, entry["url"], process, log_path)
 
 
+def start_mock_device(config: Path | str, log_path: Path, faults: tuple[str, ...] = ()) -> subprocess.Popen:
+    """A ``qkms mock-device`` child (docs/devices.md), its output appended to ``log_path``."""
+    with open_log(log_path) as log:
+        return subprocess.Popen([sys.executable, "-m", "qkms", "mock-device", "--config", str(config),
+                                 *(arg for fault in faults for arg in ("--fault", fault))],
+                                stdout=log, stderr=subprocess.STDOUT)
+
+
 def wait_for_port(host: str, port: int, timeout_s: float, process: subprocess.Popen | None = None) -> None:
     """Wait until something accepts TCP connections on host:port (RuntimeError if
     ``process`` exits first, TimeoutError after ``timeout_s``)."""

@@ -31,7 +31,10 @@ nothing.
 
 A new source gets all of this by being registered; if it needs settings (a device
 address, a seed file), its entry in CONTRACT_CONFIGS gives them: a registered source
-that cannot be built fails here rather than going untested. The checks themselves are
+that cannot be built fails here rather than going untested. A source fed by outside
+processes (a vendor device: here a pair of mock devices) names a ``services`` fixture
+that starts them for the recorded run; that run is then in the integration tier, and
+the unit-tier checks build the source from placeholder settings that reach nothing. The checks themselves are
 run against deliberately broken sources first (the end of this file), so each is known
 to catch what it names. Material is compared by digest and never printed.
 """
@@ -44,7 +47,8 @@ import json
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -59,6 +63,7 @@ from kms.source_registry import (BUILTIN_SOURCES, available_sources, build_sourc
 from kms.sources import KeySource, LinkChannel, SourceContext, SourceHealth
 from kms.storage import open_memory_storage
 from tests.support.conditions import wait_until
+from tests.support.devices import MockDevicePair
 
 KME_A, KME_B = "KME-A", "KME-B"
 LINK_ID = f"{KME_A}--{KME_B}"
@@ -88,6 +93,27 @@ class ContractConfig:
     block_budget_bits: int = 1 << 20
     #: How long STEADY_BLOCKS blocks may take at both ends (generous: a loaded machine).
     blocks_timeout_s: float = 120.0
+    #: Outside processes the recorded run needs, started under ``root``; the context
+    #: yields the section to use instead of ``section`` while they run.
+    services: Callable[[Path], AbstractContextManager[dict[str, Any]]] | None = None
+
+
+@contextmanager
+def mock_device_pair(root: Path) -> Iterator[dict[str, Any]]:
+    """A pair of ``qkms mock-device`` processes for link LINK_ID: one section for both ends."""
+    pair = MockDevicePair(root / "mock-devices", LINK_ID, (KME_A, KME_B))
+    pair.start()
+    try:
+        yield pair.both_ends_section()
+    finally:
+        pair.close()
+
+
+#: Settings of a device-fed link end that reach nothing (unit tier: built, maybe
+#: started, never fed) and the placeholder TLS files they name.
+UNREACHABLE_DEVICE = {"url": "https://127.0.0.1:9", "server_name": "qkd-device.invalid", "cert": "device/node.crt",
+                      "key": "device/node.key", "ca": "device/ca.crt", "timeout_s": 0.5}
+PLACEHOLDER_TLS_FILES = {path: b"placeholder" for path in ("device/node.crt", "device/node.key", "device/ca.crt")}
 
 
 #: kind -> its ContractConfig; a kind that is not here is built from an empty section.
@@ -99,10 +125,20 @@ CONTRACT_CONFIGS: dict[str, ContractConfig] = {
                  "frame_interval_s": 1.0, "seed_file": f"links/{LINK_ID}.seed"},
         shared_files={f"links/{LINK_ID}.seed": hashlib.sha256(b"qkms source contract link seed").digest()},
     ),
+    # A pair of mock ETSI 014 devices (real processes, a simulated link inside): blocks of
+    # 32 device keys, about a dozen a second at each end.
+    "qkd-device": ContractConfig(
+        section={"profile": "etsi014-generic", "sae_id": "kms-KME-A", "peer_sae_id": "kms-KME-B", **UNREACHABLE_DEVICE},
+        shared_files=PLACEHOLDER_TLS_FILES,
+        services=mock_device_pair,
+    ),
 }
 
 KINDS = sorted(available_sources())
 LINK_KINDS = [kind for kind in KINDS if not source_class(kind).on_demand]
+#: The recorded run of each link kind; a kind that needs outside processes is in the integration tier.
+LINK_RUNS = [pytest.param(kind, marks=[pytest.mark.integration] if CONTRACT_CONFIGS.get(kind, ContractConfig()).services
+                          else []) for kind in LINK_KINDS]
 NODE_KINDS = [kind for kind in KINDS if source_class(kind).on_demand]
 
 
@@ -170,11 +206,12 @@ def link_end_context(kind: str, root: Path, kme_id: str, **wiring) -> SourceCont
     return SourceContext(kme_id, KME_B if kme_id == KME_A else KME_A, LINK_ID, str(data_dir), **wiring)
 
 
-def build_link(kind: str, root: Path) -> LinkEnds:
+def build_link(kind: str, root: Path, section: dict[str, Any] | None = None) -> LinkEnds:
     """Both ends of link LINK_ID served by ``kind``, built as the link manager builds them
-    (qkms/linkd.py): the same section, contexts KME-A and KME-B, each node with its inbox
-    and each end with a channel to the other end's responder."""
-    section = contract_config(kind).section
+    (qkms/linkd.py): the same section (``section``, or the kind's contract section),
+    contexts KME-A and KME-B, each node with its inbox and each end with a channel to the
+    other end's responder."""
+    section = contract_config(kind).section if section is None else section
     inboxes = {kme_id: open_memory_storage(kme_id).inbox for kme_id in (KME_A, KME_B)}
 
     def responder(kme_id: str) -> Callable[[], KeySource]:
@@ -342,12 +379,15 @@ def record_link_run(link: LinkEnds, block_budget_bits: int, timeout_s: float) ->
 # --- link sources: both ends -------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module", params=LINK_KINDS)
+@pytest.fixture(scope="module", params=LINK_RUNS)
 def link_run(request, tmp_path_factory) -> LinkRun:
-    """One recorded run of both ends of a link per link-source kind, shared by the tests below."""
+    """One recorded run of both ends of a link per link-source kind, shared by the tests
+    below (with the kind's outside processes running, if it has any)."""
     config = contract_config(request.param)
-    link = build_link(request.param, tmp_path_factory.mktemp(f"link-{request.param}"))
-    return record_link_run(link, config.block_budget_bits, config.blocks_timeout_s)
+    root = tmp_path_factory.mktemp(f"link-{request.param}")
+    with (config.services(root) if config.services else nullcontext(None)) as section:
+        link = build_link(request.param, root, section)
+        return record_link_run(link, config.block_budget_bits, config.blocks_timeout_s)
 
 
 def test_both_ends_hand_out_the_same_blocks(link_run: LinkRun) -> None:
