@@ -6,7 +6,8 @@ backoff between attempts, and a window of recent problems.
 
 While closed, each failure delays the next attempt (exponential backoff from
 ``backoff_initial_s``, capped at ``backoff_max_s``; a device's Retry-After is
-honoured up to that cap). Reported health:
+honoured up to that cap, and a throttling device, alive but asking for a pause, does
+not count towards opening the breaker). Reported health:
 
 - ``down``: the breaker is open, the last attempt failed with a severe fault (the
   device says it has no QKD connection), or nothing was ever delivered;
@@ -107,10 +108,16 @@ class DeviceHealth:
                 self._counts.successes += 1
 
     def failed(self, fault: DeviceFault) -> float:
-        """An attempt failed; returns the seconds until the next one may go."""
+        """An attempt failed; returns the seconds until the next one may go. A device that
+        throttles (503 with Retry-After) is alive and asks for a pause: the pause is kept
+        and health degraded, but it does not count towards opening the breaker."""
         with self._lock:
             now = self._clock()
             self._record(now, fault.kind, fault.message, fault.severe)
+            if fault.kind.endswith("throttled") and fault.retry_after_s is not None:
+                delay = self._backoff_s(fault.retry_after_s)
+                self._next_attempt_at = max(self._next_attempt_at, now + delay)
+                return delay
             self._consecutive += 1
             self._counts.failures += 1
             if self._state == "half-open" or self._consecutive >= self._policy.breaker_failures:

@@ -122,6 +122,7 @@ class PairedDeviceSource(KeySource):
         self._unused_pool_bits = 0
         self._stopping = threading.Event()
         self._worker: threading.Thread | None = None
+        self._next_probe_at = clock()
         self._delivered: deque[tuple[float, int]] = deque()
         self._totals = {"blocks": 0, "bits": 0}
         self._stats_lock = threading.Lock()
@@ -134,8 +135,9 @@ class PairedDeviceSource(KeySource):
         there was nothing to do (the worker then waits ``poll_interval_s``)."""
 
     @abstractmethod
-    def _slave_step(self) -> None:
-        """Periodic work of the slave end's link-manager instance (a device probe)."""
+    def _probe(self) -> None:
+        """A liveness probe of the device, if one is due (``_probe_due``): the slave end's
+        periodic work, and the master's while its pool is at the target."""
 
     @abstractmethod
     def _slave_copy(self, message: dict[str, Any]) -> tuple[str, bytes]:
@@ -154,6 +156,18 @@ class PairedDeviceSource(KeySource):
     def observe_pool(self, unused_bits: int) -> None:
         self._unused_pool_bits = max(0, int(unused_bits))
 
+    def _probe_due(self) -> bool:
+        """Whether it is time for a liveness probe of the device (then counted as done)."""
+        if self._clock() < self._next_probe_at:
+            return False
+        self._next_probe_at = self._clock() + self._settings.probe_interval_s
+        return True
+
+    def _probed(self) -> None:
+        """The device answered a probe: the breaker closes; with the pool at its target
+        that is all this end has to do, so it counts as progress (no stall)."""
+        self._health.succeeded(delivered=not self._wants_more())
+
     def _wants_more(self) -> bool:
         """Whether the pool (and what waits here) is below the target level."""
         if self._queue.room() == 0:
@@ -167,29 +181,35 @@ class PairedDeviceSource(KeySource):
         seed = check.new_seed(len(material), eps_cor)
         message = {"op": "block", "block_id": block_id, "sequence": sequence, **locator,
                    "seed": _b64(seed), "tag": _b64(check.tag(material, seed, eps_cor))}
+        reply = self._exchange(message)
+        if reply.get("result") == "mismatch":
+            raise DeviceFault("mismatch", f"equality check failed: the two ends' devices delivered different "
+                                          f"bytes for block {block_id}; dropped at both ends")
+        self._expect_ok(reply)
+        block = KeyBlock(block_id, check.kept(material, eps_cor), sequence)
+        self._queue.put(block)
+        self._count(block)
+
+    def _exchange(self, message: dict[str, Any]) -> dict[str, Any]:
+        """The slave end's answer to ``message`` (DeviceFault if it cannot be had)."""
         if self._context.channel is None:
             raise DeviceFault("no_channel", "no KM channel to the slave end")
         try:
-            reply = self._context.channel.exchange(message)
+            return self._context.channel.exchange(message)
         except QkmsError as exc:
             raise DeviceFault("peer_unreachable", f"the slave end {self._peer} did not answer: {exc.message}") from None
-        self._settle(reply, KeyBlock(block_id, check.kept(material, eps_cor), sequence))
 
-    def _settle(self, reply: dict[str, Any], block: KeyBlock) -> None:
+    def _expect_ok(self, reply: dict[str, Any]) -> None:
+        """DeviceFault unless the slave end answered ``ok`` (its reason, prefixed ``slave_``)."""
         result = reply.get("result")
         if result == "ok":
-            self._queue.put(block)
-            self._count(block)
             return
-        if result == "mismatch":
-            raise DeviceFault("mismatch", f"equality check failed: the two ends' devices delivered different "
-                                          f"bytes for block {block.block_id}; dropped at both ends")
         if result == "failed":
             kind, reason = str(reply.get("kind", "failed"))[:40], _printable(reply.get("reason", ""))
             retry = reply.get("retry_after_s")
             raise DeviceFault(f"slave_{kind}", f"slave end {self._peer}: {reason}",
                               float(retry) if isinstance(retry, (int, float)) and not isinstance(retry, bool) else None)
-        raise DeviceFault("peer_malformed", f"the slave end {self._peer} answered an offer with {str(result)[:40]!r}")
+        raise DeviceFault("peer_malformed", f"the slave end {self._peer} answered with {str(result)[:40]!r}")
 
     # --- the slave end ------------------------------------------------------------------------
 
@@ -248,13 +268,13 @@ class PairedDeviceSource(KeySource):
 
     def step(self) -> bool:
         """One round of this end's worker, if the breaker and backoff allow one now: a
-        block attempt (master) or a device probe (slave). False when there was nothing to
+        block attempt (master) or a device probe when due (slave). False when there was nothing to
         do, or it may not go yet. The worker calls it; tests call it to drive an end."""
         if self._health.wait_s() > 0:
             return False
         if self._role == "master":
             return self._attempt(self._master_step)
-        return self._attempt(lambda: self._slave_step() or True)
+        return self._attempt(lambda: self._probe() or True)
 
     def _run_master(self) -> None:
         while not self._stopping.is_set():
@@ -300,7 +320,7 @@ class PairedDeviceSource(KeySource):
             totals = dict(self._totals)
             window = sum(bits for _, bits in self._delivered)
         metrics = {"blocks_delivered": totals["blocks"], "bits_delivered": totals["bits"],
-                   "key_rate_bps": window / RATE_WINDOW_S, "queued_blocks": len(self._queue),
+                   "secret_rate_bps": window / RATE_WINDOW_S, "queued_blocks": len(self._queue),
                    "unused_pool_bits": self._unused_pool_bits}
         summary = f"{self._role} end, {totals['blocks']} blocks, {window / RATE_WINDOW_S:.0f} bit/s"
         return self._health.report(summary, metrics)

@@ -88,6 +88,7 @@ class Etsi014DeviceSource(PairedDeviceSource):
 
     def _master_step(self) -> bool:
         if not self._wants_more():
+            self._probe()
             return False
         if self._gathered and self._clock() - self._gathered_since > GATHER_MAX_AGE_S:
             log.warning("link %s: %d keys gathered %.0f s ago given up", self._link_id, len(self._gathered),
@@ -159,10 +160,11 @@ class Etsi014DeviceSource(PairedDeviceSource):
             keys += checked_keys(self._dev().dec_keys(wanted), size, "dec_keys", expected_ids=wanted)
         return name, b"".join(key.material for key in keys)
 
-    def _slave_step(self) -> None:
-        if self._settings.probe_status:
+    def _probe(self) -> None:
+        """A status probe of the device, when one is due."""
+        if self._settings.probe_status and self._probe_due():
             self._last_status = self._dev().status()
-            self._health.succeeded(delivered=False)
+            self._probed()
 
     def health(self):
         report = super().health()

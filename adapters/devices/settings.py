@@ -43,6 +43,9 @@ class DeviceSettings(_Frozen):
     #: Which end drives: "auto" makes the end whose KME_ID sorts first the master.
     role: Literal["auto", "master", "slave"] = "auto"
     poll_interval_s: float = Field(1.0, gt=0, le=3600)
+    #: How often an end asks its device for its status when it has nothing else to ask
+    #: (a full pool, the slave end), so an outage shows while no key is pulled.
+    probe_interval_s: float = Field(5.0, gt=0, le=3600)
     timeout_s: float = Field(3.0, gt=0, le=120)
     slow_answer_s: float = Field(1.0, gt=0, le=120)
     target_pool_bits: int = Field(1 << 22, ge=8)
@@ -82,8 +85,8 @@ class Etsi014Settings(DeviceSettings):
     #: device gives one: ETSI 014 defines none.
     expiry_field: str | None = Field(None, min_length=1, max_length=128)
     min_key_lifetime_s: float = Field(60.0, ge=0)
-    status_interval_s: float = Field(60.0, gt=0, le=86400)
-    #: The slave end polls its device's status to report its health.
+    #: Probe the device's status (probe_interval_s); off for a device that refuses it
+    #: to the slave end's SAE.
     probe_status: bool = True
 
     @model_validator(mode="after")

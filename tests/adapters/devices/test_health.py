@@ -42,8 +42,18 @@ def test_failures_back_off_exponentially_up_to_the_cap(health: DeviceHealth, clo
 
 
 def test_retry_after_is_honoured_up_to_the_cap(health: DeviceHealth) -> None:
-    assert health.failed(DeviceFault("throttled", "throttling", retry_after_s=2)) == 2
-    assert health.failed(DeviceFault("throttled", "throttling", retry_after_s=60)) == POLICY.backoff_max_s
+    assert health.failed(DeviceFault("unavailable", "busy", retry_after_s=2)) == 2
+    assert health.failed(DeviceFault("unavailable", "busy", retry_after_s=60)) == POLICY.backoff_max_s
+
+
+def test_throttling_pauses_and_degrades_but_never_opens_the_breaker(health: DeviceHealth, clock) -> None:
+    health.succeeded()
+    for _ in range(10):
+        assert health.failed(DeviceFault("throttled", "the device is throttling", retry_after_s=1)) == 1
+        assert health.wait_s() == 1
+        clock.advance(1)
+    report = health.report()
+    assert health.breaker == "closed" and report.state == "degraded" and "throttling" in report.reason
 
 
 def test_the_breaker_opens_after_consecutive_failures_and_closes_after_a_success(health, clock) -> None:

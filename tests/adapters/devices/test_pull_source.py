@@ -68,7 +68,11 @@ def test_a_device_with_too_few_keys_is_not_asked(tmp_path: Path) -> None:
 
 def test_the_pool_is_topped_up_to_the_target_and_no_further(link: DeviceLink) -> None:
     link.master.observe_pool(10_000_000)
-    assert not link.master.step() and link.transports["KME-A"].calls == []
+    assert not link.master.step() and not link.master.step()
+    assert link.transports["KME-A"].calls == [("GET", "status")], "a full pool: one probe, no keys"
+    link.clock.advance(100)
+    link.master.step()
+    assert link.master.health().state == "up", "a full pool is no stall"
     link.master.observe_pool(0)
     assert link.master.step()
 
@@ -159,8 +163,11 @@ def test_an_unreachable_slave_end_is_reported(link: DeviceLink) -> None:
 
 def test_the_slave_end_probes_its_device(link: DeviceLink) -> None:
     assert link.slave.step()
-    assert link.slave.health().metrics["failures"] == 0
+    assert link.slave.health().metrics["failures"] == 0 and len(link.transports["KME-B"].calls) == 1
     link.set_fault("KME-B", "unavailable")
+    link.slave.step()
+    assert len(link.transports["KME-B"].calls) == 1, "the next probe is not due yet"
+    link.clock.advance(5)
     link.slave.step()
     assert "the device answered 503 to status" in link.slave.health().reason
 
