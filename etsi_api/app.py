@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Flask
 
-from etsi_api import errors, keys_api, km_api, meta_api, skip_api
+from etsi_api import errors, keys_api, km_api, meta_api, qkd004_api, skip_api
 from kms.config import NodeConfig
 from kms.link_exchange import LinkResponders
 from kms.network import KeyNetwork
@@ -41,4 +41,5 @@ def create_app(config: NodeConfig, service: KeyService, store: KeyStore, network
     app.register_blueprint(meta_api.bp)
     app.register_blueprint(km_api.bp)
     app.register_blueprint(skip_api.bp)
+    app.register_blueprint(qkd004_api.bp)
     return app

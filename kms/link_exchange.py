@@ -9,11 +9,13 @@ blocks it makes wait in the node's block inbox for its link manager (kms/inbox.p
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from typing import Any
 
 from kms.config import NodeConfig
 from kms.errors import BadRequest, Unauthorized
 from kms.inbox import BlockInbox
+from kms.keys import KeyBlock
 from kms.relay import PeerTransport
 from kms.source_registry import build_source
 from kms.sources import KeySource, LinkChannel, SourceContext
@@ -43,6 +45,18 @@ class LinkResponders:
     def respond(self, link_id: str, caller: str, message: dict[str, Any]) -> dict[str, Any]:
         """The answer of this node's end of ``link_id`` to its peer ``caller``."""
         return self._source(link_id, caller).respond(message)
+
+    def pushed(self, device_names: Sequence[str], block: KeyBlock) -> str:
+        """Key material a device pushed (its certificate carries ``device_names``) to the
+        link whose source takes pushes from that device; returns the link's id,
+        Unauthorized if no link of this node does."""
+        for link in self._config.local_links():
+            peer = next(node for node in link.nodes if node != self._config.kme_id)
+            source = self._source(link.id, peer)
+            if source.accepts_pushes_from(device_names):
+                source.accept_pushed(block)
+                return link.id
+        raise Unauthorized("the certificate is not that of a device pushing keys to this node")
 
     def _source(self, link_id: str, caller: str) -> KeySource:
         link = next((link for link in self._config.local_links() if link.id == link_id), None)

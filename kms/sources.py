@@ -8,6 +8,7 @@ third parties add entry points in the ``qkms.key_sources`` group.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
@@ -108,6 +109,17 @@ class KeySource(ABC):
         instance that was never started; must be safe to call concurrently and to
         repeat. Sources whose ends need no conversation keep this default."""
         raise BadRequest(f"the {self.kind} source takes no messages from its peer")
+
+    def accepts_pushes_from(self, names: Sequence[str]) -> bool:
+        """Whether a device whose client certificate carries ``names`` (subject CN, SAN
+        DNS names) pushes key material to this end (sources fed by device pushes)."""
+        return False
+
+    def accept_pushed(self, block: KeyBlock) -> None:
+        """Keep a chunk the device pushed (``block_id`` ``<stream>:<index>``, ``sequence``
+        the index) for this end; BadRequest if it is not one this end takes. Runs in a web
+        worker, on an instance that was never started."""
+        raise BadRequest(f"the {self.kind} source takes no pushed key material")
 
     def observe_pool(self, unused_bits: int) -> None:
         """The link's unused bits at this end (both pool halves), as the link manager

@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import logging
 import threading
+import time
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
@@ -59,6 +60,7 @@ class Stream:
     peer_opened: bool = False
     next_index: int | None = None
     pending: deque = field(default_factory=deque)
+    next_push_at: float = 0.0
 
 
 class StatusAnswer(QkmsError):
@@ -73,12 +75,15 @@ class StatusAnswer(QkmsError):
 class KeyStreams:
     """The device's key streams and the thread that pushes their chunks."""
 
-    def __init__(self, config: MockDeviceConfig, kme: MockKme, faults: FaultSet):
+    def __init__(self, config: MockDeviceConfig, kme: MockKme, faults: FaultSet,
+                 transport: httpx.BaseTransport | None = None):
+        """``transport`` stands in for the network to the KMS (tests)."""
         self._config, self._kme, self._faults = config, kme, faults
         self._streams: dict[str, Stream] = {}
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="qkd004 pusher", daemon=True)
+        self._transport = transport
         self._http: httpx.Client | None = None
 
     # --- the KMS's calls ----------------------------------------------------------------------
@@ -186,16 +191,23 @@ class KeyStreams:
 
     def _run(self) -> None:
         while not self._stopping.wait(1.0 / DEFAULT_PUSHES_PER_S):
-            if self._faults.get("down"):
-                continue
-            with self._lock:
-                streams = [s for s in self._streams.values()
-                           if s.opened_here and s.peer_opened and s.next_index is not None]
-            for stream in streams:
-                try:
-                    self._push_next(stream)
-                except (QkmsError, httpx.HTTPError) as exc:
-                    log.warning("stream %s: push failed: %s", stream.ksid, exc)
+            self.push_once()
+
+    def push_once(self) -> None:
+        """Push the next chunk of every stream its KMS asked keys of (the pusher's tick)."""
+        if self._faults.get("down"):
+            return
+        now = time.monotonic()
+        with self._lock:
+            streams = [s for s in self._streams.values()
+                       if s.opened_here and s.peer_opened and s.next_index is not None and s.next_push_at <= now]
+        for stream in streams:
+            if stream.max_bps:
+                stream.next_push_at = now + 8 * stream.chunk_bytes / stream.max_bps
+            try:
+                self._push_next(stream)
+            except (QkmsError, httpx.HTTPError) as exc:
+                log.warning("stream %s: push failed: %s", stream.ksid, exc)
 
     def _push_next(self, stream: Stream) -> None:
         if stream.initiator:
@@ -230,6 +242,8 @@ class KeyStreams:
             raise BadRequest(f"the KMS answered {response.status_code} to key-material")
 
     def _client(self) -> httpx.Client:
+        if self._http is None and self._transport is not None:
+            self._http = httpx.Client(transport=self._transport, timeout=PUSH_TIMEOUT_S)
         if self._http is None:
             tls = self._config.tls
             self._http = httpx.Client(verify=client_tls_context(tls.ca, tls.cert, tls.key), timeout=PUSH_TIMEOUT_S)
