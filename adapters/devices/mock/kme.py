@@ -1,10 +1,10 @@
 """A mock device's key management: what its ETSI 014 interface serves.
 
 Built from the node's own domain pieces, so it is as strict as a node: the simulated
-link's blocks go into the in-memory link pools (``kms.pools``: each half owned by one
-device, by sequence parity), an enc_keys carves from the device's own half and has
-the peer device take exactly the same segments and hold them as reservations for the
-slave SAEs (the in-memory key store: all-or-none claims, 401 for a caller that is not a
+link's blocks go into the in-memory link pools (``kms.pools``: halves by sequence
+parity), an enc_keys carves from the device's own half (or, when that is empty, from its
+copy of the peer's) and has the peer device take exactly the same segments and hold
+them as reservations for the slave SAEs (the in-memory key store: all-or-none claims, 401 for a caller that is not a
 slave, expiry); a dec_keys claims them. A key's key_ID is derived from where its bits
 start (block id and offset), so both devices name it alike. :class:`MockKme` has the
 interface the ETSI blueprint (``etsi_api.keys_api``) expects of a key service.
@@ -79,8 +79,8 @@ class MockKme:
             self._storage.pools.discard_before(self.config.link_id, owner, head[0] + 1, 0)
 
     def stored_keys(self) -> int:
-        """Keys of the default size this device could give its SAEs now."""
-        bits = self._storage.pools.available_bits(self.config.link_id, self.kme_id)
+        """Keys of the default size this device could give its SAEs now (from both halves)."""
+        bits = sum(self._storage.pools.available_bits(self.config.link_id, owner) for owner in self._ends)
         return min(self.config.limits.max_key_count, bits // self.config.limits.key_size_bits)
 
     # --- the ETSI 014 service interface (as kms.service.KeyService) ---------------------------
@@ -102,20 +102,33 @@ class MockKme:
         return self._misbehave(keys, "enc_keys")
 
     def _carve_and_reserve(self, master_id: str, slaves: frozenset[str], request: KeyRequest) -> list[Key]:
+        """Carve from this device's pool half, else from its copy of the peer's half, and
+        have the peer take the same segments; a race with the peer carving the same bits
+        fails at the peer's atomic take (the bits are burnt, never used twice)."""
+        for owner in (self.kme_id, self.config.peer_name):
+            keys = self._carve_from(owner, master_id, slaves, request)
+            if keys is not None:
+                return keys
+        raise Unavailable("keys are not available at the peer device yet")
+
+    def _carve_from(self, owner: str, master_id: str, slaves: frozenset[str], request: KeyRequest) -> list[Key] | None:
         pools, link = self._storage.pools, self.config.link_id
         for attempt in range(2):
-            carved = pools.carve(link, self.kme_id, [request.size_bits // 8] * request.number)
+            try:
+                carved = pools.carve(link, owner, [request.size_bits // 8] * request.number)
+            except Unavailable:
+                return None
             keys = [Key(key_id_for(c.segments), c.material, self._provenance) for c in carved]
-            offer = {"keys": [{"key_ID": key.key_id, "size": request.size_bits,
-                               "segments": [s.to_list() for s in c.segments]} for key, c in zip(keys, carved)],
-                     "master": master_id, "slaves": sorted(slaves), "ttl_s": self.config.reservation_ttl_s}
+            offer = {"owner": owner, "master": master_id, "slaves": sorted(slaves), "ttl_s": self.config.reservation_ttl_s,
+                     "keys": [{"key_ID": key.key_id, "size": request.size_bits,
+                               "segments": [s.to_list() for s in c.segments]} for key, c in zip(keys, carved)]}
             refusal = self.peer.call("reserve", offer)
             if refusal is None:
                 return keys
             head = refusal.get("head")
             if attempt == 0 and isinstance(head, list) and len(head) == 2:
-                pools.discard_before(link, self.kme_id, int(head[0]), 0)
-        raise Unavailable("keys are not available at the peer device yet")
+                pools.discard_before(link, owner, int(head[0]), 0)
+        return None
 
     def dec_keys(self, slave_id: str, master_id: str, key_ids: Sequence[str]) -> list[Key]:
         if not key_ids:
@@ -129,20 +142,26 @@ class MockKme:
 
     # --- ETSI 004 chunks ----------------------------------------------------------------------
 
-    def carve_chunk(self, size_bytes: int) -> tuple[list[Segment], bytes] | None:
-        """A chunk from this device's own half (None if there is not enough)."""
-        try:
-            (carved,) = self._storage.pools.carve(self.config.link_id, self.kme_id, [size_bytes])
-        except Unavailable:
-            return None
-        return list(carved.segments), carved.material
+    def carve_chunk(self, size_bytes: int) -> tuple[str, list[Segment], bytes] | None:
+        """(owner of the half, segments, material) of a chunk, from this device's own half
+        or else its copy of the peer's (None if neither has enough)."""
+        for owner in (self.kme_id, self.config.peer_name):
+            try:
+                (carved,) = self._storage.pools.carve(self.config.link_id, owner, [size_bytes])
+            except Unavailable:
+                continue
+            return owner, list(carved.segments), carved.material
+        return None
 
-    def take_peer_segments(self, keys: Sequence[Sequence[Segment]]) -> list[bytes]:
-        """The same bits the peer carved (PoolMismatch if this device lacks them)."""
-        return self._storage.pools.take_segments(self.config.link_id, self.config.peer_name, keys)
+    def take_segments(self, owner: str, keys: Sequence[Sequence[Segment]]) -> list[bytes]:
+        """The same bits the peer carved from ``owner``'s half (PoolMismatch if this
+        device lacks them, BadRequest for a half that is not the link's)."""
+        if owner not in self._ends:
+            raise BadRequest("no such pool half")
+        return self._storage.pools.take_segments(self.config.link_id, owner, keys)
 
-    def peer_half_head(self) -> list[int] | None:
-        head = self._storage.pools.head(self.config.link_id, self.config.peer_name)
+    def half_head(self, owner: str) -> list[int] | None:
+        head = self._storage.pools.head(self.config.link_id, owner)
         return list(head) if head else None
 
     # --- from the peer device -----------------------------------------------------------------
@@ -150,12 +169,12 @@ class MockKme:
     def hold_for_peer(self, offer: dict[str, Any]) -> dict[str, Any] | None:
         """Take the segments the peer carved and hold the keys for their slaves; None on
         success, else ``{"head": ...}`` (where this device's copy of the peer's half starts)."""
-        entries = offer["keys"]
+        entries, owner = offer["keys"], offer.get("owner", self.config.peer_name)
         segments = [[Segment.from_list(item) for item in entry["segments"]] for entry in entries]
         try:
-            materials = self.take_peer_segments(segments)
+            materials = self.take_segments(owner, segments)
         except PoolMismatch:
-            return {"head": self.peer_half_head()}
+            return {"head": self.half_head(owner)}
         keys = [Key(entry["key_ID"], material, self._provenance) for entry, material in zip(entries, materials)]
         slaves = frozenset(offer["slaves"])
         self._storage.store.reserve([Reservation(key, offer["master"], slaves) for key in keys],

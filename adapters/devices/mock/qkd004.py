@@ -168,10 +168,11 @@ class KeyStreams:
         if stream is None:
             return {"head": None}
         segments = [Segment.from_list(item) for item in body["segments"]]
+        owner = body.get("owner", self._config.peer_name)
         try:
-            (material,) = self._kme.take_peer_segments([segments])
+            (material,) = self._kme.take_segments(owner, [segments])
         except QkmsError:
-            return {"head": self._kme.peer_half_head()}
+            return {"head": self._kme.half_head(owner)}
         with self._lock:
             stream.pending.append((int(body["index"]), material))
             while len(stream.pending) > MAX_PENDING_CHUNKS:
@@ -214,9 +215,9 @@ class KeyStreams:
             carved = self._kme.carve_chunk(stream.chunk_bytes)
             if carved is None:
                 return
-            segments, material = carved
+            owner, segments, material = carved
             refusal = self._peer_call("chunk", {"key_stream_id": stream.ksid, "index": stream.next_index,
-                                                "segments": [s.to_list() for s in segments]})
+                                                "owner": owner, "segments": [s.to_list() for s in segments]})
             if refusal is not None:
                 return
             index = stream.next_index

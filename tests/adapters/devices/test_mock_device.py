@@ -51,12 +51,24 @@ def test_keys_carved_at_one_device_are_fetched_once_at_the_other(link: DeviceLin
         link.kmes[B].dec_keys(SAES[B], SAES[A], [keys[0].key_id])
 
 
-def test_each_device_carves_from_its_own_half_only(link: DeviceLink) -> None:
+def test_each_device_carves_from_its_own_half_first(link: DeviceLink) -> None:
     link.feed(2)
     from_a = link.kmes[A].enc_keys(SAES[A], SAES[B], request())
     from_b = link.kmes[B].enc_keys(SAES[B], SAES[A], request())
     assert from_a[0].material != from_b[0].material
     assert link.kmes[A].dec_keys(SAES[A], SAES[B], [from_b[0].key_id])[0].material == from_b[0].material
+
+
+def test_one_direction_gets_all_the_link_s_keys(link: DeviceLink) -> None:
+    """Both halves serve a device whose peer takes none: 2 blocks of 4096 bytes, 256 keys."""
+    link.feed(2)
+    assert link.kmes[A].status(SAES[A], SAES[B]).stored_key_count == 256
+    keys = [key for _ in range(2) for key in link.kmes[A].enc_keys(SAES[A], SAES[B], request(128))]
+    for start in (0, 128):
+        batch = keys[start:start + 128]
+        assert [k.material for k in link.kmes[B].dec_keys(SAES[B], SAES[A], [k.key_id for k in batch])] == \
+            [k.material for k in batch]
+    assert len({k.material for k in keys}) == 256 and link.kmes[A].stored_keys() == 0
 
 
 def test_a_caller_that_is_not_the_slave_gets_401_and_the_wrong_master_finds_nothing(tmp_path: Path) -> None:
