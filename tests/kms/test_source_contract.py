@@ -48,7 +48,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,13 +57,15 @@ import pytest
 
 from kms.csprng_source import CsprngSource
 from kms.errors import ConfigError
+from kms.inbox import BlockInbox
 from kms.keys import KeyBlock, Provenance
 from kms.source_registry import (BUILTIN_SOURCES, available_sources, build_source, known_kinds, require_known_kind,
                                  source_class, validate_source)
 from kms.sources import KeySource, LinkChannel, SourceContext, SourceHealth
 from kms.storage import open_memory_storage
+from qkms.layout import free_port
 from tests.support.conditions import wait_until
-from tests.support.devices import MockDevicePair
+from tests.support.devices import MockDevicePair, PushReceiver
 
 KME_A, KME_B = "KME-A", "KME-B"
 LINK_ID = f"{KME_A}--{KME_B}"
@@ -93,20 +95,9 @@ class ContractConfig:
     block_budget_bits: int = 1 << 20
     #: How long STEADY_BLOCKS blocks may take at both ends (generous: a loaded machine).
     blocks_timeout_s: float = 120.0
-    #: Outside processes the recorded run needs, started under ``root``; the context
-    #: yields the section to use instead of ``section`` while they run.
-    services: Callable[[Path], AbstractContextManager[dict[str, Any]]] | None = None
-
-
-@contextmanager
-def mock_device_pair(root: Path) -> Iterator[dict[str, Any]]:
-    """A pair of ``qkms mock-device`` processes for link LINK_ID: one section for both ends."""
-    pair = MockDevicePair(root / "mock-devices", LINK_ID, (KME_A, KME_B))
-    pair.start()
-    try:
-        yield pair.both_ends_section()
-    finally:
-        pair.close()
+    #: Outside processes the recorded run needs, started under ``root`` for the two
+    #: nodes' inboxes; the context yields the section to use instead of ``section``.
+    services: Callable[[Path, dict[str, BlockInbox]], AbstractContextManager[dict[str, Any]]] | None = None
 
 
 #: Settings of a device-fed link end that reach nothing (unit tier: built, maybe
@@ -114,6 +105,37 @@ def mock_device_pair(root: Path) -> Iterator[dict[str, Any]]:
 UNREACHABLE_DEVICE = {"url": "https://127.0.0.1:9", "server_name": "qkd-device.invalid", "cert": "device/node.crt",
                       "key": "device/node.key", "ca": "device/ca.crt", "timeout_s": 0.5}
 PLACEHOLDER_TLS_FILES = {path: b"placeholder" for path in ("device/node.crt", "device/node.key", "device/ca.crt")}
+PUSH_CHUNKS = {"key_chunk_size_bytes": 256, "chunks_per_block": 4}
+
+
+@contextmanager
+def mock_device_pair(root: Path, inboxes: dict[str, BlockInbox]) -> Iterator[dict[str, Any]]:
+    """A pair of ``qkms mock-device`` processes for link LINK_ID: one section for both ends."""
+    pair = MockDevicePair.write(root / "mock-devices", LINK_ID, (KME_A, KME_B))
+    pair.start()
+    try:
+        yield pair.both_ends_section()
+    finally:
+        pair.close()
+
+
+@contextmanager
+def mock_device_pair_004(root: Path, inboxes: dict[str, BlockInbox]) -> Iterator[dict[str, Any]]:
+    """A pair of ETSI 004 ``qkms mock-device`` processes for link LINK_ID, each pushing to
+    its node's key-material endpoint (the node's blueprint, alone, leaving the chunks in
+    that node's inbox, as a node does)."""
+    ports = {kme_id: free_port() for kme_id in (KME_A, KME_B)}
+    pair = MockDevicePair.write(root / "mock-devices", LINK_ID, (KME_A, KME_B), "etsi004",
+                                {kme_id: f"https://127.0.0.1:{port}" for kme_id, port in ports.items()})
+    section = {**pair.both_ends_section(), **PUSH_CHUNKS}
+    with ExitStack() as running:
+        for kme_id, port in ports.items():
+            end = _build("qkd-device-004", section, link_end_context("qkd-device-004", root, kme_id,
+                                                                     inbox=inboxes[kme_id]))
+            running.enter_context(PushReceiver(port, pair.ca, pair.ca_path, root / "receivers", kme_id, end))
+        pair.start()
+        running.callback(pair.close)
+        yield section
 
 
 #: kind -> its ContractConfig; a kind that is not here is built from an empty section.
@@ -131,6 +153,12 @@ CONTRACT_CONFIGS: dict[str, ContractConfig] = {
         section={"profile": "etsi014-generic", "sae_id": "kms-KME-A", "peer_sae_id": "kms-KME-B", **UNREACHABLE_DEVICE},
         shared_files=PLACEHOLDER_TLS_FILES,
         services=mock_device_pair,
+    ),
+    # A pair of mock ETSI 004 devices pushing chunks of 256 bytes, 20 a second; blocks of 4 chunks.
+    "qkd-device-004": ContractConfig(
+        section={"profile": "etsi004-push", **PUSH_CHUNKS, **UNREACHABLE_DEVICE},
+        shared_files=PLACEHOLDER_TLS_FILES,
+        services=mock_device_pair_004,
     ),
 }
 
@@ -206,13 +234,14 @@ def link_end_context(kind: str, root: Path, kme_id: str, **wiring) -> SourceCont
     return SourceContext(kme_id, KME_B if kme_id == KME_A else KME_A, LINK_ID, str(data_dir), **wiring)
 
 
-def build_link(kind: str, root: Path, section: dict[str, Any] | None = None) -> LinkEnds:
+def build_link(kind: str, root: Path, section: dict[str, Any] | None = None,
+               inboxes: dict[str, BlockInbox] | None = None) -> LinkEnds:
     """Both ends of link LINK_ID served by ``kind``, built as the link manager builds them
     (qkms/linkd.py): the same section (``section``, or the kind's contract section),
     contexts KME-A and KME-B, each node with its inbox and each end with a channel to the
     other end's responder."""
     section = contract_config(kind).section if section is None else section
-    inboxes = {kme_id: open_memory_storage(kme_id).inbox for kme_id in (KME_A, KME_B)}
+    inboxes = inboxes or node_inboxes()
 
     def responder(kme_id: str) -> Callable[[], KeySource]:
         return lambda: _build(kind, section, link_end_context(kind, root, kme_id, inbox=inboxes[kme_id]))
@@ -221,6 +250,11 @@ def build_link(kind: str, root: Path, section: dict[str, Any] | None = None) -> 
     ends = [_build(kind, section, link_end_context(kind, root, kme_id, channel=channel, inbox=inboxes[kme_id]))
             for kme_id, channel in zip((KME_A, KME_B), channels)]
     return LinkEnds(*ends, channels)
+
+
+def node_inboxes() -> dict[str, BlockInbox]:
+    """Each node's block inbox (in memory)."""
+    return {kme_id: open_memory_storage(kme_id).inbox for kme_id in (KME_A, KME_B)}
 
 
 def build_node_source(kind: str, root: Path) -> KeySource:
@@ -385,8 +419,9 @@ def link_run(request, tmp_path_factory) -> LinkRun:
     below (with the kind's outside processes running, if it has any)."""
     config = contract_config(request.param)
     root = tmp_path_factory.mktemp(f"link-{request.param}")
-    with (config.services(root) if config.services else nullcontext(None)) as section:
-        link = build_link(request.param, root, section)
+    inboxes = node_inboxes()
+    with (config.services(root, inboxes) if config.services else nullcontext(None)) as section:
+        link = build_link(request.param, root, section, inboxes)
         return record_link_run(link, config.block_budget_bits, config.blocks_timeout_s)
 
 
