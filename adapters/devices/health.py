@@ -157,12 +157,6 @@ class DeviceHealth:
             counts |= {f"faults_{kind}": n for kind, n in self._counts.by_kind.items()}
         return SourceHealth(state, reason, {**counts, **(metrics or {})})
 
-    def last_problem_kind(self) -> str | None:
-        """The kind of the most recent problem within the window (None if none)."""
-        with self._lock:
-            recent = self._problem and self._clock() - self._problem.at <= self._policy.window_s
-            return self._problem.kind if recent else None
-
     def _assess(self, now: float, summary: str) -> tuple[str, str]:
         problem = self._problem
         last = problem.reason if problem else "none"
@@ -172,8 +166,9 @@ class DeviceHealth:
         if self._state == "half-open":
             return "degraded", f"probing the device again after {self._consecutive} failures; last: {last}"
         if self._consecutive:
-            return "down" if problem.severe else "degraded", (f"{last} ({self._consecutive} consecutive failure(s); "
-                                f"retrying in {max(0.0, self._next_attempt_at - now):.1f} s)")
+            state = "down" if problem.severe else "degraded"
+            return state, (f"{last} ({self._consecutive} consecutive failure(s); "
+                           f"retrying in {max(0.0, self._next_attempt_at - now):.1f} s)")
         if problem and now - problem.at <= self._policy.window_s:
             return "degraded", f"{problem.reason} ({now - problem.at:.0f} s ago)"
         if self._last_success_at is None:

@@ -227,7 +227,8 @@ class PairedDeviceSource(KeySource):
             block_id, material = self._slave_copy(message)
         except DeviceFault as fault:
             log.warning("link %s: offered block not taken: %s", self._link_id, fault.message)
-            return {"result": "failed", "kind": fault.kind, "reason": fault.message, "retry_after_s": fault.retry_after_s}
+            return {"result": "failed", "kind": fault.kind, "reason": fault.message,
+                    "retry_after_s": fault.retry_after_s}
         if block_id != message.get("block_id") or len(seed) != check.seed_bytes(len(material), self._settings.eps_cor):
             raise BadRequest("the offer's block id or seed does not fit its locator")
         if not check.same(material, seed, self._settings.eps_cor, their_tag):

@@ -201,8 +201,8 @@ class Etsi004DeviceSource(PairedDeviceSource):
 
     def _slave_copy(self, message: dict[str, Any]) -> tuple[str, bytes]:
         ksid, first, count = message.get("key_stream_id"), message.get("first_index"), message.get("count")
-        if not isinstance(ksid, str) or not all(isinstance(v, int) and not isinstance(v, bool) for v in (first, count)) \
-                or first < 0 or not 0 < count <= MAX_CHUNKS_PER_OFFER:
+        integers = all(isinstance(v, int) and not isinstance(v, bool) for v in (first, count))
+        if not isinstance(ksid, str) or not integers or first < 0 or not 0 < count <= MAX_CHUNKS_PER_OFFER:
             raise BadRequest("an offer names key_stream_id, first_index and count")
         inbox = self._context.inbox
         held: dict[int, KeyBlock] = {}

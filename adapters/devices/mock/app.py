@@ -139,16 +139,20 @@ def change_faults():
 
 @control_bp.get("/state")
 def state():
+    """The device's name, keys, faults, and its simulation (``feed``: frames run, still running)."""
     _operator()
     kme = _kme()
     return jsonify({"name": kme.kme_id, "stored_key_count": kme.stored_keys(),
-                    "faults": current_app.extensions["qkms.mock.faults"].active()})
+                    "faults": current_app.extensions["qkms.mock.faults"].active(),
+                    "feed": current_app.extensions["qkms.mock.feed_state"]()})
 
 
-def create_control_app(kme: MockKme, faults: FaultSet, on_change: Callable[[], None]) -> Flask:
+def create_control_app(kme: MockKme, faults: FaultSet, on_change: Callable[[], None],
+                       feed_state: Callable[[], dict] = dict) -> Flask:
     app = Flask("qkms-mock-device-control")
     app.config.update(MAX_CONTENT_LENGTH=65536, PROVIDE_AUTOMATIC_OPTIONS=False)
     app.extensions.update({"qkms.service": kme, "qkms.mock.faults": faults, "qkms.mock.on_change": on_change,
+                           "qkms.mock.feed_state": feed_state,
                            "qkms.mock.control_identities": frozenset(kme.config.control_identities)})
     errors.init_app(app)
     app.register_blueprint(control_bp)

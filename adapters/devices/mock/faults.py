@@ -6,7 +6,7 @@
 | ``down`` | closes its ETSI port and every open connection | |
 | ``unavailable`` | answers every ETSI request with 503 | |
 | ``slow`` | answers every ETSI request after ``delay_s`` | ``delay_s`` (4) |
-| ``throttle`` | answers 503 with Retry-After beyond ``rate_per_s`` requests a second | ``rate_per_s`` (2), ``retry_after_s`` (1) |
+| ``throttle`` | answers 503, Retry-After, beyond ``rate_per_s`` requests/s | ``rate_per_s`` (2), ``retry_after_s`` (1) |
 | ``malformed-json`` | answers 200 with a body that is not JSON (status, enc_keys, dec_keys) | |
 | ``wrong-length`` | delivers keys one byte short | |
 | ``unknown-key-id`` | gives its master a key_ID its peer device never reserved | |

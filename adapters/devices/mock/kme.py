@@ -119,8 +119,8 @@ class MockKme:
             except Unavailable:
                 return None
             keys = [Key(key_id_for(c.segments), c.material, self._provenance) for c in carved]
-            offer = {"owner": owner, "master": master_id, "slaves": sorted(slaves), "ttl_s": self.config.reservation_ttl_s,
-                     "keys": [{"key_ID": key.key_id, "size": request.size_bits,
+            offer = {"owner": owner, "master": master_id, "slaves": sorted(slaves),
+                     "ttl_s": self.config.reservation_ttl_s, "keys": [{"key_ID": key.key_id, "size": request.size_bits,
                                "segments": [s.to_list() for s in c.segments]} for key, c in zip(keys, carved)]}
             refusal = self.peer.call("reserve", offer)
             if refusal is None:

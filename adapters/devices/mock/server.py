@@ -134,10 +134,15 @@ class SimulationFeed:
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="simulation feed", daemon=True)
         self.blocks = 0
+        self.running = False
 
     def start(self) -> None:
+        self.running = True
         self._source.start()
         self._thread.start()
+
+    def state(self) -> dict:
+        return {"frames": self._frames_done(), "blocks": self.blocks, "running": self.running}
 
     def _run(self) -> None:
         while not self._stopping.wait(FEED_INTERVAL_S):
@@ -146,6 +151,7 @@ class SimulationFeed:
                 self.blocks += 1
             if self._max_frames is not None and self._frames_done() >= self._max_frames:
                 self._source.stop()
+                self.running = False
                 return
 
     def _frames_done(self) -> int:
@@ -155,6 +161,7 @@ class SimulationFeed:
     def stop(self) -> None:
         self._stopping.set()
         self._source.stop()
+        self.running = False
 
 
 class MockDevice:
@@ -171,10 +178,10 @@ class MockDevice:
         context = server_tls_context(config.tls)
         device_app = create_device_app(self.kme, self.faults, (qkd004_bp, peer004_bp),
                                        {"qkms.mock.streams": self.streams})
-        self.data = TlsServer(config.listen, device_app, context)
-        self.control = TlsServer(config.control_listen, create_control_app(self.kme, self.faults, self.apply_faults),
-                                 context)
         self.feed = SimulationFeed(config, self.kme)
+        self.data = TlsServer(config.listen, device_app, context)
+        self.control = TlsServer(config.control_listen,
+                                 create_control_app(self.kme, self.faults, self.apply_faults, self.feed.state), context)
 
     def start(self) -> None:
         self.feed.start()

@@ -37,8 +37,8 @@ def test_the_expected_certificate_name_defaults_to_the_url_host() -> None:
 
 
 def test_one_section_can_describe_both_ends() -> None:
-    section = {"profile": "toshiba", "ends": {"KME-A": BASE, "KME-B": {**BASE, "sae_id": "CONSB", "peer_sae_id": "CONSA",
-                                                                        "url": "https://10.0.0.6:8443"}}}
+    b_end = {**BASE, "sae_id": "CONSB", "peer_sae_id": "CONSA", "url": "https://10.0.0.6:8443"}
+    section = {"profile": "toshiba", "ends": {"KME-A": BASE, "KME-B": b_end}}
     a, b = parse014(section, A), parse014(section, B)
     assert (a.sae_id, b.sae_id, b.url) == ("CONSA", "CONSB", "https://10.0.0.6:8443")
 
@@ -48,7 +48,8 @@ def test_one_section_can_describe_both_ends() -> None:
     ({**BASE, "timeout_s": 0}, "timeout_s: Input should be greater than 0"),
     ({**BASE, "colour": "blue"}, "colour: unknown setting for the qkd-device source"),
     ({**BASE, "profile": "acme"}, "profile: unknown profile 'acme'"),
-    ({**BASE, "profile": "etsi004-push"}, "profile: 'etsi004-push' speaks etsi004; the qkd-device source speaks etsi014"),
+    ({**BASE, "profile": "etsi004-push"},
+     "profile: 'etsi004-push' speaks etsi004; the qkd-device source speaks etsi014"),
     ({k: v for k, v in BASE.items() if k != "sae_id"}, "sae_id: Field required"),
     ({**BASE, "key_size_bits": 100}, "key_size_bits: Input should be a multiple of 8"),
     ({**BASE, "keys_per_block": 1, "key_size_bits": 8}, "must exceed the equality check's tag"),
