@@ -142,7 +142,9 @@ _DISCARD = _LUA_DELETE_IF_SPENT + """
 local bprefix, uprefix = ARGV[1], ARGV[2]
 local seq, offset = tonumber(ARGV[3]), tonumber(ARGV[4])
 local dropped = 0
-for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. seq)) do
+-- The bound is ARGV[3] as sent: Lua turns a number into a string with 14 significant
+-- digits, which rounds sequences above 1e14 (a microsecond clock) past the block at seq.
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[3])) do
   dropped = dropped + tonumber(redis.call('HGET', bprefix .. id, 'left'))
   redis.call('DEL', bprefix .. id, uprefix .. id)
   redis.call('ZREM', KEYS[1], id)

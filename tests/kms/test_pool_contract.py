@@ -302,6 +302,23 @@ def test_discard_before_drops_earlier_blocks_and_a_prefix(peer: PoolStore, fille
     assert same, "bytes after the discarded prefix differ"
 
 
+#: Sequences as large as Redis stores exactly (below 2^53) but with more than 14
+#: significant digits, which Lua's number-to-string conversion would round (a clock in
+#: microseconds, as device-fed links use, is about 1.8e15).
+LARGE_SEQUENCES = (2**53 - 10, 2**53 - 8, 1_795_972_261_595_882, 1_795_972_261_595_884)
+
+
+@pytest.mark.parametrize("first, second", [LARGE_SEQUENCES[:2], LARGE_SEQUENCES[2:]])
+def test_discard_before_a_large_sequence_keeps_that_block(peer: PoolStore, backend: Backend, first, second) -> None:
+    blocks = make_blocks([first, second])
+    peer.add_blocks(LINK, OWNER, blocks)
+    assert peer.discard_before(LINK, OWNER, second, 3) == BLOCK_BYTES + 3
+    assert sorted(peer.block_digests(LINK, OWNER)) == [second] and peer.head(LINK, OWNER) == (second, 3)
+    (rest,) = peer.take_segments(LINK, OWNER, [[Segment(blocks[1].block_id, 3, BLOCK_BYTES - 3)]])
+    same = rest == blocks[1].material[3:]
+    assert same, "bytes after the discarded prefix differ"
+
+
 def test_discard_counts_only_bytes_not_used_yet(peer: PoolStore, filled, backend: Backend) -> None:
     peer.take_segments(LINK, OWNER, [[Segment(filled[1].block_id, 0, 3), Segment(filled[1].block_id, 6, 2)]])
     assert peer.discard_before(LINK, OWNER, 2, 8) == BLOCK_BYTES + 3
