@@ -13,9 +13,10 @@ queues its copy only on ``ok``. The slave end's link-manager instance hands inbo
 blocks out from ``fetch``. Both build ``KeyBlock(block_id, block minus the check's
 pad, sequence)``.
 
-Sequences come from the master: a microsecond clock, strictly increasing and of
+Sequences come from the master: a millisecond clock, strictly increasing and of
 alternating parity (both pool halves fill, ``kms.pools.owner_of``), so they keep
-increasing across restarts (below 2^53, exact in Redis). If an offer's answer is lost
+increasing across restarts (about 1.8e12: exact in Redis and in its Lua scripts, which
+write numbers with 14 significant digits). If an offer's answer is lost
 the master drops its copy; a copy the slave kept is then held by one end only, which
 the link manager resolves (an owner's block is used only once its peer holds it; pool
 sync drops the rest).
@@ -50,7 +51,7 @@ MAX_SEQUENCE = 2**53 - 1
 
 
 class SequenceClock:
-    """Strictly increasing sequences of alternating parity from a microsecond clock."""
+    """Strictly increasing sequences of alternating parity from a millisecond clock."""
 
     def __init__(self, clock: Callable[[], float] = time.time):
         self._clock = clock
@@ -59,7 +60,7 @@ class SequenceClock:
 
     def next(self) -> int:
         with self._lock:
-            candidate = int(self._clock() * 1_000_000)
+            candidate = int(self._clock() * 1000)
             if self._last is not None:
                 candidate = max(candidate, self._last + 1)
                 if candidate % 2 == self._last % 2:
