@@ -20,9 +20,12 @@ from qkms.cli_connect import connect
 from qkms.cli_mock_device import mock_device
 from qkms.cli_pki import pki
 from qkms.cli_simulate import simulate
+from qkms.device_layout import KINDS, MOCK_SIMULATION, plan_mock_pair
 from qkms.layout import DEMO_LINK_SOURCE, LinkPlan, NodePlan, free_port, write_layout
 
 DEFAULT_SAES = ("sae-1", "sae-2")
+#: --link-source -> the protocol of its mock devices (None: a simulated link).
+LINK_SOURCES = {"simulated": None, "mock-device": "etsi014", "mock-device-004": "etsi004"}
 
 
 def _configure_logging() -> None:
@@ -45,14 +48,17 @@ def main() -> None:
               help="SAE to create: ID or ID@NODE (repeatable; default sae-1, sae-2 on a single node, "
                    "one sae-<node> per node in a network).")
 @click.option("--length-km", type=float, default=10.0, show_default=True, help="Fibre length of simulated links.")
+@click.option("--link-source", type=click.Choice(sorted(LINK_SOURCES)), default="simulated", show_default=True,
+              help="What feeds every link: a simulated QKD link, or a pair of mock QKD devices per link "
+                   "(ETSI 014 pull, or ETSI 004 push), started by `qkms up`.")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
 def init(directory: Path, node_ids: tuple[str, ...], link_specs: tuple[str, ...], sae_specs: tuple[str, ...],
-         length_km: float, as_json: bool) -> None:
+         length_km: float, link_source: str, as_json: bool) -> None:
     """Write a ready-to-run node or network (CA, certificates, KEKs, configs) into DIRECTORY."""
     if (directory / "manifest.json").exists():
         raise click.ClickException(f"{directory} already holds a qkms layout")
     try:
-        plans, links = plan_network(node_ids or ("KME-1",), link_specs, sae_specs, length_km)
+        plans, links = plan_network(node_ids or ("KME-1",), link_specs, sae_specs, length_km, link_source)
         manifest = write_layout(directory, plans, links)
     except (QkmsError, ValueError) as exc:
         raise click.ClickException(getattr(exc, "message", str(exc))) from None
@@ -62,8 +68,9 @@ def init(directory: Path, node_ids: tuple[str, ...], link_specs: tuple[str, ...]
     _print_manifest(manifest.to_dict(), links)
 
 
-def plan_network(node_ids, link_specs, sae_specs, length_km: float) -> tuple[list[NodePlan], list[LinkPlan]]:
-    """Turn --node/--link/--sae options into plans; ValueError names a bad option."""
+def plan_network(node_ids, link_specs, sae_specs, length_km: float,
+                 link_source: str = "simulated") -> tuple[list[NodePlan], list[LinkPlan]]:
+    """Turn --node/--link/--sae/--link-source options into plans; ValueError names a bad option."""
     if len(set(node_ids)) != len(node_ids):
         raise ValueError("--node: each KME_ID once")
     saes: dict[str, list[str]] = {node: [] for node in node_ids}
@@ -77,9 +84,22 @@ def plan_network(node_ids, link_specs, sae_specs, length_km: float) -> tuple[lis
         defaults = {node_ids[0]: list(DEFAULT_SAES)} if len(node_ids) == 1 else \
             {node: [f"sae-{node.lower()}"] for node in node_ids}
         saes.update(defaults)
-    links = [LinkPlan(spec, _link_ends(spec, node_ids), {**DEMO_LINK_SOURCE, "length_km": length_km})
-             for spec in link_specs]
-    return [NodePlan(node, tuple(saes[node]), free_port()) for node in node_ids], links
+    plans = [NodePlan(node, tuple(saes[node]), free_port()) for node in node_ids]
+    urls = {plan.kme_id: f"https://127.0.0.1:{plan.port}" for plan in plans}
+    simulation = {**DEMO_LINK_SOURCE, "length_km": length_km}
+    return plans, [link_plan(spec, _link_ends(spec, node_ids), link_source, simulation, urls) for spec in link_specs]
+
+
+def link_plan(link_id: str, nodes: tuple[str, str], link_source: str, simulation: dict,
+              node_urls: dict[str, str], **device_options) -> LinkPlan:
+    """A simulated link, or one fed by a pair of mock devices running that simulation
+    (``device_options``: more of ``qkms.device_layout.MockPairPlan``)."""
+    protocol = LINK_SOURCES[link_source]
+    if protocol is None:
+        return LinkPlan(link_id, nodes, dict(simulation))
+    options = {"simulation": {**MOCK_SIMULATION, "length_km": simulation["length_km"]}, **device_options}
+    devices = plan_mock_pair(link_id, nodes, [free_port() for _ in range(4)], protocol, node_urls, **options)
+    return LinkPlan(link_id, nodes, {"kind": KINDS[protocol]}, devices)
 
 
 def _link_ends(spec: str, node_ids) -> tuple[str, str]:
@@ -169,11 +189,14 @@ def linkd(config_path: Path, redis_url: str | None, parent_pid: int | None, chec
 
 @main.command()
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path), default=".demo")
-def demo(directory: Path) -> None:
-    """Run the demo in DIRECTORY (recreated): three nodes, simulated QKD links, ETSI 014 exchanges."""
+@click.option("--devices", is_flag=True, help="Feed link A-B from a pair of mock QKD devices (ETSI 014), "
+                                               "and show a device fault and the recovery.")
+def demo(directory: Path, devices: bool) -> None:
+    """Run the demo in DIRECTORY (recreated): three nodes, simulated QKD links (or a
+    device-fed one), ETSI 014 exchanges."""
     from qkms.demo import run_demo
 
-    if not run_demo(directory, Console(width=130)):
+    if not run_demo(directory, Console(width=130), devices):
         raise SystemExit(1)
 
 

@@ -17,7 +17,10 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
 import yaml
+
+from adapters.etsi014_client import client_tls_context
 
 from kms.pki import CertificateAuthority
 from kms.pki.files import write_atomic
@@ -63,6 +66,8 @@ class MockPairPlan:
     simulation: dict = field(default_factory=lambda: dict(MOCK_SIMULATION))
     limits: dict = field(default_factory=dict)
     faults: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    #: More settings of the nodes' link source sections (timeouts, health window...).
+    source_settings: dict = field(default_factory=dict)
 
     def end(self, kme_id: str) -> DeviceEnd:
         return next(end for end in self.ends if end.kme_id == kme_id)
@@ -92,7 +97,7 @@ def device_section(plan: MockPairPlan, kme_id: str, node_dir: Path, ca: Path) ->
                "ca": os.path.relpath(ca, node_dir), "server_name": end.device_name}
     if plan.protocol == "etsi014":
         section |= {"sae_id": end.sae_id, "peer_sae_id": other.sae_id}
-    return section
+    return section | plan.source_settings
 
 
 def write_mock_pair(root: Path, ca: CertificateAuthority, ca_path: Path, plan: MockPairPlan) -> dict:
@@ -144,3 +149,16 @@ def _mock_config(plan: MockPairPlan, end: DeviceEnd, other: DeviceEnd, ca_path: 
     if plan.faults.get(end.kme_id):
         config["faults"] = list(plan.faults[end.kme_id])
     return config
+
+
+def change_mock_faults(root: Path, entry: dict, set_faults: list[str] = (), clear: list[str] | str = ()) -> list[str]:
+    """Set or clear faults of the running mock device ``entry`` (its ``mock_devices``
+    manifest entry) through its control port, as the operator; returns those in force."""
+    verify = client_tls_context(root / "pki" / "ca.crt", root / "devices" / "operator.crt",
+                                root / "devices" / "operator.key")
+    with httpx.Client(verify=verify, timeout=10) as client:
+        body = {"set": list(set_faults), "clear": clear if isinstance(clear, str) else list(clear)}
+        response = client.post(entry["control_url"] + "/mock/v1/faults", json=body,
+                               extensions={"sni_hostname": entry["name"]})
+    response.raise_for_status()
+    return response.json()["faults"]

@@ -19,6 +19,7 @@ import yaml
 from kms.pki import CertificateAuthority
 from kms.pki.files import write_atomic
 from kms.sealing import new_kek_hex
+from qkms.device_layout import MockPairPlan, device_section, write_mock_pair
 
 
 @dataclass(frozen=True)
@@ -32,11 +33,13 @@ class NodePlan:
 
 @dataclass(frozen=True)
 class LinkPlan:
-    """One link to write: its id, its two nodes and its key source section."""
+    """One link to write: its id, its two nodes and its key source section; a
+    device-fed link has a pair of mock devices instead (``devices``)."""
 
     link_id: str
     nodes: tuple[str, str]
     source: dict = field(default_factory=dict)
+    devices: MockPairPlan | None = None
 
 
 #: Default source of links written by ``qkms init``: a simulated decoy-state BB84 link
@@ -54,9 +57,16 @@ class Manifest:
     ca: str
     nodes: dict[str, dict[str, str]] = field(default_factory=dict)
     saes: dict[str, dict[str, str]] = field(default_factory=dict)
+    #: Device-fed links: link -> KME_ID -> how that node reaches its device
+    #: (url, sae_id, cert, key, ca, server_name); and the mock devices to run.
+    devices: dict[str, dict[str, dict[str, str]]] = field(default_factory=dict)
+    mock_devices: dict[str, dict[str, dict[str, str]]] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
-        return {"ca": self.ca, "nodes": self.nodes, "saes": self.saes}
+        out = {"ca": self.ca, "nodes": self.nodes, "saes": self.saes}
+        if self.devices:
+            out |= {"devices": self.devices, "mock_devices": self.mock_devices}
+        return out
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -89,6 +99,8 @@ def _link_source(link: LinkPlan, plan: NodePlan) -> dict:
     """Full source settings at the link's ends; elsewhere only its kind (for routing)."""
     if plan.kme_id not in link.nodes:
         return {"kind": link.source["kind"]}
+    if link.devices is not None:
+        return device_section(link.devices, plan.kme_id, Path("nodes") / plan.kme_id, Path("pki") / "ca.crt")
     return {**link.source, "seed_file": f"links/{link.link_id}.seed"}
 
 
@@ -116,7 +128,7 @@ def write_sae(root: Path, ca: CertificateAuthority, sae_id: str, kme_id: str, ma
 
 def write_link_seeds(root: Path, links: list[LinkPlan]) -> None:
     """One shared secret per simulated link, copied into both ends' directories."""
-    for link in links:
+    for link in (link for link in links if link.devices is None):
         seed = os.urandom(32).hex().encode() + b"\n"
         for kme_id in link.nodes:
             write_atomic(root / "nodes" / kme_id / "links" / f"{link.link_id}.seed", seed, 0o600)
@@ -135,5 +147,9 @@ def write_layout(root: Path, plans: list[NodePlan], links: list[LinkPlan] = ()) 
         for sae_id in plan.sae_ids:
             write_sae(root, ca, sae_id, plan.kme_id, manifest)
     write_link_seeds(root, links)
+    for link in (link for link in links if link.devices is not None):
+        entries = write_mock_pair(root, ca, root / "pki" / "ca.crt", link.devices)
+        manifest.devices[link.link_id] = entries["devices"]
+        manifest.mock_devices[link.link_id] = entries["mock_devices"]
     (root / "manifest.json").write_text(json.dumps(manifest.to_dict(), indent=2) + "\n")
     return manifest

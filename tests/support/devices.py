@@ -57,7 +57,8 @@ class MockDevicePair:
             entry = self._mock(kme_id)
             self.processes[kme_id] = start_mock_device(entry["config"], self.log_dir / f"{entry['name']}.log", faults)
         for kme_id in started:
-            for url in (self._mock(kme_id)["control_url"],) + (() if "down" in faults else (self._mock(kme_id)["url"],)):
+            urls = [self._mock(kme_id)["control_url"]] + ([] if "down" in faults else [self._mock(kme_id)["url"]])
+            for url in urls:
                 wait_for_port("127.0.0.1", int(url.rsplit(":", 1)[1]), 30, self.processes[kme_id])
         return self
 

@@ -12,8 +12,10 @@ from kms.storage.redis_client import redis_client
 from kms.storage.redis_pool import RedisPoolStore
 from kms.storage.redis_store import RedisKeyStore
 from kms.sealing import Sealer, load_kek
+from qkms.cli import link_plan
 from qkms.layout import LinkPlan, NodePlan, free_port, write_layout
 from qkms.runner import RunningNode, sae_client, start_node, stop_all, wait_for_keys, wait_listening
+from tests.support.devices import MockDevicePair
 
 # Efficient detectors, 10 km, a frame of 3e6 pulses per 4 s at each link end: the
 # pools fill within seconds without saturating two cores.
@@ -22,23 +24,41 @@ FAST_LINK = {"kind": "simulated", "preset": "snspd-illustrative", "length_km": 1
 
 
 class LocalNetwork:
-    """Nodes written with ``write_layout`` and run as ``qkms serve`` children."""
+    """Nodes written with ``write_layout`` and run as ``qkms serve`` children; links named
+    in ``device_links`` ("A-B" -> ``mock-device`` or ``mock-device-004``) are fed by a
+    pair of mock devices instead (``devices[link_id]``), started with the network."""
 
-    def __init__(self, root: Path, saes: dict[str, tuple[str, ...]], links: list[tuple[str, str]], source: dict):
+    def __init__(self, root: Path, saes: dict[str, tuple[str, ...]], links: list[tuple[str, str]], source: dict,
+                 device_links: dict[str, str] | None = None, **device_options):
         plans = [NodePlan(kme_id, node_saes, free_port()) for kme_id, node_saes in saes.items()]
-        link_plans = [LinkPlan(f"{a}-{b}", (a, b), dict(source)) for a, b in links]
+        urls = {plan.kme_id: f"https://127.0.0.1:{plan.port}" for plan in plans}
+        device_links = device_links or {}
+        link_plans = [link_plan(f"{a}-{b}", (a, b), device_links[f"{a}-{b}"], {"length_km": 10}, urls, **device_options)
+                      if f"{a}-{b}" in device_links else LinkPlan(f"{a}-{b}", (a, b), dict(source)) for a, b in links]
         self.root = root
         self.links = link_plans
         self.manifest = write_layout(root, plans, link_plans).to_dict()
         self.running: dict[str, RunningNode] = {}
         self._clients: list[Etsi014Client] = []
         (root / "logs").mkdir(exist_ok=True)
+        ca_path = Path(self.manifest["ca"])
+        self.devices = {link.link_id: MockDevicePair(root, self._device_entries(link.link_id), ca_path, link.devices,
+                                                     root / "logs")
+                        for link in link_plans if link.devices is not None}
 
-    def start(self, *kme_ids: str) -> None:
+    def _device_entries(self, link_id: str) -> dict:
+        return {"devices": self.manifest["devices"][link_id], "mock_devices": self.manifest["mock_devices"][link_id]}
+
+    def start(self, *kme_ids: str, timeout_s: float = 30) -> None:
+        """Start the nodes (all, with the mock devices, if none is named); wait until they
+        listen, each for up to ``timeout_s``."""
+        if not kme_ids:
+            for pair in self.devices.values():
+                pair.start()
         for kme_id in kme_ids or self.manifest["nodes"]:
             self.running[kme_id] = start_node(kme_id, self.manifest["nodes"][kme_id], self.root / "logs")
         for kme_id in kme_ids or self.manifest["nodes"]:
-            wait_listening(self.running[kme_id])
+            wait_listening(self.running[kme_id], timeout_s)
 
     def stop(self, *kme_ids: str) -> None:
         stop_all([self.running.pop(k) for k in (kme_ids or list(self.running)) if k in self.running])
@@ -52,6 +72,8 @@ class LocalNetwork:
         for client in self._clients:
             client.close()
         self.stop()
+        for pair in self.devices.values():
+            pair.close()
 
     def client(self, sae_id: str) -> Etsi014Client:
         client = sae_client(self.manifest, sae_id)
