@@ -121,11 +121,11 @@ class KeySource(ABC):
         worker, on an instance that was never started."""
         raise BadRequest(f"the {self.kind} source takes no pushed key material")
 
-    def observe_pool(self, unused_bits: int) -> None:
-        """The link's unused bits at this end (both pool halves), as the link manager
-        sees them about once a second. A source that produces on request (a device it
-        pulls keys from) keeps the pool topped up to a target level and no further;
-        the others ignore it (the default)."""
+    def observe_pool(self, unused_bits: dict[str, int]) -> None:
+        """The link's unused bits at this end, per pool half (owner KME_ID -> bits), as
+        the link manager sees them about once a second. A source that produces on request
+        (a device it pulls keys from) keeps each half topped up to a target level and no
+        further; the others ignore it (the default)."""
 
     def start(self) -> None:
         """Begin producing (background sources start their worker here)."""

@@ -161,10 +161,11 @@ class LinkManager:
         return added
 
     def report_pool_levels(self) -> None:
-        """Tell each source how much of its link is unused here (KeySource.observe_pool)."""
+        """Tell each source how much of each half of its link is unused here
+        (KeySource.observe_pool)."""
         for end in self._ends:
-            unused = sum(self._pools.available_bits(end.config.id, owner) for owner in end.config.nodes)
-            end.source.observe_pool(unused)
+            end.source.observe_pool({owner: self._pools.available_bits(end.config.id, owner)
+                                     for owner in end.config.nodes})
 
     def own_halves(self) -> list[LinkHalf]:
         now = time.time()

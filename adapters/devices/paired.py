@@ -13,10 +13,12 @@ queues its copy only on ``ok``. The slave end's link-manager instance hands inbo
 blocks out from ``fetch``. Both build ``KeyBlock(block_id, block minus the check's
 pad, sequence)``.
 
-Sequences come from the master: a millisecond clock, strictly increasing and of
-alternating parity (both pool halves fill, ``kms.pools.owner_of``), so they keep
+Sequences come from the master: a millisecond clock, strictly increasing, so they keep
 increasing across restarts (about 1.8e12: exact in Redis and in its Lua scripts, which
-write numbers with 14 significant digits). If an offer's answer is lost
+write numbers with 14 significant digits). A sequence's parity says which end's pool
+half the block joins (``kms.pools.owner_of``): the master gives each block to the half
+furthest below ``target_pool_bits / 2``, so the end that sends keys gets the blocks it
+needs and an idle half does not grow. If an offer's answer is lost
 the master drops its copy; a copy the slave kept is then held by one end only, which
 the link manager resolves (an owner's block is used only once its peer holds it; pool
 sync drops the rest).
@@ -51,20 +53,23 @@ MAX_SEQUENCE = 2**53 - 1
 
 
 class SequenceClock:
-    """Strictly increasing sequences of alternating parity from a millisecond clock."""
+    """Strictly increasing sequences from a millisecond clock, of the parity asked for
+    (alternating when none is)."""
 
     def __init__(self, clock: Callable[[], float] = time.time):
         self._clock = clock
         self._last: int | None = None
         self._lock = threading.Lock()
 
-    def next(self) -> int:
+    def next(self, parity: int | None = None) -> int:
         with self._lock:
             candidate = int(self._clock() * 1000)
             if self._last is not None:
                 candidate = max(candidate, self._last + 1)
-                if candidate % 2 == self._last % 2:
+                if parity is None and candidate % 2 == self._last % 2:
                     candidate += 1
+            if parity is not None and candidate % 2 != parity:
+                candidate += 1
             self._last = candidate
             return candidate
 
@@ -85,9 +90,10 @@ class BlockQueue:
         with self._lock:
             return max(0, self._capacity - len(self._blocks))
 
-    def bits(self) -> int:
+    def bits(self, parity: int | None = None) -> int:
+        """Bits waiting (of the blocks whose sequence has ``parity``, if given)."""
         with self._lock:
-            return sum(block.size_bits for block in self._blocks)
+            return sum(block.size_bits for block in self._blocks if parity is None or block.sequence % 2 == parity)
 
     def __len__(self) -> int:
         with self._lock:
@@ -120,7 +126,7 @@ class PairedDeviceSource(KeySource):
         self._health = DeviceHealth(BreakerPolicy.of(settings), clock)
         self._queue = BlockQueue(settings.max_queued_blocks)
         self._sequences = SequenceClock()
-        self._unused_pool_bits = 0
+        self._unused_bits: dict[str, int] = {}
         self._stopping = threading.Event()
         self._worker: threading.Thread | None = None
         self._next_probe_at = clock()
@@ -154,8 +160,8 @@ class PairedDeviceSource(KeySource):
 
     # --- the master end ----------------------------------------------------------------------
 
-    def observe_pool(self, unused_bits: int) -> None:
-        self._unused_pool_bits = max(0, int(unused_bits))
+    def observe_pool(self, unused_bits: dict[str, int]) -> None:
+        self._unused_bits = {owner: max(0, int(bits)) for owner, bits in unused_bits.items()}
 
     def _probe_due(self) -> bool:
         """Whether it is time for a liveness probe of the device (then counted as done)."""
@@ -169,16 +175,26 @@ class PairedDeviceSource(KeySource):
         that is all this end has to do, so it counts as progress (no stall)."""
         self._health.succeeded(delivered=not self._wants_more())
 
-    def _wants_more(self) -> bool:
-        """Whether the pool (and what waits here) is below the target level."""
+    def _half_to_fill(self) -> int | None:
+        """The parity of the pool half furthest below ``target_pool_bits / 2`` (with what
+        waits here counted in), or None when both are at the target or the queue is full."""
         if self._queue.room() == 0:
-            return False
-        return self._unused_pool_bits + self._queue.bits() < self._settings.target_pool_bits
+            return None
+        low, high = sorted((self._context.kme_id, self._peer))
+        deficits = {parity: self._settings.target_pool_bits // 2 - self._unused_bits.get(owner, 0)
+                    - self._queue.bits(parity) for parity, owner in ((0, low), (1, high))}
+        parity = max(deficits, key=deficits.get)
+        return parity if deficits[parity] > 0 else None
+
+    def _wants_more(self) -> bool:
+        """Whether a pool half (and what waits here for it) is below its target level."""
+        return self._half_to_fill() is not None
 
     def _offer(self, material: bytes, block_id: str, locator: dict[str, Any]) -> None:
-        """Offer a gathered block to the slave end; queue it on ``ok`` (DeviceFault otherwise)."""
+        """Offer a gathered block to the slave end; queue it on ``ok`` (DeviceFault otherwise).
+        Its sequence puts it in the pool half that most needs it."""
         eps_cor = self._settings.eps_cor
-        sequence = self._sequences.next()
+        sequence = self._sequences.next(self._half_to_fill())
         seed = check.new_seed(len(material), eps_cor)
         message = {"op": "block", "block_id": block_id, "sequence": sequence, **locator,
                    "seed": _b64(seed), "tag": _b64(check.tag(material, seed, eps_cor))}
@@ -323,7 +339,7 @@ class PairedDeviceSource(KeySource):
             window = sum(bits for _, bits in self._delivered)
         metrics = {"blocks_delivered": totals["blocks"], "bits_delivered": totals["bits"],
                    "secret_rate_bps": window / RATE_WINDOW_S, "queued_blocks": len(self._queue),
-                   "unused_pool_bits": self._unused_pool_bits}
+                   "unused_pool_bits": sum(self._unused_bits.values())}
         summary = f"{self._role} end, {totals['blocks']} blocks, {window / RATE_WINDOW_S:.0f} bit/s"
         return self._health.report(summary, metrics)
 

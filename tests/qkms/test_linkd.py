@@ -269,9 +269,9 @@ class PoolWatcher(ScriptedSource):
 
     def __init__(self):
         super().__init__([])
-        self.observed: list[int] = []
+        self.observed: list[dict[str, int]] = []
 
-    def observe_pool(self, unused_bits: int) -> None:
+    def observe_pool(self, unused_bits: dict[str, int]) -> None:
         self.observed.append(unused_bits)
 
 
@@ -284,4 +284,4 @@ def test_sources_hear_how_much_of_their_link_is_unused_here():
     manager = manager_for(source, pools=Levels())
     thread = run_until(manager, lambda: source.observed)
     stop(manager, thread)
-    assert source.observed[0] == 1024, "both halves of the link at this node"
+    assert source.observed[0] == {"A": 1000, "B": 24}, "each half of the link at this node"

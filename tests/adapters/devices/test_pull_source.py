@@ -37,7 +37,7 @@ def test_both_ends_get_the_same_blocks(link: DeviceLink) -> None:
     assert [(x.block_id, x.sequence) for x in a] == [(x.block_id, x.sequence) for x in b] and len(a) == 3
     assert [digest(x) for x in a] == [digest(x) for x in b]
     assert all(x.size_bits == 8 * 256 - 56 for x in a)
-    assert [x.sequence % 2 for x in a] in ([0, 1, 0], [1, 0, 1]), "blocks alternate pool halves"
+    assert [x.sequence % 2 for x in a] in ([0, 1, 0], [1, 0, 1]), "two empty halves fill alike"
     assert all(x.sequence < y.sequence for x, y in zip(a, a[1:]))
 
 
@@ -67,14 +67,26 @@ def test_a_device_with_too_few_keys_is_not_asked(tmp_path: Path) -> None:
 
 
 def test_the_pool_is_topped_up_to_the_target_and_no_further(link: DeviceLink) -> None:
-    link.master.observe_pool(10_000_000)
+    link.master.observe_pool({"KME-A": 5_000_000, "KME-B": 5_000_000})
     assert not link.master.step() and not link.master.step()
     assert link.transports["KME-A"].calls == [("GET", "status")], "a full pool: one probe, no keys"
     link.clock.advance(100)
     link.master.step()
     assert link.master.health().state == "up", "a full pool is no stall"
-    link.master.observe_pool(0)
+    link.master.observe_pool({"KME-A": 0, "KME-B": 5_000_000})
     assert link.master.step()
+
+
+def test_each_block_goes_to_the_half_that_needs_it(link: DeviceLink) -> None:
+    """The end that sends keys empties its half only: blocks go there (even sequences are
+    KME-A's), and the idle half does not grow."""
+    link.feed(4)
+    link.master.observe_pool({"KME-A": 0, "KME-B": 5_000_000})
+    a, b = deliver(link, 3)
+    assert [x.sequence % 2 for x in a] == [0, 0, 0] and [x.sequence for x in a] == [x.sequence for x in b]
+    link.master.observe_pool({"KME-A": 5_000_000, "KME-B": 1_000})
+    (other,), _ = deliver(link, 1)
+    assert other.sequence % 2 == 1
 
 
 def test_a_key_size_the_device_does_not_offer_is_reported(tmp_path: Path) -> None:
