@@ -10,6 +10,7 @@ pools hold the same blocks, and when the device behaves again the link is up aga
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import threading
 import time
@@ -25,10 +26,12 @@ from tests.support.network import FAST_LINK, LocalNetwork
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 SAES = {"A": ("sae-a",), "B": ("sae-b",), "C": ("sae-c",)}
-#: Short windows so a test sees degradation and recovery within seconds.
-DEVICE_SETTINGS = {"timeout_s": 1.5, "slow_answer_s": 0.75, "poll_interval_s": 0.5, "health_window_s": 4,
-                   "breaker_failures": 3, "breaker_cooldown_s": 3, "backoff_initial_s": 0.25, "backoff_max_s": 2,
-                   "stall_after_s": 30, "target_pool_bits": 200_000}
+#: Short windows so a test sees degradation and recovery within seconds; a small pool
+#: target, so SAE traffic makes the master pull from its device at once (a fault in the
+#: keys a device delivers shows only when keys are pulled).
+DEVICE_SETTINGS = {"timeout_s": 1.5, "slow_answer_s": 0.75, "poll_interval_s": 0.5, "probe_interval_s": 1.0,
+                   "health_window_s": 4, "breaker_failures": 3, "breaker_cooldown_s": 3, "backoff_initial_s": 0.25,
+                   "backoff_max_s": 2, "stall_after_s": 30, "target_pool_bits": 30_000}
 
 
 class Ledger:
@@ -37,6 +40,7 @@ class Ledger:
 
     def __init__(self) -> None:
         self.digests: dict[str, str] = {}
+        self.material: list[bytes] = []
         self.lock = threading.Lock()
 
     def record(self, sent, received) -> None:
@@ -48,6 +52,7 @@ class Ledger:
                 assert mine.key_id not in self.digests, "a key_ID was delivered twice"
                 assert digest not in self.digests.values(), "the same key was delivered twice"
                 self.digests[mine.key_id] = digest
+                self.material.append(mine.material)
 
 
 @pytest.fixture(scope="module")
@@ -135,11 +140,11 @@ def test_a_misbehaving_device_is_detected_no_wrong_key_reaches_an_sae_and_the_li
     net.wait_for_keys(net.client("sae-a"), "sae-b", 2, timeout_s=60)
     pair.set_faults(device, fault)
     try:
-        seen = wait_until(lambda: (h := half(net, seen_at)).state in states and reason in h.reason and h,
-                          f"{seen_at}'s half to report {reason!r}", 60)
+        # SAEs keep taking keys (each checked by the ledger), so the master keeps pulling.
+        seen = wait_until(lambda: exchange(net, ledger, "sae-a", "sae-b") >= 0 and
+                          (h := half(net, seen_at)).state in states and reason in h.reason and h,
+                          f"{seen_at}'s half to report {reason!r}", 60, poll_s=0.3)
         assert seen.state in states
-        for _ in range(3):
-            exchange(net, ledger, "sae-a", "sae-b")
     finally:
         pair.clear_faults(device)
     wait_until(lambda: half(net, "A").state == "up" and half(net, "B").state == "up", "the link up again", 90)
@@ -153,8 +158,9 @@ def test_the_slave_end_s_device_fault_is_named_at_the_master(net) -> None:
     wait_until(lambda: half(net, "A").state == "up", "the link up", 60)
     pair.set_faults("B", "unavailable")
     try:
-        wait_until(lambda: "slave end B: the device answered 503 to dec_keys" in half(net, "A").reason,
-                   "the master end to name the slave's device", 60)
+        wait_until(lambda: exchange(net, Ledger(), "sae-a", "sae-b") >= 0 and
+                   "slave end B: the device answered 503 to dec_keys" in half(net, "A").reason,
+                   "the master end to name the slave's device", 60, poll_s=0.3)
         assert "answered 503" in half(net, "B").reason
     finally:
         pair.clear_faults("B")
@@ -168,15 +174,17 @@ def test_a_device_fault_degrades_health_within_seconds(net) -> None:
     pair.set_faults("A", "unavailable")
     try:
         wait_until(lambda: half(net, "A").state != "up", "degraded health", 30, poll_s=0.1)
-        # a poll interval (0.5 s) to notice, a publish (1 s) to show: well under 5 s
-        assert time.monotonic() - started < 5
+        # a probe (every 1 s) to notice, a publish (every 1 s) to show: about 2 s, on a
+        # machine that is not overloaded (benchmarks/bench_devices.py measures it)
+        assert time.monotonic() - started < 10
     finally:
         pair.clear_faults("A")
     wait_until(lambda: half(net, "A").state == "up", "the link up again", 90)
 
 
 def test_no_key_material_in_the_logs(net, ledger) -> None:
-    logs = net.log_text()
-    for digest in list(ledger.digests.values())[:50]:
-        assert digest not in logs
+    logs = net.log_text()  # the nodes' and the mock devices' logs
+    assert ledger.material
+    leaked = sum(1 for m in ledger.material if base64.b64encode(m).decode() in logs or m.hex() in logs)
+    assert leaked == 0
     assert "Traceback" not in logs
