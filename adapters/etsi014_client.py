@@ -32,6 +32,7 @@ from urllib.parse import quote
 import httpx
 
 from kms.errors import QkmsError
+from kms.pki.tls import client_context
 
 
 class Etsi014Error(QkmsError):
@@ -102,8 +103,10 @@ class Etsi014Client:
         return body
 
     def enc_keys(self, slave_sae_id: str, number: int = 1, size_bits: int | None = None,
-                 additional_slaves: Sequence[str] = (), use_get: bool = False) -> list[DeliveredKey]:
-        """Ask for new keys as master SAE (POST, or GET with query parameters)."""
+                 additional_slaves: Sequence[str] = (), use_get: bool = False,
+                 extension_mandatory: Sequence[dict] = ()) -> list[DeliveredKey]:
+        """Ask for new keys as master SAE (POST, or GET with query parameters);
+        ``extension_mandatory`` e.g. ``[{"qkms_require_qkd": True}]`` (POST only)."""
         body: dict[str, Any] = {"number": number}
         if size_bits is not None:
             body["size"] = size_bits
@@ -113,6 +116,8 @@ class Etsi014Client:
         else:
             if additional_slaves:
                 body["additional_slave_SAE_IDs"] = list(additional_slaves)
+            if extension_mandatory:
+                body["extension_mandatory"] = list(extension_mandatory)
             response = self.request("POST", path, json=body)
         return _keys(self._json(response))
 
@@ -137,11 +142,9 @@ class Etsi014Client:
 
 
 def client_tls_context(ca: Path | str, cert: Path | str, key: Path | str) -> ssl.SSLContext:
-    """TLS >= 1.2 client context trusting ``ca`` and presenting ``cert``/``key``."""
-    context = ssl.create_default_context(cafile=str(ca))
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.load_cert_chain(str(cert), str(key))
-    return context
+    """Client context trusting ``ca`` and presenting ``cert``/``key``, with qkms's TLS
+    policy (TLS >= 1.2, forward-secret AEAD suites only; kms.pki.tls)."""
+    return client_context(ca, cert, key)
 
 
 def _quote(sae_id: str) -> str:

@@ -248,6 +248,10 @@ def main() -> None:
         config = yaml.safe_load(config_path.read_text())
         config["server"] = {"worker_class": args.worker_class, "workers": args.workers, "threads": args.threads}
         config["redis"]["appendfsync"] = args.appendfsync
+        # Every client process is the same SAE pair: per-SAE limits stay on (their cost
+        # is measured) but far above what the node can serve.
+        config["limits"] = {"requests_per_s_per_sae": 1e6, "request_burst_per_sae": 10**6,
+                            "concurrent_requests_per_sae": 10_000}
         config_path.write_text(yaml.safe_dump(config))
         port = int(manifest["nodes"]["KME-1"]["url"].rsplit(":", 1)[1])
         node = NodeProcess(config_path, port, root / "node.log").start()

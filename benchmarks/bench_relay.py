@@ -32,8 +32,9 @@ LINK = {"kind": "simulated", "preset": "snspd-illustrative", "length_km": 10}
 
 
 def carved_bits(net: LocalNetwork) -> int:
-    return sum(net.pools(owner).usage_bits(link.link_id, owner)["carved_bits"]
-               for link in net.links for owner in link.nodes)
+    """Bits carved from every pool (QKD and PQC) of every link, by its senders."""
+    return sum(net.pools(owner).usage_bits(pool, owner)["carved_bits"]
+               for link in net.links for pool in (link.link_id, f"{link.link_id}#pqc") for owner in link.nodes)
 
 
 def run_route(net: LocalNetwork, slave: str, clients: int, round_trips: int, size_bits: int) -> dict:
@@ -89,8 +90,8 @@ def main() -> None:
         net = LocalNetwork(Path(tmp), {"A": ("sae-a",), "B": ("sae-b",), "C": ("sae-c",), "D": ("sae-d",)},
                            [("A", "B"), ("B", "C"), ("C", "D")],
                            {**LINK, "pulses_per_frame": args.pulses_per_frame, "frame_interval_s": args.frame_interval})
-        net.start()
         try:
+            net.start()
             needed = args.round_trips * args.size_bits // 256 + 16
             for slave in ("sae-b", "sae-d"):
                 net.wait_for_keys(net.client("sae-a"), slave, needed, timeout_s=600)

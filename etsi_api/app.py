@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from flask import Flask
 
+from etsi_api import admission as admission_api
 from etsi_api import errors, keys_api, km_api, meta_api, qkd004_api, skip_api
+from kms.admission import Admission
 from kms.config import NodeConfig
 from kms.link_exchange import LinkResponders
 from kms.network import KeyNetwork
@@ -13,10 +15,11 @@ from kms.store import KeyStore
 
 
 def create_app(config: NodeConfig, service: KeyService, store: KeyStore, network: KeyNetwork | None = None,
-               responders: LinkResponders | None = None) -> Flask:
+               responders: LinkResponders | None = None, admission: Admission | None = None) -> Flask:
     """A Flask app serving ETSI GS QKD 014 with ``service`` (and the KM channel with
     ``network``) for the node configured by ``config``; ``store`` answers health checks,
-    ``responders`` the peers of this node's links' key sources."""
+    ``responders`` the peers of this node's links' key sources; ``admission`` enforces
+    the per-SAE request limits."""
     app = Flask("qkms")
     app.config.update(
         MAX_CONTENT_LENGTH=config.server.max_request_bytes,
@@ -34,6 +37,7 @@ def create_app(config: NodeConfig, service: KeyService, store: KeyStore, network
     if responders is not None:
         app.extensions["qkms.responders"] = responders
     errors.init_app(app)
+    admission_api.init_app(app, admission)
     # No implicit HEAD (it would run GET handlers: a dec_keys that deletes keys nobody
     # receives) and no OPTIONS: both are refused before any handler or authorization.
     app.before_request(errors.refuse_implicit_methods)

@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 
 from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from etsi_api.skip_api import SKIP_SEGMENTS
-from kms.errors import BadRequest, Conflict, QkmsError, Unauthorized, Unavailable
+from kms.errors import BadRequest, Conflict, QkmsError, RateLimited, Unauthorized, Unavailable
 
 log = logging.getLogger("qkms.api")
 
@@ -45,13 +46,21 @@ def error_body(message: str, details: list | None = None) -> dict:
     return body
 
 
-def raw_bad_request(message: str) -> bytes:
-    """A complete HTTP/1.1 400 response with an ETSI Error body that closes the
-    connection, for the HTTP server to send when it rejects a request itself."""
+_RAW_REASONS = {400: "Bad Request", 401: "Unauthorized", 503: "Service Unavailable"}
+
+
+def raw_error(status: int, message: str) -> bytes:
+    """A complete HTTP/1.1 response (400, 401 or 503) with an ETSI Error body that
+    closes the connection, for the HTTP server to send when it refuses a request itself."""
     body = json.dumps(error_body(message), separators=(",", ":")).encode()
-    head = (f"HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\n"
+    head = (f"HTTP/1.1 {status} {_RAW_REASONS[status]}\r\nContent-Type: application/json\r\n"
             f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n")
     return head.encode("ascii") + body
+
+
+def raw_bad_request(message: str) -> bytes:
+    """``raw_error`` with status 400."""
+    return raw_error(400, message)
 
 
 def status_for(error: QkmsError, node_to_node: bool = False) -> int:
@@ -76,6 +85,10 @@ def _domain_error(error: QkmsError):
         if _is_skip_request():
             return jsonify(error_body("internal error")), 500
         return jsonify(error_body(GENERIC_UNAVAILABLE)), 503
+    if isinstance(error, RateLimited):
+        # ETSI 014 has no 429; a 503 with Retry-After (RFC 9110) says when to come back.
+        retry_after = {"Retry-After": str(max(1, math.ceil(error.retry_after_s)))}
+        return jsonify(error_body(error.message, error.details)), status, retry_after
     return jsonify(error_body(error.message, error.details)), status
 
 

@@ -15,7 +15,9 @@ from kms.routing import Hop
 
 
 def relay_to_json(request: RelayRequest) -> dict[str, Any]:
-    return {
+    """A relay request; ``hop_pools`` and a key's ``pqc_segments`` only where they say
+    more than a QKD-only relay (so peers without link policies read the rest as before)."""
+    body = {
         "request_id": request.request_id,
         "route": [{"link": h.link_id, "from": h.sender, "to": h.receiver} for h in request.route],
         "hop_index": request.hop_index,
@@ -23,10 +25,19 @@ def relay_to_json(request: RelayRequest) -> dict[str, Any]:
         "slave_SAE_IDs": sorted(request.slave_ids),
         "size": request.size_bits,
         "ttl_s": request.ttl_s,
-        "keys": [{"key_ID": k.key_id, "segments": [s.to_list() for s in k.segments],
-                  "otp": base64.b64encode(k.ciphertext).decode() if k.ciphertext is not None else None}
-                 for k in request.keys],
+        "keys": [_hop_key_to_json(k) for k in request.keys],
     }
+    if any(material != "qkd" for material in request.hop_pools):
+        body["hop_pools"] = list(request.hop_pools)
+    return body
+
+
+def _hop_key_to_json(key: HopKey) -> dict[str, Any]:
+    out = {"key_ID": key.key_id, "segments": [s.to_list() for s in key.segments],
+           "otp": base64.b64encode(key.ciphertext).decode() if key.ciphertext is not None else None}
+    if key.pqc_segments:
+        out["pqc_segments"] = [s.to_list() for s in key.pqc_segments]
+    return out
 
 
 def relay_from_json(data: Any) -> RelayRequest:
@@ -38,7 +49,8 @@ def relay_from_json(data: Any) -> RelayRequest:
             request_id=_str(data["request_id"]), route=route, hop_index=_int(data["hop_index"]),
             master_id=_str(data["master_SAE_ID"]), slave_ids=frozenset(map(_str, _list(data["slave_SAE_IDs"]))),
             size_bits=_int(data["size"]), ttl_s=_int(data["ttl_s"]),
-            keys=tuple(_hop_key(k) for k in _list(data["keys"])))
+            keys=tuple(_hop_key(k) for k in _list(data["keys"])),
+            hop_pools=tuple(map(_str, _list(data.get("hop_pools", [])))))
     except (KeyError, TypeError, ValueError, AttributeError, binascii.Error) as exc:
         raise BadRequest(f"malformed relay request ({type(exc).__name__})") from None
     return request
@@ -67,7 +79,8 @@ def _hop_key(item: Any) -> HopKey:
         raise TypeError("a key must be an object")
     otp = item.get("otp")
     return HopKey(_str(item["key_ID"]), tuple(Segment.from_list(s) for s in _list(item["segments"])),
-                  base64.b64decode(otp, validate=True) if otp is not None else None)
+                  base64.b64decode(otp, validate=True) if otp is not None else None,
+                  tuple(Segment.from_list(s) for s in _list(item.get("pqc_segments", []))))
 
 
 def halves_to_json(halves: list[LinkHalf], link_manager: LinkManagerStatus | None = None) -> dict[str, Any]:

@@ -69,8 +69,8 @@ def entropy():
     _only({"minentropy"})
     bits = parsing.query_integers(request.args, {"minentropy"}).get("minentropy", DEFAULT_ENTROPY_BITS)
     limits = current_app.config["QKMS_NODE_CONFIG"].limits
-    if bits % 8 or bits > limits.max_key_size_bits:
-        raise BadRequest(f"minentropy must be a multiple of 8 and at most {limits.max_key_size_bits}")
+    if bits % 8 or not 8 <= bits <= limits.max_key_size_bits:
+        raise BadRequest(f"minentropy must be a multiple of 8 from 8 to {limits.max_key_size_bits}")
     return jsonify({"randomStr": os.urandom(bits // 8).hex(), "minentropy": bits})
 
 

@@ -9,15 +9,30 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, ValidationInfo, field_validator,
+                      model_validator)
 
 from kms.errors import ConfigError
 from kms.ids import ENTITY_ID_PATTERN
 
 SaeIdField = Literal["subject_cn", "san_uri", "san_dns", "serial"]
+#: Which sources serve a link (docs/pqc.md, "Link policies").
+LinkPolicy = Literal["qkd-only", "qkd-then-pqc", "hybrid", "pqc-only"]
+#: A link's pools: one per source role, the QKD pool under the link's id.
+PoolRole = Literal["qkd", "pqc"]
+ROLES_BY_POLICY: dict[str, tuple[PoolRole, ...]] = {
+    "qkd-only": ("qkd",), "qkd-then-pqc": ("qkd", "pqc"), "hybrid": ("qkd", "pqc"), "pqc-only": ("pqc",)}
+#: The longest key a hybrid link can carry: CatKDF with HKDF-SHA-256 (kms/catkdf.py).
+MAX_HYBRID_KEY_BITS = 255 * 32 * 8
+
+
+def pool_id(link_id: str, role: PoolRole) -> str:
+    """The pool of ``link_id``'s source ``role``: the link id for QKD, ``<link>#pqc`` for PQC
+    (``#`` is no ID character, so no link id looks like a PQC pool)."""
+    return link_id if role == "qkd" else f"{link_id}#pqc"
 
 
 class _Frozen(BaseModel):
@@ -34,6 +49,9 @@ class TlsConfig(_Frozen):
     key: Path
     ca: Path
     sae_id_field: SaeIdField = "subject_cn"
+    #: The CA's certificate revocation list (``qkms pki revoke`` writes it); client
+    #: certificates it revokes are refused, and a changed file is taken without a restart.
+    crl: Path | None = None
 
 
 class SaeConfig(_Frozen):
@@ -57,6 +75,12 @@ class LimitsConfig(_Frozen):
     #: its requests may use per minute at this node (so one SAE cannot starve the others).
     max_pending_keys_per_sae: int = Field(10_000, ge=1)
     max_link_bits_per_sae_per_minute: int = Field(64 * 1024 * 1024, ge=8)
+    #: Per SAE, across every worker and replica of the node (null: no limit): requests
+    #: per second (a token bucket of ``request_burst_per_sae`` tokens) and requests in
+    #: progress at once. Beyond either: 503 (ETSI 014 has no 429; docs/security.md).
+    requests_per_s_per_sae: float | None = Field(500.0, gt=0)
+    request_burst_per_sae: int = Field(1000, ge=1)
+    concurrent_requests_per_sae: int | None = Field(32, ge=1)
 
     @field_validator("key_size_bits", "min_key_size_bits", "max_key_size_bits")
     @classmethod
@@ -78,10 +102,54 @@ class LimitsConfig(_Frozen):
         return self
 
 
+HostPort = Annotated[str, Field(pattern=r"^[A-Za-z0-9.:\[\]-]+:[0-9]{1,5}$")]
+
+
+class SentinelConfig(_Frozen):
+    """Redis Sentinel: the sentinels to ask and the name of the master they watch."""
+
+    master_name: str = Field(min_length=1)
+    nodes: tuple[HostPort, ...] = Field(min_length=1)
+    db: int = Field(0, ge=0)
+    password_env: str | None = None
+
+
+class ClusterConfig(_Frozen):
+    """Redis Cluster: some of its nodes (the client learns the rest)."""
+
+    nodes: tuple[HostPort, ...] = Field(min_length=1)
+    password_env: str | None = None
+
+
 class RedisConfig(_Frozen):
-    url: str | None = None
+    """Where the node's state lives: an external Redis (``url``), Redis Sentinel or Redis
+    Cluster; none of them: the embedded server in ``data_dir``."""
+
+    url: str | None = Field(None, pattern=r"^(redis|rediss|unix)://")
+    sentinel: SentinelConfig | None = None
+    cluster: ClusterConfig | None = None
     data_dir: Path = Path("data")
     appendfsync: Literal["always", "everysec"] = "always"
+    #: After each write that decides a key's fate, wait until this many replicas hold it
+    #: (Redis WAIT), else fail the request: what asynchronous replication could lose at
+    #: a failover is then never a key delivered or a pad used.
+    min_replicas_acked: int = Field(0, ge=0, le=16)
+    replica_ack_timeout_ms: int = Field(200, ge=1, le=60_000)
+
+    @model_validator(mode="after")
+    def _one_backend(self) -> "RedisConfig":
+        if sum(x is not None for x in (self.url, self.sentinel, self.cluster)) > 1:
+            raise ValueError("give at most one of url, sentinel and cluster")
+        return self
+
+    @property
+    def embedded(self) -> bool:
+        """True when the node runs its own Redis server (no external one configured)."""
+        return self.url is None and self.sentinel is None and self.cluster is None
+
+    def reached_at(self, embedded_url: str | None) -> "RedisConfig":
+        """These settings, pointing at the node's embedded server when it runs one."""
+        return self.model_copy(update={"url": embedded_url}) if embedded_url else self
 
 
 class KekConfig(_Frozen):
@@ -107,6 +175,13 @@ class ServerConfig(_Frozen):
     handshake_timeout_s: float = Field(5.0, gt=0, le=300)
     header_timeout_s: float = Field(10.0, gt=0, le=300)
     max_pending_connections_per_ip: int = Field(64, ge=1, le=100_000)
+    request_timeout_s: float = Field(30.0, gt=0, le=3600)
+
+    @model_validator(mode="after")
+    def _request_deadline_after_headers(self) -> "ServerConfig":
+        if self.request_timeout_s <= self.header_timeout_s:
+            raise ValueError("request_timeout_s must be above header_timeout_s")
+        return self
 
     @model_validator(mode="after")
     def _pending_limit_below_pool(self) -> "ServerConfig":
@@ -125,11 +200,28 @@ class PeerConfig(_Frozen):
 
 
 class LinkConfig(_Frozen):
-    """A key-producing link between two nodes; ``source`` is validated by its own kind."""
+    """A key-producing link between two nodes. ``source`` (the QKD source) and ``pqc``
+    (the post-quantum source) are validated by their own kinds; ``policy`` says which
+    serve, and ``fallback_below_bits`` when ``qkd-then-pqc`` falls back to PQC."""
 
     id: str = Field(pattern=ENTITY_ID_PATTERN)
     nodes: tuple[str, str]
+    policy: LinkPolicy = "qkd-only"
     source: dict[str, Any] = Field(default_factory=lambda: {"kind": "simulated"})
+    pqc: dict[str, Any] | None = Field(None, validate_default=True)
+    fallback_below_bits: int = Field(0, ge=0)
+
+    @property
+    def roles(self) -> tuple[PoolRole, ...]:
+        """The source roles (and so the pools) the link's policy uses."""
+        return ROLES_BY_POLICY[self.policy]
+
+    def section(self, role: PoolRole) -> dict[str, Any]:
+        """The source section of ``role``: ``source`` for QKD, ``pqc`` for PQC."""
+        return self.source if role == "qkd" else self.pqc
+
+    def pool_id(self, role: PoolRole) -> str:
+        return pool_id(self.id, role)
 
     @field_validator("nodes")
     @classmethod
@@ -140,10 +232,31 @@ class LinkConfig(_Frozen):
 
     @field_validator("source")
     @classmethod
-    def _has_kind(cls, source: dict[str, Any]) -> dict[str, Any]:
+    def _has_kind(cls, source: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        if info.data.get("policy") == "pqc-only":
+            raise ValueError("a pqc-only link has no QKD source")
         if not isinstance(source.get("kind"), str):
             raise ValueError("source.kind must name a key source")
         return source
+
+    @field_validator("pqc")
+    @classmethod
+    def _pqc_fits_policy(cls, pqc: dict[str, Any] | None, info: ValidationInfo) -> dict[str, Any] | None:
+        policy = info.data.get("policy", "qkd-only")
+        if pqc is None and "pqc" in ROLES_BY_POLICY[policy]:
+            raise ValueError(f"a {policy} link needs a pqc section (e.g. kind: ml-kem)")
+        if pqc is not None and "pqc" not in ROLES_BY_POLICY[policy]:
+            raise ValueError("only a link whose policy uses PQC takes a pqc section")
+        if pqc is not None and not isinstance(pqc.get("kind"), str):
+            raise ValueError("pqc.kind must name a key source")
+        return pqc
+
+    @field_validator("fallback_below_bits")
+    @classmethod
+    def _fallback_needs_its_policy(cls, bits: int, info: ValidationInfo) -> int:
+        if info.data.get("policy") != "qkd-then-pqc":
+            raise ValueError("only a qkd-then-pqc link falls back")
+        return bits
 
 
 class NodeConfig(_Frozen):
@@ -159,6 +272,9 @@ class NodeConfig(_Frozen):
     peers: tuple[PeerConfig, ...] = ()
     links: tuple[LinkConfig, ...] = ()
     km_timeout_s: float = Field(5.0, gt=0, le=120)
+    #: Names of the administrators (admin certificates ``urn:qkms:admin:<name>`` from the
+    #: network's CA) this node accepts on its admin API; empty: no admin access.
+    admins: tuple[Annotated[str, Field(pattern=ENTITY_ID_PATTERN)], ...] = ()
     _config_dir: Path = PrivateAttr(default=Path("."))
 
     @property
@@ -191,6 +307,9 @@ class NodeConfig(_Frozen):
             unknown = [n for n in link.nodes if n not in nodes]
             if unknown:
                 raise ValueError(f"links[{index}].nodes: unknown node {unknown[0]}")
+            if link.policy == "hybrid" and self.limits.max_key_size_bits > MAX_HYBRID_KEY_BITS:
+                raise ValueError(f"links[{index}].policy: a hybrid link carries keys of at most "
+                                 f"{MAX_HYBRID_KEY_BITS} bits; lower limits.max_key_size_bits")
         return self
 
     def sae(self, sae_id: str) -> SaeConfig | None:
@@ -232,7 +351,7 @@ def _resolve_paths(config: NodeConfig, base: Path) -> NodeConfig:
     def resolve(path: Path | None) -> Path | None:
         return None if path is None else (path if path.is_absolute() else base / path)
 
-    tls = config.tls.model_copy(update={k: resolve(getattr(config.tls, k)) for k in ("cert", "key", "ca")})
+    tls = config.tls.model_copy(update={k: resolve(getattr(config.tls, k)) for k in ("cert", "key", "ca", "crl")})
     redis = config.redis.model_copy(update={"data_dir": resolve(config.redis.data_dir)})
     kek = config.kek.model_copy(update={"file": resolve(config.kek.file)})
     resolved = config.model_copy(update={"tls": tls, "redis": redis, "kek": kek})
@@ -257,8 +376,22 @@ def check_files(config: NodeConfig) -> None:
         path = getattr(config.tls, name)
         if not path.is_file():
             raise ConfigError(f"tls.{name}: file not found: {path}")
+    if config.tls.crl is not None:
+        _check_crl(config.tls)
     if config.kek.file is not None and not config.kek.file.is_file():
         raise ConfigError(f"kek.file: file not found: {config.kek.file}")
+
+
+def _check_crl(tls: TlsConfig) -> None:
+    from kms.pki import PkiError
+    from kms.pki.tls import check_crl
+
+    if not tls.crl.is_file():
+        raise ConfigError(f"tls.crl: file not found: {tls.crl}")
+    try:
+        check_crl(tls.crl, tls.ca)
+    except PkiError as exc:
+        raise ConfigError(f"tls.crl: {exc.message}") from None
 
 
 def load_config(path: Path | str) -> NodeConfig:

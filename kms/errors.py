@@ -40,6 +40,13 @@ class ExtensionNotSupported(BadRequest):
     message = "not all extension_mandatory parameters are supported"
 
 
+class ExtensionOptionsNotMet(BadRequest):
+    """A supported ``extension_mandatory`` option cannot be met (400, ETSI wording), e.g.
+    ``qkms_require_qkd`` when no route to the slave carries QKD material now."""
+
+    message = "not all extension_mandatory request options could be met"
+
+
 class Unauthorized(QkmsError):
     """The caller is not entitled to what it asked for (401)."""
 
@@ -65,6 +72,25 @@ class QuotaExceeded(Unavailable):
     consumed. ETSI GS QKD 014 has no 429, so this is a 503 (with this message)."""
 
     message = "the SAE's quota is used up; fetch pending keys or retry later"
+
+
+class RateLimited(Unavailable):
+    """The SAE sent requests faster than ``limits.requests_per_s_per_sae`` allows (beyond
+    its burst); nothing was done. ETSI GS QKD 014 has no 429, so this is a 503 (with this
+    message and a Retry-After header)."""
+
+    message = "too many requests from this SAE (limits.requests_per_s_per_sae); retry later"
+
+    def __init__(self, message: str | None = None, details=None, retry_after_s: float = 1.0):
+        super().__init__(message, details)
+        self.retry_after_s = retry_after_s
+
+
+class TooManyRequestsInProgress(Unavailable):
+    """The SAE already has ``limits.concurrent_requests_per_sae`` requests in progress
+    at this node; nothing was done (503, as RateLimited)."""
+
+    message = "too many requests from this SAE in progress (limits.concurrent_requests_per_sae); retry later"
 
 
 class Conflict(QkmsError):

@@ -8,25 +8,50 @@ from typing import Any
 
 
 @dataclass(frozen=True)
+class HopProvenance:
+    """What made one hop's material: the link, its two ends, the material the policy
+    chose (``qkd``, ``pqc`` or ``hybrid``) and the sources and algorithms behind it."""
+
+    link_id: str
+    sender: str
+    receiver: str
+    material: str
+    sources: tuple[str, ...] = ()
+    algorithms: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict:
+        return {"link": self.link_id, "from": self.sender, "to": self.receiver, "material": self.material,
+                "sources": list(self.sources), "algorithms": list(self.algorithms)}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "HopProvenance":
+        return cls(str(data["link"]), str(data["from"]), str(data["to"]), str(data["material"]),
+                   tuple(map(str, data.get("sources", ()))), tuple(map(str, data.get("algorithms", ()))))
+
+
+@dataclass(frozen=True)
 class Provenance:
     """Where a key's bits came from, recorded with every key for auditors.
 
     ``sources`` are source kinds (``csprng``, ``qkd-sim``, ``ml-kem``...), ``algorithms``
     the algorithms involved, ``route`` the KME_IDs the key travelled through. A key
     that went to several nodes (the master's copy of a multicast key) lists each
-    route in ``routes`` instead.
+    route in ``routes`` instead. ``hops`` says, per hop, what its material was made of.
     """
 
     sources: tuple[str, ...]
     algorithms: tuple[str, ...] = ()
     route: tuple[str, ...] = ()
     routes: tuple[tuple[str, ...], ...] = ()
+    hops: tuple[HopProvenance, ...] = ()
 
     def to_dict(self) -> dict[str, list]:
         out: dict[str, list] = {"sources": list(self.sources), "algorithms": list(self.algorithms),
                                 "route": list(self.route)}
         if self.routes:
             out["routes"] = [list(route) for route in self.routes]
+        if self.hops:
+            out["hops"] = [hop.to_dict() for hop in self.hops]
         return out
 
     def to_json(self) -> str:
@@ -40,7 +65,8 @@ class Provenance:
     def from_json_dict(cls, data: dict) -> "Provenance":
         return cls(tuple(map(str, data["sources"])), tuple(map(str, data.get("algorithms", ()))),
                    tuple(map(str, data.get("route", ()))),
-                   tuple(tuple(map(str, route)) for route in data.get("routes", ())))
+                   tuple(tuple(map(str, route)) for route in data.get("routes", ())),
+                   tuple(HopProvenance.from_dict(hop) for hop in data.get("hops", ())))
 
 
 @dataclass(frozen=True, repr=False)
@@ -70,7 +96,8 @@ class Reservation:
 
 @dataclass(frozen=True)
 class KeyRequest:
-    """A validated ``enc_keys`` request (sizes in bits)."""
+    """A validated ``enc_keys`` request (sizes in bits). ``requires`` names the kinds of
+    source (``qkd``, ``pqc``) every hop's material must include (``extension_mandatory``)."""
 
     number: int
     size_bits: int
@@ -82,13 +109,15 @@ class KeyRequest:
 @dataclass(frozen=True)
 class KeyOrder:
     """Keys to make for ``master_id`` and reserve, for ``ttl_s``, for the slave SAEs of
-    each node in ``slaves_by_node`` (sizes in bits)."""
+    each node in ``slaves_by_node`` (sizes in bits), from material that includes every
+    kind of source in ``requires`` on every hop."""
 
     master_id: str
     slaves_by_node: dict[str, frozenset[str]]
     number: int
     size_bits: int
     ttl_s: int
+    requires: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)

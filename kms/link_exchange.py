@@ -17,6 +17,7 @@ from kms.errors import BadRequest, Unauthorized
 from kms.inbox import BlockInbox
 from kms.keys import KeyBlock
 from kms.relay import PeerTransport
+from kms.sequence_ledger import SequenceLedger
 from kms.source_registry import build_source
 from kms.sources import KeySource, LinkChannel, SourceContext
 
@@ -34,40 +35,46 @@ class TransportLinkChannel(LinkChannel):
 
 
 class LinkResponders:
-    """This node's answering ends of its links' sources, built on first use."""
+    """This node's answering ends of its links' sources, built on first use. A link
+    with two sources has two pools; a message names the pool (``<link>`` for the QKD
+    source, ``<link>#pqc`` for the PQC source) as its link."""
 
-    def __init__(self, config: NodeConfig, inbox: BlockInbox):
+    def __init__(self, config: NodeConfig, inbox: BlockInbox, ledger: SequenceLedger | None = None):
         self._config = config
         self._inbox = inbox
+        self._ledger = ledger
         self._sources: dict[str, KeySource] = {}
         self._lock = threading.Lock()
 
     def respond(self, link_id: str, caller: str, message: dict[str, Any]) -> dict[str, Any]:
-        """The answer of this node's end of ``link_id`` to its peer ``caller``."""
+        """The answer of this node's end of ``link_id`` (a pool id) to its peer ``caller``."""
         return self._source(link_id, caller).respond(message)
 
     def pushed(self, device_names: Sequence[str], block: KeyBlock) -> str:
         """Key material a device pushed (its certificate carries ``device_names``) to the
         link whose source takes pushes from that device; returns the link's id,
         Unauthorized if no link of this node does."""
-        for link in self._config.local_links():
+        for link in (link for link in self._config.local_links() if "qkd" in link.roles):
             peer = next(node for node in link.nodes if node != self._config.kme_id)
-            source = self._source(link.id, peer)
+            source = self._source(link.pool_id("qkd"), peer)
             if source.accepts_pushes_from(device_names):
                 source.accept_pushed(block)
                 return link.id
         raise Unauthorized("the certificate is not that of a device pushing keys to this node")
 
     def _source(self, link_id: str, caller: str) -> KeySource:
-        link = next((link for link in self._config.local_links() if link.id == link_id), None)
-        if link is None:
+        found = next(((link, role) for link in self._config.local_links() for role in link.roles
+                      if link.pool_id(role) == link_id), None)
+        if found is None:
             raise BadRequest("no such link at this node")
+        link, role = found
         if caller not in link.nodes or caller == self._config.kme_id:
             raise Unauthorized("caller is not the other end of this link")
         with self._lock:
             if link_id not in self._sources:
-                section = {k: v for k, v in link.source.items() if k != "kind"}
+                section = link.section(role)
                 context = SourceContext(self._config.kme_id, caller, link_id, str(self._config.config_dir),
-                                        inbox=self._inbox)
-                self._sources[link_id] = build_source(link.source["kind"], section, context)
+                                        inbox=self._inbox, ledger=self._ledger)
+                self._sources[link_id] = build_source(section["kind"], {k: v for k, v in section.items()
+                                                                        if k != "kind"}, context)
             return self._sources[link_id]

@@ -10,15 +10,16 @@ from kms.link_exchange import LinkResponders
 from kms.link_manager_state import LinkManagerState
 from kms.network import KeyNetwork
 from kms.relay import PeerTransport
-from kms.sealing import Sealer, load_kek
+from kms.sealing import Sealer, keyring_source
 from kms.service import KeyService
 from kms.sources import SourceContext
 from kms.storage import Storage, StorageLimits
 
 
 def node_sealer(config: NodeConfig) -> Sealer:
-    """The sealer of the node's key material, under the KEK its config names."""
-    return Sealer(load_kek(config.kek.file, config.kek.env), config.kme_id)
+    """The sealer of the node's key material, under the keyring its config names (a
+    ``kek.file`` is re-read when a rotation rewrites it)."""
+    return Sealer(keyring_source(config.kek.file, config.kek.env), config.kme_id)
 
 
 def storage_limits(config: NodeConfig) -> StorageLimits:
@@ -49,6 +50,6 @@ def assemble_node(config: NodeConfig, storage: Storage, transport: PeerTransport
                if transport is not None else None)
     local_source = CsprngSource(SourceContext(kme_id=config.kme_id))
     link_manager = LinkManagerState.for_node(storage.link_manager, config)
-    responders = LinkResponders(config, storage.inbox) if config.local_links() else None
+    responders = LinkResponders(config, storage.inbox, storage.ledger) if config.local_links() else None
     service = KeyService(config, storage.store, local_source, network, link_manager)
     return Node(config, storage, service, network, responders)

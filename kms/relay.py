@@ -6,9 +6,15 @@ is one-time-pad encrypted with fresh link material of that hop, decrypted and
 re-encrypted at each trusted node and never stored there. Only the last node of a
 route reserves the key, for its own slave SAEs.
 
+Each hop's material comes from the pool(s) its link's policy allows (kms/policies.py,
+kms/hop_material.py): the originating node plans every hop of a route (``hop_pools``)
+and each node on it carves its hop as planned; the plan travels with the request.
+
 A receiving node trusts its peers' certificates, not their claims: every relay hop is
 checked once, before any pool bit is touched, against this node's own configuration
-(:func:`check_relay`), and the key's provenance is recorded from this node's own view.
+(:func:`check_relay`, including each hop's planned material against the link's
+policy), and the key's provenance is recorded from this node's own view of the links
+and the plan.
 """
 
 from __future__ import annotations
@@ -21,7 +27,9 @@ from dataclasses import dataclass, replace
 
 from kms.config import LimitsConfig, NodeConfig
 from kms.errors import BadRequest, Conflict, QkmsError, Unavailable
+from kms.hop_material import HopMaterial, KeyParties
 from kms.keys import Key, Provenance, Reservation
+from kms.policies import ALLOWED, allowed
 from kms.pools import MAX_BLOCK_ID_CHARS, MAX_SEGMENTS_PER_KEY, PoolStore, Segment
 from kms.routing import Hop
 from kms.store import KeyStore
@@ -31,12 +39,14 @@ log = logging.getLogger("qkms.relay")
 
 @dataclass(frozen=True, repr=False)
 class HopKey:
-    """One key on one hop: where the pad came from and, unless the pad is the key, the
-    one-time-pad ciphertext."""
+    """One key on one hop: where the pad came from (``segments`` of the QKD pool, or of
+    the PQC pool on a ``pqc`` hop; on a ``hybrid`` hop ``pqc_segments`` too) and, unless
+    the pad is the key, the one-time-pad ciphertext."""
 
     key_id: str
     segments: tuple[Segment, ...]
     ciphertext: bytes | None = None
+    pqc_segments: tuple[Segment, ...] = ()
 
     def __repr__(self) -> str:
         return f"HopKey(key_id={self.key_id!r}, segments={len(self.segments)})"
@@ -46,7 +56,9 @@ class HopKey:
 class RelayRequest:
     """Deliver ``keys`` over ``route[hop_index]`` towards the route's last node, where
     they are reserved for ``slave_ids`` of ``master_id``. ``request_id`` names this
-    relay chain (one per destination of an enc_keys request)."""
+    relay chain (one per destination of an enc_keys request). ``hop_pools`` is the
+    material planned for each hop of the route (``qkd``, ``pqc``, ``hybrid``); empty
+    means QKD on every hop (peers that predate link policies)."""
 
     request_id: str
     route: tuple[Hop, ...]
@@ -56,10 +68,23 @@ class RelayRequest:
     size_bits: int
     ttl_s: int
     keys: tuple[HopKey, ...]
+    hop_pools: tuple[str, ...] = ()
 
     @property
     def hop(self) -> Hop:
         return self.route[self.hop_index]
+
+    def material(self, index: int) -> str:
+        """The material planned for hop ``index``."""
+        return self.hop_pools[index] if self.hop_pools else "qkd"
+
+    @property
+    def plan(self) -> tuple[str, ...]:
+        return tuple(self.material(i) for i in range(len(self.route)))
+
+    @property
+    def parties(self) -> KeyParties:
+        return KeyParties(self.master_id, self.slave_ids)
 
     @property
     def is_last_hop(self) -> bool:
@@ -95,7 +120,8 @@ class PeerTransport(ABC):
 
 @dataclass(frozen=True)
 class Delivery:
-    """The relay chains of one enc_keys request: a route and slaves per destination node."""
+    """The relay chains of one enc_keys request: a route, the material planned for each
+    of its hops, and slaves per destination node."""
 
     request_id: str
     master_id: str
@@ -104,6 +130,7 @@ class Delivery:
     ttl_s: int
     routes: Mapping[str, tuple[Hop, ...]]
     slaves: Mapping[str, frozenset[str]]
+    plans: Mapping[str, tuple[str, ...]]
 
     def chain_id(self, destination: str) -> str:
         """The request_id of the chain to ``destination``, so a node on several chains
@@ -117,11 +144,11 @@ RELAY_ENVELOPE_BYTES = 64 * 1024
 
 def relay_body_limit_bytes(limits: LimitsConfig) -> int:
     """The largest relay message a node with ``limits`` accepts: the most keys of the
-    largest size, each spanning as many pool blocks as a carve allows (JSON, Base64
-    pads). A request within the advertised limits always fits."""
+    largest size, each spanning as many pool blocks of both pools (a hybrid hop) as a
+    carve allows (JSON, Base64 pads). A request within the advertised limits always fits."""
     segment_bytes = MAX_BLOCK_ID_CHARS + 48
     pad_bytes = 4 * -(-limits.max_key_size_bits // 8 // 3)
-    per_key_bytes = 128 + MAX_SEGMENTS_PER_KEY * segment_bytes + pad_bytes
+    per_key_bytes = 160 + 2 * MAX_SEGMENTS_PER_KEY * segment_bytes + pad_bytes
     return RELAY_ENVELOPE_BYTES + limits.max_keys_per_request * per_key_bytes
 
 
@@ -132,8 +159,9 @@ def xor_bytes(a: bytes, b: bytes) -> bytes:
     return (int.from_bytes(a, "big") ^ int.from_bytes(b, "big")).to_bytes(len(a), "big")
 
 
-#: Provenance of keys that crossed ``route``: (route, ...) -> Provenance, from this node's view.
-ProvenanceOf = Callable[[tuple[Hop, ...]], Provenance]
+#: Provenance of keys that crossed ``route`` with ``plan``: (route, plan) -> Provenance,
+#: from this node's view.
+ProvenanceOf = Callable[[tuple[Hop, ...], tuple[str, ...]], Provenance]
 
 
 class Relay:
@@ -143,7 +171,7 @@ class Relay:
                  provenance_of: ProvenanceOf):
         self._config = config
         self._store = store
-        self._pools = pools
+        self._material = HopMaterial(config, pools)
         self._transport = transport
         self._provenance_of = provenance_of
 
@@ -165,29 +193,30 @@ class Relay:
 
     def _send_chain(self, delivery: Delivery, destination: str, route: tuple[Hop, ...],
                     materials: list[bytes] | None) -> list[bytes]:
-        first = route[0]
-        carved = self._pools.carve(first.link_id, self._config.kme_id,
-                                   [delivery.size_bits // 8] * len(delivery.key_ids))
+        plan = delivery.plans[destination]
+        parties = KeyParties(delivery.master_id, delivery.slaves[destination])
+        pads = self._material.carve(route[0], plan[0], delivery.key_ids, delivery.size_bits // 8, parties)
         if materials is None:
-            materials = [c.material for c in carved]
-            hop_keys = [HopKey(k, c.segments) for k, c in zip(delivery.key_ids, carved)]
+            materials = [p.pad for p in pads]
+            hop_keys = [HopKey(p.key_id, p.segments, None, p.pqc_segments) for p in pads]
         else:
-            hop_keys = [HopKey(k, c.segments, xor_bytes(m, c.material))
-                        for k, c, m in zip(delivery.key_ids, carved, materials)]
+            hop_keys = [HopKey(p.key_id, p.segments, xor_bytes(m, p.pad), p.pqc_segments)
+                        for p, m in zip(pads, materials)]
         request = RelayRequest(delivery.chain_id(destination), route, 0, delivery.master_id,
-                               delivery.slaves[destination], delivery.size_bits, delivery.ttl_s, tuple(hop_keys))
-        self._transport.relay(first.receiver, request)
+                               delivery.slaves[destination], delivery.size_bits, delivery.ttl_s, tuple(hop_keys),
+                               plan)
+        self._transport.relay(route[0].receiver, request)
         return materials
 
     def _master_provenance(self, delivery: Delivery) -> Provenance:
         """One route: its provenance. Several (multicast): sources and algorithms of all,
-        and each route under ``routes``."""
-        each = [self._provenance_of(route) for route in delivery.routes.values()]
+        each route under ``routes`` and every route's hops."""
+        each = [self._provenance_of(route, delivery.plans[node]) for node, route in delivery.routes.items()]
         if len(each) == 1:
             return each[0]
         return Provenance(tuple(dict.fromkeys(s for p in each for s in p.sources)),
                           tuple(dict.fromkeys(a for p in each for a in p.algorithms)),
-                          routes=tuple(p.route for p in each))
+                          routes=tuple(p.route for p in each), hops=tuple(h for p in each for h in p.hops))
 
     def abort_everywhere(self, delivery: Delivery) -> None:
         """Best effort: every node on every route forgets that route's relay chain."""
@@ -219,8 +248,8 @@ class Relay:
         self._store.end_request(request.request_id, succeeded=True)
 
     def _receive(self, request: RelayRequest) -> None:
-        hop = request.hop
-        pads = self._pools.take_segments(hop.link_id, hop.sender, [k.segments for k in request.keys])
+        keys = [(k.key_id, k.segments, k.pqc_segments) for k in request.keys]
+        pads = self._material.take(request.hop, request.material(request.hop_index), keys, request.parties)
         materials = [xor_bytes(k.ciphertext, pad) if k.ciphertext is not None else pad
                      for k, pad in zip(request.keys, pads)]
         if request.is_last_hop:
@@ -229,17 +258,20 @@ class Relay:
             self._forward(request, materials)
 
     def _reserve(self, request: RelayRequest, materials: list[bytes]) -> None:
-        provenance = self._provenance_of(request.route)
+        provenance = self._provenance_of(request.route, request.plan)
         ttl_s = min(request.ttl_s, self._config.reservation_ttl_s)
         self._store.reserve([Reservation(Key(k.key_id, m, provenance), request.master_id, request.slave_ids)
                              for k, m in zip(request.keys, materials)], ttl_s, request.request_id)
 
     def _forward(self, request: RelayRequest, materials: list[bytes]) -> None:
-        nxt = request.route[request.hop_index + 1]
-        carved = self._pools.carve(nxt.link_id, self._config.kme_id, [len(m) for m in materials])
-        keys = tuple(HopKey(k.key_id, c.segments, xor_bytes(m, c.material))
-                     for k, c, m in zip(request.keys, carved, materials))
-        self._transport.relay(nxt.receiver, replace(request, hop_index=request.hop_index + 1, keys=keys))
+        index = request.hop_index + 1
+        nxt = request.route[index]
+        pads = self._material.carve(nxt, request.material(index), [k.key_id for k in request.keys],
+                                    request.size_bits // 8, request.parties)
+        keys = tuple(HopKey(p.key_id, p.segments, xor_bytes(m, p.pad), p.pqc_segments)
+                     for p, m in zip(pads, materials))
+        self._transport.relay(nxt.receiver, replace(request, hop_index=index, keys=keys,
+                                                    hop_pools=request.plan))
 
     def abort(self, request_id: str) -> int:
         """A peer's abort: destroy what this node reserved under ``request_id``."""
@@ -252,7 +284,7 @@ def check_relay(request: RelayRequest, caller: str, config: NodeConfig) -> None:
     node serves the master SAE and last node serves every slave, within this node's
     limits, with UUID key_IDs and keys of the stated size."""
     problem = (_route_problem(request, caller, config) or _parties_problem(request, config)
-               or _keys_problem(request, config))
+               or _plan_problem(request, config) or _keys_problem(request, config))
     if problem:
         raise BadRequest(f"relay request refused: {problem}")
 
@@ -286,6 +318,22 @@ def _parties_problem(request: RelayRequest, config: NodeConfig) -> str | None:
     return None
 
 
+def _plan_problem(request: RelayRequest, config: NodeConfig) -> str | None:
+    if request.hop_pools and len(request.hop_pools) != len(request.route):
+        return "hop_pools must name the material of every hop of the route"
+    policies = {link.id: link.policy for link in config.links}
+    for index, hop in enumerate(request.route):
+        material = request.material(index)
+        if material not in {m for ms in ALLOWED.values() for m in ms}:
+            return f"hop {index}: unknown material {material!r}"
+        if not allowed(policies[hop.link_id], material):
+            return f"hop {index}: link {hop.link_id} has policy {policies[hop.link_id]}, which does not use {material}"
+    hybrid = request.material(request.hop_index) == "hybrid"
+    if any(bool(key.pqc_segments) != hybrid for key in request.keys):
+        return "pqc_segments are given exactly on a hybrid hop"
+    return None
+
+
 def _keys_problem(request: RelayRequest, config: NodeConfig) -> str | None:
     limits = config.limits
     if not 1 <= len(request.keys) <= limits.max_keys_per_request:
@@ -298,7 +346,8 @@ def _keys_problem(request: RelayRequest, config: NodeConfig) -> str | None:
     for key in request.keys:
         if not _is_uuid(key.key_id):
             return "key_IDs must be canonical UUIDs"
-        if sum(s.length for s in key.segments) != size_bytes:
+        if sum(s.length for s in key.segments) != size_bytes or (
+                key.pqc_segments and sum(s.length for s in key.pqc_segments) != size_bytes):
             return "segments do not add up to the key size"
         if key.ciphertext is None and request.hop_index > 0:
             return "hops after the first carry the key one-time-pad encrypted"

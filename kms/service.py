@@ -13,11 +13,12 @@ from typing import Any
 
 from kms import audit
 from kms.config import NodeConfig
-from kms.errors import BadRequest, ExtensionNotSupported, Unavailable
+from kms.errors import BadRequest, ExtensionNotSupported, ExtensionOptionsNotMet, Unavailable
 from kms.keys import Key, KeyOrder, KeyRequest, Reservation
 from kms.link_manager_state import LinkManagerState, LinkManagerStatus
 from kms.network import KeyNetwork
 from kms.sources import KeySource
+from kms.policies import REQUIREMENT_EXTENSIONS, requirement_names
 from kms.store import KeyStore
 
 
@@ -88,22 +89,27 @@ class KeyService:
         """New keys for ``master_id``, reserved for ``slave_id`` and any additional slaves,
         on whatever nodes they are attached to. All slaves' nodes hold the keys before
         this returns; on failure none does."""
-        slaves = self._validate(master_id, slave_id, request)
+        slaves, requires = self._validate(master_id, slave_id, request)
         local, remote = self._split_by_node(slaves)
         ttl_s = self._config.reservation_ttl_s
+        if local and requires:
+            # Keys between SAEs of one node come from its CSPRNG: neither QKD nor PQC.
+            raise ExtensionOptionsNotMet(details=[{"extension_mandatory": requirement_names(requires),
+                                                   "target_KME_ID": self.kme_id}])
         if not remote:
             keys = self._new_keys(request.number, request.size_bits)
             self._reserve_here(master_id, local, keys, None)
         else:
             keys, delivery = self._network.deliver(KeyOrder(master_id, remote, request.number,
-                                                            request.size_bits, ttl_s))
+                                                            request.size_bits, ttl_s, requires))
             try:
                 self._reserve_here(master_id, local, keys, delivery.request_id)
             except Exception:
                 self._network.cancel(delivery)
                 raise
         audit.record("enc_keys", master_id, [k.key_id for k in keys], slaves=sorted(slaves),
-                     size_bits=request.size_bits, nodes=sorted([*remote, *([self.kme_id] if local else [])]))
+                     size_bits=request.size_bits, nodes=sorted([*remote, *([self.kme_id] if local else [])]),
+                     provenance=keys[0].provenance.to_dict(), requires=sorted(requires))
         return keys
 
     def _split_by_node(self, slaves: frozenset[str]) -> tuple[frozenset[str], dict[str, frozenset[str]]]:
@@ -130,7 +136,8 @@ class KeyService:
         if self._config.node_of_sae(master_id) is None:
             raise BadRequest("unknown master_SAE_ID", [{"master_SAE_ID": master_id}])
         keys = self._store.claim(key_ids, slave_id, master_id)
-        audit.record("dec_keys", slave_id, key_ids, master=master_id)
+        audit.record("dec_keys", slave_id, key_ids, master=master_id,
+                     provenance=[key.provenance.to_dict() for key in keys])
         return keys
 
     def _node_of_slave(self, slave_id: str, master_id: str) -> str:
@@ -143,13 +150,13 @@ class KeyService:
             raise Unavailable("this node has no KM channel to the slave's node")
         return node
 
-    def _validate(self, master_id: str, slave_id: str, request: KeyRequest) -> frozenset[str]:
+    def _validate(self, master_id: str, slave_id: str, request: KeyRequest) -> tuple[frozenset[str], frozenset[str]]:
+        """(every slave, the kinds of source the request requires); all checks before any
+        key material is touched."""
         self._node_of_slave(slave_id, master_id)
-        if request.extension_mandatory:
-            names = sorted({name for ext in request.extension_mandatory for name in ext})
-            raise ExtensionNotSupported(details=[{"extension_mandatory": names}])
+        requires = requirements(request.extension_mandatory)
         self._validate_size(request)
-        return self._slaves(master_id, slave_id, request.additional_slave_ids)
+        return self._slaves(master_id, slave_id, request.additional_slave_ids), requires
 
     def _validate_size(self, request: KeyRequest) -> None:
         limits = self._config.limits
@@ -180,3 +187,15 @@ class KeyService:
         provenance = self._local_source.provenance
         return [Key(str(uuid.uuid4()), material[i * size_bytes:(i + 1) * size_bytes], provenance)
                 for i in range(number)]
+
+
+def requirements(extension_mandatory) -> frozenset[str]:
+    """The kinds of source ``extension_mandatory`` requires: ``{"qkms_require_qkd": true}``
+    and ``{"qkms_require_pqc": true}`` (false requires nothing). Any other name, or a
+    value that is not a boolean, is a parameter this node does not support (400)."""
+    options = [(name, value) for ext in extension_mandatory for name, value in ext.items()]
+    unsupported = sorted({name for name, value in options
+                          if name not in REQUIREMENT_EXTENSIONS or not isinstance(value, bool)})
+    if unsupported:
+        raise ExtensionNotSupported(details=[{"extension_mandatory": unsupported}])
+    return frozenset(REQUIREMENT_EXTENSIONS[name] for name, value in options if value)

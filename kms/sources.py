@@ -15,6 +15,7 @@ from typing import Any, ClassVar, Literal
 from kms.errors import BadRequest
 from kms.inbox import BlockInbox
 from kms.keys import KeyBlock, Provenance
+from kms.sequence_ledger import SequenceLedger
 
 HealthState = Literal["up", "degraded", "down"]
 
@@ -44,7 +45,9 @@ class SourceContext:
 
     ``channel`` (in the link manager) reaches the peer end's source; ``inbox`` holds the
     blocks this end's source made while answering its peer (in a web worker) until the
-    link manager fetches them. Both are None where a source runs without a link."""
+    link manager fetches them. Both are None where a source runs without a link.
+    ``ledger`` (in a web worker) remembers the newest sequence accepted from the peer,
+    for sources that must refuse replayed or reordered messages."""
 
     kme_id: str
     peer_kme_id: str | None = None
@@ -52,6 +55,7 @@ class SourceContext:
     data_dir: str | None = None
     channel: LinkChannel | None = field(default=None, compare=False)
     inbox: BlockInbox | None = field(default=None, compare=False)
+    ledger: SequenceLedger | None = field(default=None, compare=False)
 
 
 class KeySource(ABC):

@@ -17,11 +17,12 @@ from rich.table import Table
 from kms.config import check_files, load_config
 from kms.errors import QkmsError
 from qkms.cli_connect import connect
+from qkms.cli_kek import kek
 from qkms.cli_mock_device import mock_device
 from qkms.cli_pki import pki
 from qkms.cli_simulate import simulate
 from qkms.device_layout import KINDS, MOCK_SIMULATION, plan_mock_pair
-from qkms.layout import DEMO_LINK_SOURCE, LinkPlan, NodePlan, free_port, write_layout
+from qkms.layout import DEMO_LINK_SOURCE, LINK_POLICIES, LinkPlan, NodePlan, free_port, write_layout
 
 DEFAULT_SAES = ("sae-1", "sae-2")
 #: --link-source -> the protocol of its mock devices (None: a simulated link).
@@ -48,17 +49,21 @@ def main() -> None:
               help="SAE to create: ID or ID@NODE (repeatable; default sae-1, sae-2 on a single node, "
                    "one sae-<node> per node in a network).")
 @click.option("--length-km", type=float, default=10.0, show_default=True, help="Fibre length of simulated links.")
+@click.option("--link-policy", type=click.Choice(LINK_POLICIES), default="qkd-only", show_default=True,
+              help="Policy of every link: QKD only, QKD falling back to ML-KEM, both combined (hybrid), or "
+                   "ML-KEM only (no QKD source). Links that use ML-KEM get ML-DSA keys, the peer's pinned.")
 @click.option("--link-source", type=click.Choice(sorted(LINK_SOURCES)), default="simulated", show_default=True,
-              help="What feeds every link: a simulated QKD link, or a pair of mock QKD devices per link "
+              help="What feeds every link's QKD: a simulated QKD link, or a pair of mock QKD devices per link "
                    "(ETSI 014 pull, or ETSI 004 push), started by `qkms up`.")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
 def init(directory: Path, node_ids: tuple[str, ...], link_specs: tuple[str, ...], sae_specs: tuple[str, ...],
-         length_km: float, link_source: str, as_json: bool) -> None:
+         length_km: float, link_policy: str, link_source: str, as_json: bool) -> None:
     """Write a ready-to-run node or network (CA, certificates, KEKs, configs) into DIRECTORY."""
     if (directory / "manifest.json").exists():
         raise click.ClickException(f"{directory} already holds a qkms layout")
     try:
-        plans, links = plan_network(node_ids or ("KME-1",), link_specs, sae_specs, length_km, link_source)
+        plans, links = plan_network(node_ids or ("KME-1",), link_specs, sae_specs, length_km, link_policy,
+                                    link_source)
         manifest = write_layout(directory, plans, links)
     except (QkmsError, ValueError) as exc:
         raise click.ClickException(getattr(exc, "message", str(exc))) from None
@@ -68,9 +73,10 @@ def init(directory: Path, node_ids: tuple[str, ...], link_specs: tuple[str, ...]
     _print_manifest(manifest.to_dict(), links)
 
 
-def plan_network(node_ids, link_specs, sae_specs, length_km: float,
+def plan_network(node_ids, link_specs, sae_specs, length_km: float, link_policy: str = "qkd-only",
                  link_source: str = "simulated") -> tuple[list[NodePlan], list[LinkPlan]]:
-    """Turn --node/--link/--sae/--link-source options into plans; ValueError names a bad option."""
+    """Turn --node/--link/--sae/--link-policy/--link-source options into plans; ValueError
+    names a bad option."""
     if len(set(node_ids)) != len(node_ids):
         raise ValueError("--node: each KME_ID once")
     saes: dict[str, list[str]] = {node: [] for node in node_ids}
@@ -84,22 +90,25 @@ def plan_network(node_ids, link_specs, sae_specs, length_km: float,
         defaults = {node_ids[0]: list(DEFAULT_SAES)} if len(node_ids) == 1 else \
             {node: [f"sae-{node.lower()}"] for node in node_ids}
         saes.update(defaults)
+    if LINK_SOURCES[link_source] is not None and link_policy == "pqc-only":
+        raise ValueError(f"--link-source {link_source}: a pqc-only link has no QKD source to feed")
     plans = [NodePlan(node, tuple(saes[node]), free_port()) for node in node_ids]
     urls = {plan.kme_id: f"https://127.0.0.1:{plan.port}" for plan in plans}
     simulation = {**DEMO_LINK_SOURCE, "length_km": length_km}
-    return plans, [link_plan(spec, _link_ends(spec, node_ids), link_source, simulation, urls) for spec in link_specs]
+    return plans, [link_plan(spec, _link_ends(spec, node_ids), link_source, simulation, urls, link_policy)
+                   for spec in link_specs]
 
 
 def link_plan(link_id: str, nodes: tuple[str, str], link_source: str, simulation: dict,
-              node_urls: dict[str, str], **device_options) -> LinkPlan:
+              node_urls: dict[str, str], policy: str = "qkd-only", **device_options) -> LinkPlan:
     """A simulated link, or one fed by a pair of mock devices running that simulation
-    (``device_options``: more of ``qkms.device_layout.MockPairPlan``)."""
+    (``device_options``: more of ``qkms.device_layout.MockPairPlan``), under ``policy``."""
     protocol = LINK_SOURCES[link_source]
     if protocol is None:
-        return LinkPlan(link_id, nodes, dict(simulation))
+        return LinkPlan(link_id, nodes, dict(simulation), policy)
     options = {"simulation": {**MOCK_SIMULATION, "length_km": simulation["length_km"]}, **device_options}
     devices = plan_mock_pair(link_id, nodes, [free_port() for _ in range(4)], protocol, node_urls, **options)
-    return LinkPlan(link_id, nodes, {"kind": KINDS[protocol]}, devices)
+    return LinkPlan(link_id, nodes, {"kind": KINDS[protocol]}, policy, devices=devices)
 
 
 def _link_ends(spec: str, node_ids) -> tuple[str, str]:
@@ -120,7 +129,8 @@ def _print_manifest(manifest: dict, links: list[LinkPlan]) -> None:
         saes.add_row(sae_id, entry["node"], entry["cert"])
     console.print(nodes, saes)
     for link in links:
-        console.print(f"link {link.link_id}: {link.nodes[0]} <-> {link.nodes[1]} ({link.source['kind']})")
+        kinds = [link.source["kind"]] * link.uses_qkd + [link.pqc["kind"]] * link.uses_pqc
+        console.print(f"link {link.link_id}: {link.nodes[0]} <-> {link.nodes[1]} ({link.policy}: {', '.join(kinds)})")
 
 
 @main.command()
@@ -164,7 +174,7 @@ def serve(config_path: Path) -> None:
 
 @main.command(hidden=True)
 @click.option("--config", "config_path", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--redis-url", help="The node's Redis (required unless --check).")
+@click.option("--redis-url", help="The node's embedded Redis (otherwise its `redis` settings are used).")
 @click.option("--parent-pid", type=int, help="Stop when this process (the node's `qkms serve`) exits.")
 @click.option("--check", is_flag=True, help="Only validate the link sources (build them, start nothing): "
                                             "exit 2 with the bad setting's path on stderr.")
@@ -182,9 +192,11 @@ def linkd(config_path: Path, redis_url: str | None, parent_pid: int | None, chec
             click.echo(exc.message, err=True)
             raise SystemExit(2) from None
         return
-    if redis_url is None:
-        raise click.UsageError("--redis-url is required")
-    run_link_manager(load_config(config_path), redis_url)
+    config = load_config(config_path)
+    settings = config.redis.reached_at(redis_url)
+    if settings.embedded:
+        raise click.UsageError("--redis-url is required for a node with an embedded Redis")
+    run_link_manager(config, settings)
 
 
 @main.command()
@@ -229,6 +241,7 @@ def links(directory: Path, kme_id: str | None) -> None:
 
 
 main.add_command(connect)
+main.add_command(kek)
 main.add_command(mock_device)
 main.add_command(pki)
 main.add_command(simulate)

@@ -1,4 +1,5 @@
-"""``qkms pki``: create a demo PKI (a CA, node and SAE certificates) and inspect certificates."""
+"""``qkms pki``: create a demo PKI (a CA, node and SAE certificates), inspect certificates,
+revoke them (the CA's CRL)."""
 
 import contextlib
 from collections.abc import Callable, Iterator
@@ -22,8 +23,10 @@ from kms.pki import (
     read_certificate,
     sae_identity,
 )
+from kms.pki.revocation import DEFAULT_CRL_VALID_DAYS, issue_crl, serial_to_revoke
 
 CA_STEM = "ca"
+CRL_NAME = "ca.crl"
 
 _DIRECTORY = click.Path(file_okay=False, path_type=Path)
 _EKU_NAMES = {
@@ -168,6 +171,19 @@ def create_sae(sae_id: str, ca_dir: Path, out: Path, valid_days: int, key_type: 
     )
 
 
+@pki.command("admin")
+@click.argument("name", callback=_entity_id("admin name"))
+@click.option("--ca-dir", type=_DIRECTORY, required=True, help="Directory holding ca.crt and ca.key.")
+@click.option("--out", type=_DIRECTORY, required=True, help="Directory for <NAME>.crt and .key.")
+@_key_pair_options(default_valid_days=825)
+def create_admin(name: str, ca_dir: Path, out: Path, valid_days: int, key_type: str, force: bool) -> None:
+    """Issue an administrator certificate (the admin API's role; list NAME in a node's `admins`)."""
+    _issue_into(
+        ca_dir, out, name, force,
+        lambda authority: authority.issue_admin_certificate(name, valid_days, key_type),
+    )
+
+
 @pki.command("show")
 @click.argument("cert", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def show(cert: Path) -> None:
@@ -210,3 +226,45 @@ def _alt_names(certificate: x509.Certificate) -> list[str]:
 def _extended_usages(certificate: x509.Certificate) -> list[str]:
     usages = _extension_value(certificate, x509.ExtendedKeyUsage) or []
     return [_EKU_NAMES.get(oid, oid.dotted_string) for oid in usages]
+
+
+def _crl_options(command: Callable) -> Callable:
+    """Options shared by the commands that write the CA's CRL."""
+    command = click.option("--valid-days", type=click.IntRange(min=1), default=DEFAULT_CRL_VALID_DAYS,
+                           show_default=True, help="Days until the CRL's next_update: nodes refuse every "
+                                                   "client once it has passed; re-issue before (qkms pki crl).")(command)
+    command = click.option("--crl", "crl_path", type=click.Path(dir_okay=False, path_type=Path),
+                           help=f"The CRL file [default: CA_DIR/{CRL_NAME}].")(command)
+    return click.option("--ca-dir", type=_DIRECTORY, required=True, help="Directory holding ca.crt and ca.key.")(
+        command)
+
+
+def _write_crl(ca_dir: Path, crl_path: Path | None, serials: list[int], valid_days: int) -> None:
+    authority = _load_ca(ca_dir)
+    path = crl_path or ca_dir / CRL_NAME
+    with _pki_errors():
+        crl = issue_crl(authority, path, serials, valid_days)
+    click.echo(f"wrote {path}: {len(crl)} revoked, valid until {crl.next_update_utc:%Y-%m-%d %H:%M:%S} UTC")
+
+
+@pki.command("revoke")
+@click.argument("certs_or_serials", nargs=-1, required=True, metavar="CERT_OR_SERIAL...")
+@_crl_options
+def revoke(certs_or_serials: tuple[str, ...], ca_dir: Path, crl_path: Path | None, valid_days: int) -> None:
+    """Revoke certificates (files, or serial numbers in hex) in the CA's CRL.
+
+    Nodes whose tls.crl names the file refuse these certificates from their next
+    connection on, without a restart."""
+    authority = _load_ca(ca_dir)
+    with _pki_errors():
+        serials = [serial_to_revoke(authority, item) for item in certs_or_serials]
+    _write_crl(ca_dir, crl_path, serials, valid_days)
+    for serial in serials:
+        click.echo(f"revoked serial {format_serial(serial)}")
+
+
+@pki.command("crl")
+@_crl_options
+def reissue_crl(ca_dir: Path, crl_path: Path | None, valid_days: int) -> None:
+    """Write the CA's CRL anew (creating an empty one, or moving next_update on)."""
+    _write_crl(ca_dir, crl_path, [], valid_days)

@@ -1,10 +1,12 @@
-"""``make demo``: a throwaway three-node network with simulated QKD links, real ETSI 014
-exchanges over mutual TLS, and a report. ``make demo-devices`` (``--devices``) feeds link
-A-B from a pair of mock QKD devices instead, shows a device fault degrading the link
-and the link recovering, and relays over the mixed chain A-B-C.
+"""``make demo``: a throwaway four-node network, real ETSI 014 exchanges over mutual TLS,
+and a report. Its links show the link policies side by side: A-B a simulated QKD
+link, B-C hybrid (QKD and ML-KEM combined with CatKDF), C-D post-quantum only (ML-KEM
+signed with ML-DSA). ``make demo-devices`` (``--devices``) feeds link A-B from a pair of
+mock QKD devices instead, relays over the chain of device-fed, hybrid and ML-KEM links,
+and shows a device fault degrading link A-B and the link recovering.
 
-Prints key IDs, sizes, routes, provenance and whether master and slave hold the same
-bytes; never key bytes or digests of them.
+Prints key IDs, sizes, routes, provenance (each hop's material) and whether master
+and slave hold the same bytes; never key bytes or digests of them.
 """
 
 from __future__ import annotations
@@ -23,8 +25,8 @@ from qkms.layout import DEMO_LINK_SOURCE, LinkPlan, NodePlan, free_port, write_l
 from qkms.link_status import fetch_link_state, link_table
 from qkms.runner import sae_client, start_all, stop_all, wait_for_keys
 
-NODES = {"A": ("sae-a",), "B": ("sae-b",), "C": ("sae-c",)}
-LINKS = (("A", "B"), ("B", "C"))
+NODES = {"A": ("sae-a",), "B": ("sae-b",), "C": ("sae-c",), "D": ("sae-d",)}
+LINKS = (("A", "B", "qkd-only"), ("B", "C", "hybrid"), ("C", "D", "pqc-only"))
 #: The device-fed demo's link settings: a fault shows within a second, recovery within ten.
 DEMO_DEVICE_SETTINGS = {"poll_interval_s": 0.5, "probe_interval_s": 1.0, "health_window_s": 6,
                         "breaker_failures": 3, "breaker_cooldown_s": 3, "backoff_max_s": 2}
@@ -38,7 +40,7 @@ def _wait_for_keys(master: Etsi014Client, slave: str, count: int, console: Conso
 def _plans(devices: bool) -> tuple[list[NodePlan], list[LinkPlan]]:
     plans = [NodePlan(kme_id, saes, free_port()) for kme_id, saes in NODES.items()]
     urls = {plan.kme_id: f"https://127.0.0.1:{plan.port}" for plan in plans}
-    links = [LinkPlan(f"{a}-{b}", (a, b), dict(DEMO_LINK_SOURCE)) for a, b in LINKS]
+    links = [LinkPlan(f"{a}-{b}", (a, b), dict(DEMO_LINK_SOURCE), policy) for a, b, policy in LINKS]
     if devices:
         links[0] = link_plan("A-B", ("A", "B"), "mock-device", DEMO_LINK_SOURCE, urls,
                              source_settings=DEMO_DEVICE_SETTINGS)
@@ -50,19 +52,22 @@ def run_demo(directory: Path, console: Console, devices: bool = False) -> bool:
     shutil.rmtree(directory, ignore_errors=True)
     plans, links = _plans(devices)
     manifest = write_layout(directory, plans, links).to_dict()
-    fed = "link A-B fed by a pair of mock QKD devices (ETSI 014), B-C simulated" if devices else "2 simulated QKD links"
-    console.print(f"[bold]wrote[/] a CA, 3 nodes (A-B-C), {fed} and 3 SAEs under {directory}")
+    a_b = "A-B fed by a pair of mock QKD devices (ETSI 014)" if devices else "A-B simulated QKD"
+    console.print(f"[bold]wrote[/] a CA, 4 nodes (A-B-C-D), 3 links ({a_b}, B-C hybrid QKD+ML-KEM, "
+                  f"C-D ML-KEM only, with ML-DSA keys pinned per link) and 4 SAEs under {directory}")
     nodes = start_all(directory)
     try:
         console.print("up: " + ", ".join(f"{n.kme_id} {n.url}" for n in nodes) + f" (logs in {directory / 'logs'})")
         with sae_client(manifest, "sae-a") as sae_a, sae_client(manifest, "sae-b") as sae_b, \
-                sae_client(manifest, "sae-c") as sae_c:
-            status = _wait_for_keys(sae_a, "sae-c", 8, console)
-            console.print(link_table(fetch_link_state(manifest, "A")))
-            console.print(f"status sae-a -> sae-c: source {status['source_KME_ID']}, target "
+                sae_client(manifest, "sae-c") as sae_c, sae_client(manifest, "sae-d") as sae_d:
+            status = _wait_for_keys(sae_a, "sae-d", 8, console)
+            console.print(link_table(fetch_link_state(manifest, "B")))
+            console.print(f"status sae-a -> sae-d: source {status['source_KME_ID']}, target "
                           f"{status['target_KME_ID']}, route {status['status_extension']['qkms_source']['route']}, "
                           f"{status['stored_key_count']} keys of {status['key_size']} bits available")
-            ok = _exchange(sae_a, sae_b, "sae-b", console) & _exchange(sae_a, sae_c, "sae-c", console)
+            ok = all([_exchange(sae_a, sae_b, "sae-b", console), _exchange(sae_a, sae_c, "sae-c", console),
+                      _exchange(sae_a, sae_d, "sae-d", console)])
+            _demand_qkd(sae_a, console)
             if devices:
                 ok &= _device_fault(directory, manifest, sae_a, sae_b, console)
             return ok
@@ -106,7 +111,7 @@ def _device_fault(directory: Path, manifest: dict, sae_a: Etsi014Client, sae_b: 
 def _exchange(master: Etsi014Client, slave: Etsi014Client, slave_id: str, console: Console) -> bool:
     sent = master.enc_keys(slave_id, number=3, size_bits=256)
     received = slave.dec_keys("sae-a", [key.key_id for key in sent])
-    table = Table("key_ID", "bits", "route", "sources", "relay", "same bytes at both SAEs",
+    table = Table("key_ID", "bits", "route", "hops (material: sources)", "relay", "same bytes at both SAEs",
                   title=f"sae-a enc_keys  ->  {slave_id} dec_keys")
     all_match = True
     for mine, theirs in zip(sent, received):
@@ -114,9 +119,9 @@ def _exchange(master: Etsi014Client, slave: Etsi014Client, slave_id: str, consol
         all_match &= same
         provenance = mine.extension.get("qkms_provenance", {})
         relayed = "trusted-node-relay" in provenance.get("algorithms", [])
+        hops = "\n".join(f"{h['link']} {h['material']}: {'+'.join(h['sources'])}" for h in provenance.get("hops", []))
         table.add_row(mine.key_id, str(len(mine.material) * 8), "-".join(provenance.get("route", [])),
-                      ", ".join(provenance.get("sources", [])), "one-time pad per hop" if relayed else "-",
-                      "yes" if same else "NO")
+                      hops, "one-time pad per hop" if relayed else "-", "yes" if same else "NO")
     console.print(table)
     try:
         slave.dec_keys("sae-a", [sent[0].key_id])
@@ -125,3 +130,12 @@ def _exchange(master: Etsi014Client, slave: Etsi014Client, slave_id: str, consol
     except Etsi014Error as exc:
         console.print(f"fetching {sent[0].key_id} again is refused: {exc.status} {exc.body['message']!r}")
     return all_match
+
+
+def _demand_qkd(master: Etsi014Client, console: Console) -> None:
+    """An SAE that demands QKD material on every hop cannot have a key over the ML-KEM-only link."""
+    try:
+        master.enc_keys("sae-d", extension_mandatory=[{"qkms_require_qkd": True}])
+        console.print("[red]a key demanding QKD crossed the ML-KEM-only link[/]")
+    except Etsi014Error as exc:
+        console.print(f"QKD on every hop to sae-d (C-D is ML-KEM only): {exc.status} {exc.body['message']!r}")

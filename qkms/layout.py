@@ -1,7 +1,8 @@
 """Writing a ready-to-run qkms directory: PKI, KEKs, node configs and a manifest.
 
-    DIR/pki/ca.crt, ca.key
+    DIR/pki/ca.crt, ca.key, ca.crl (the CA's revocation list; `qkms pki revoke` adds to it)
     DIR/nodes/<KME_ID>/{node.crt,node.key,kek.hex,config.yaml,data/}
+    DIR/nodes/<KME_ID>/pqc/{ml-dsa-65.key,ml-dsa-65.pub,peers/<PEER>.pub}   (ends of PQC links)
     DIR/saes/<SAE_ID>.crt, .key
     DIR/manifest.json
 """
@@ -16,8 +17,11 @@ from pathlib import Path
 
 import yaml
 
+from adapters.pqc.signing import new_key_pair
+from kms.config import ROLES_BY_POLICY
 from kms.pki import CertificateAuthority
 from kms.pki.files import write_atomic
+from kms.pki.revocation import issue_crl
 from kms.sealing import new_kek_hex
 from qkms.device_layout import MockPairPlan, device_section, write_mock_pair
 
@@ -33,13 +37,24 @@ class NodePlan:
 
 @dataclass(frozen=True)
 class LinkPlan:
-    """One link to write: its id, its two nodes and its key source section; a
-    device-fed link has a pair of mock devices instead (``devices``)."""
+    """One link to write: its id, its two nodes, its policy, its QKD source section and
+    (for policies that use PQC) its PQC source section; a device-fed link has a pair of
+    mock devices instead of a simulated QKD source (``devices``)."""
 
     link_id: str
     nodes: tuple[str, str]
     source: dict = field(default_factory=dict)
+    policy: str = "qkd-only"
+    pqc: dict = field(default_factory=lambda: dict(DEMO_PQC_SOURCE))
     devices: MockPairPlan | None = None
+
+    @property
+    def uses_qkd(self) -> bool:
+        return "qkd" in ROLES_BY_POLICY[self.policy]
+
+    @property
+    def uses_pqc(self) -> bool:
+        return "pqc" in ROLES_BY_POLICY[self.policy]
 
 
 #: Default source of links written by ``qkms init``: a simulated decoy-state BB84 link
@@ -48,6 +63,16 @@ class LinkPlan:
 #: before the finite-key bound leaves any key: a minute of CPU per frame).
 DEMO_LINK_SOURCE = {"kind": "simulated", "preset": "snspd-illustrative", "length_km": 10,
                     "pulses_per_frame": 3_000_000, "frame_interval_s": 5.0}
+#: PQC source of links whose policy uses one: ML-KEM-768 signed with ML-DSA-65, a 4 KiB
+#: block twice a second (64 kbit/s of link key material per link).
+DEMO_PQC_SOURCE = {"kind": "ml-kem", "kem": "ML-KEM-768", "signature": "ML-DSA-65", "block_bytes": 4096,
+                   "blocks_per_s": 2}
+LINK_POLICIES = tuple(ROLES_BY_POLICY)
+
+
+#: A fresh layout's (empty) CRL is valid for a year; `qkms pki revoke` and `qkms pki crl`
+#: re-issue it (30 days by default) and must be run again before it lapses.
+INIT_CRL_VALID_DAYS = 365
 
 
 @dataclass
@@ -57,13 +82,14 @@ class Manifest:
     ca: str
     nodes: dict[str, dict[str, str]] = field(default_factory=dict)
     saes: dict[str, dict[str, str]] = field(default_factory=dict)
+    admin: dict[str, str] = field(default_factory=dict)
     #: Device-fed links: link -> KME_ID -> how that node reaches its device
     #: (url, sae_id, cert, key, ca, server_name); and the mock devices to run.
     devices: dict[str, dict[str, dict[str, str]]] = field(default_factory=dict)
     mock_devices: dict[str, dict[str, dict[str, str]]] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
-        out = {"ca": self.ca, "nodes": self.nodes, "saes": self.saes}
+        out = {"ca": self.ca, "nodes": self.nodes, "saes": self.saes, "admin": self.admin}
         if self.devices:
             out |= {"devices": self.devices, "mock_devices": self.mock_devices}
         return out
@@ -81,18 +107,30 @@ def node_config(plan: NodePlan, plans: list[NodePlan], links: list[LinkPlan]) ->
     config = {
         "kme_id": plan.kme_id,
         "listen": {"host": "127.0.0.1", "port": plan.port},
-        "tls": {"cert": "node.crt", "key": "node.key", "ca": "../../pki/ca.crt", "sae_id_field": "subject_cn"},
+        "tls": {"cert": "node.crt", "key": "node.key", "ca": "../../pki/ca.crt", "sae_id_field": "subject_cn",
+                "crl": "../../pki/ca.crl"},
         "saes": [{"id": sae_id} for sae_id in plan.sae_ids],
         "kek": {"file": "kek.hex"},
         "redis": {"data_dir": "data"},
         "reservation_ttl_s": 3600,
+        "admins": [ADMIN_NAME],
     }
     if len(plans) > 1:
         config["peers"] = [{"kme_id": p.kme_id, "url": f"https://127.0.0.1:{p.port}", "saes": list(p.sae_ids)}
                            for p in plans if p.kme_id != plan.kme_id]
-        config["links"] = [{"id": link.link_id, "nodes": list(link.nodes), "source": _link_source(link, plan)}
-                           for link in links]
+        config["links"] = [_link_config(link, plan) for link in links]
     return config
+
+
+def _link_config(link: LinkPlan, plan: NodePlan) -> dict:
+    entry = {"id": link.link_id, "nodes": list(link.nodes)}
+    if link.policy != "qkd-only":
+        entry["policy"] = link.policy
+    if link.uses_qkd:
+        entry["source"] = _link_source(link, plan)
+    if link.uses_pqc:
+        entry["pqc"] = _link_pqc(link, plan)
+    return entry
 
 
 def _link_source(link: LinkPlan, plan: NodePlan) -> dict:
@@ -102,6 +140,21 @@ def _link_source(link: LinkPlan, plan: NodePlan) -> dict:
     if link.devices is not None:
         return device_section(link.devices, plan.kme_id, Path("nodes") / plan.kme_id, Path("pki") / "ca.crt")
     return {**link.source, "seed_file": f"links/{link.link_id}.seed"}
+
+
+def _link_pqc(link: LinkPlan, plan: NodePlan) -> dict:
+    """The PQC section at the link's ends (this node's key, the peer's pinned key);
+    elsewhere only its kind."""
+    if plan.kme_id not in link.nodes:
+        return {"kind": link.pqc["kind"]}
+    peer = next(n for n in link.nodes if n != plan.kme_id)
+    algorithm = _signature(link)
+    return {**link.pqc, "signing_key": f"pqc/{algorithm.lower()}.key",
+            "peer_public_key": f"pqc/peers/{peer}.{algorithm.lower()}.pub"}
+
+
+def _signature(link: LinkPlan) -> str:
+    return link.pqc.get("signature", "ML-DSA-65")
 
 
 def write_node(root: Path, ca: CertificateAuthority, plan: NodePlan, manifest: Manifest,
@@ -126,12 +179,42 @@ def write_sae(root: Path, ca: CertificateAuthority, sae_id: str, kme_id: str, ma
     manifest.saes[sae_id] = {"node": kme_id, "cert": str(cert), "key": str(key)}
 
 
+#: The administrator ``qkms init`` creates and every node of the layout accepts.
+ADMIN_NAME = "admin"
+
+
+def write_admin(root: Path, ca: CertificateAuthority, manifest: Manifest) -> None:
+    """Write the administrator's client certificate and key (the admin API's role)."""
+    directory = root / "admin"
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    cert, key = directory / f"{ADMIN_NAME}.crt", directory / f"{ADMIN_NAME}.key"
+    ca.issue_admin_certificate(ADMIN_NAME).save(cert, key)
+    manifest.admin = {"name": ADMIN_NAME, "cert": str(cert), "key": str(key)}
+
+
 def write_link_seeds(root: Path, links: list[LinkPlan]) -> None:
     """One shared secret per simulated link, copied into both ends' directories."""
-    for link in (link for link in links if link.devices is None):
+    for link in (link for link in links if link.uses_qkd and link.devices is None):
         seed = os.urandom(32).hex().encode() + b"\n"
         for kme_id in link.nodes:
             write_atomic(root / "nodes" / kme_id / "links" / f"{link.link_id}.seed", seed, 0o600)
+
+
+def write_pqc_identities(root: Path, links: list[LinkPlan]) -> None:
+    """An ML-DSA key pair per node at the end of a PQC link (private key mode 0600), and
+    each such link's peer public key pinned in the node's ``pqc/peers/``."""
+    public: dict[tuple[str, str], bytes] = {}
+    for link in (link for link in links if link.uses_pqc):
+        algorithm = _signature(link)
+        for kme_id in link.nodes:
+            if (kme_id, algorithm) not in public:
+                private_pem, public[kme_id, algorithm] = new_key_pair(algorithm)
+                pqc_dir = root / "nodes" / kme_id / "pqc"
+                write_atomic(pqc_dir / f"{algorithm.lower()}.key", private_pem, 0o600)
+                write_atomic(pqc_dir / f"{algorithm.lower()}.pub", public[kme_id, algorithm], 0o644)
+        for kme_id, peer in (link.nodes, link.nodes[::-1]):
+            write_atomic(root / "nodes" / kme_id / "pqc" / "peers" / f"{peer}.{algorithm.lower()}.pub",
+                         public[peer, algorithm], 0o644)
 
 
 def write_layout(root: Path, plans: list[NodePlan], links: list[LinkPlan] = ()) -> Manifest:
@@ -141,12 +224,15 @@ def write_layout(root: Path, plans: list[NodePlan], links: list[LinkPlan] = ()) 
     (root / "pki").mkdir(parents=True, exist_ok=True, mode=0o700)
     ca = CertificateAuthority.create()
     ca.save(root / "pki" / "ca.crt", root / "pki" / "ca.key")
+    issue_crl(ca, root / "pki" / "ca.crl", valid_days=INIT_CRL_VALID_DAYS)
     manifest = Manifest(ca=str(root / "pki" / "ca.crt"))
+    write_admin(root, ca, manifest)
     for plan in plans:
         write_node(root, ca, plan, manifest, plans, links)
         for sae_id in plan.sae_ids:
             write_sae(root, ca, sae_id, plan.kme_id, manifest)
     write_link_seeds(root, links)
+    write_pqc_identities(root, links)
     for link in (link for link in links if link.devices is not None):
         entries = write_mock_pair(root, ca, root / "pki" / "ca.crt", link.devices)
         manifest.devices[link.link_id] = entries["devices"]

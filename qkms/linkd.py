@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from kms.config import LinkConfig, NodeConfig
+from kms.config import LinkConfig, NodeConfig, PoolRole, RedisConfig
 from kms.storage.embedded_redis import die_with_parent
 from kms.errors import ConfigError, QkmsError
 from kms.inbox import BlockInbox
@@ -54,60 +54,72 @@ MAX_UNCONFIRMED_BLOCKS = 256
 
 @dataclass
 class LinkEnd:
-    """One local link: its config, its source, and the history of this end's pool head."""
+    """One source of one local link (its QKD or its PQC source, by ``role``): the link's
+    config, the source, and the history of this end's head of the source's pool."""
 
     config: LinkConfig
     peer: str
     source: KeySource
+    role: PoolRole = "qkd"
     heads: deque = field(default_factory=lambda: deque(maxlen=64))
     unconfirmed: dict[int, KeyBlock] = field(default_factory=dict)
     #: Blocks of the peer's half fetched from the source but not yet stored (a failed step).
     unstored: dict[int, KeyBlock] = field(default_factory=dict)
     peer_half_sequences: deque = field(default_factory=lambda: deque(maxlen=REPORTED_SEQUENCES))
 
+    @property
+    def pool_id(self) -> str:
+        """The pool this source fills (``<link>`` for QKD, ``<link>#pqc`` for PQC)."""
+        return self.config.pool_id(self.role)
 
-def _source_settings(config: NodeConfig, link: LinkConfig, transport: PeerTransport | None = None,
-                     inbox: BlockInbox | None = None) -> tuple[str, dict[str, Any], SourceContext]:
-    """(kind, the source's own section, its context) of a link this node is an end of;
-    with a ``transport`` the context carries the channel to the peer end's source."""
+
+def source_settings(config: NodeConfig, link: LinkConfig, role: PoolRole, transport: PeerTransport | None = None,
+                    inbox: BlockInbox | None = None) -> tuple[str, dict[str, Any], SourceContext]:
+    """(kind, the section, its context) of the ``role`` source of a link this node is an
+    end of, the context naming the source's pool as its link; with a ``transport`` the
+    context carries the channel to the peer end's source."""
     peer = next(n for n in link.nodes if n != config.kme_id)
-    section = {k: v for k, v in link.source.items() if k != "kind"}
-    channel = TransportLinkChannel(transport, peer, link.id) if transport is not None else None
-    return link.source["kind"], section, SourceContext(config.kme_id, peer, link.id, str(config.config_dir),
-                                                       channel=channel, inbox=inbox)
+    section = link.section(role)
+    channel = TransportLinkChannel(transport, peer, link.pool_id(role)) if transport is not None else None
+    return section["kind"], {k: v for k, v in section.items() if k != "kind"}, SourceContext(
+        config.kme_id, peer, link.pool_id(role), str(config.config_dir), channel=channel, inbox=inbox)
 
 
-def _at_link(index: int, check: Callable[..., Any], *args: Any) -> Any:
-    """``check(*args)``, with a ConfigError's setting path put under ``links[index].source``."""
+def _at_link(index: int, role: PoolRole, check: Callable[..., Any], *args: Any) -> Any:
+    """``check(*args)``, a ConfigError's setting path put under ``links[index].source``
+    (QKD) or ``links[index].pqc``."""
     try:
         return check(*args)
     except ConfigError as exc:
-        raise ConfigError(f"links[{index}].source.{exc.message}") from None
+        raise ConfigError(f"links[{index}].{'source' if role == 'qkd' else 'pqc'}.{exc.message}") from None
 
 
 def build_link_ends(config: NodeConfig, transport: PeerTransport | None = None,
                     inbox: BlockInbox | None = None) -> list[LinkEnd]:
-    """Instantiate (not start) the key source of every link this node is an end of."""
+    """Instantiate (not start) every key source of every link this node is an end of."""
     ends = []
     for index, link in enumerate(config.links):
         if config.kme_id in link.nodes:
-            kind, section, context = _source_settings(config, link, transport, inbox)
-            source = _at_link(index, build_source, kind, section, context)
-            ends.append(LinkEnd(link, context.peer_kme_id, source))
+            for role in link.roles:
+                kind, section, context = source_settings(config, link, role, transport, inbox)
+                source = _at_link(index, role, build_source, kind, section, context)
+                ends.append(LinkEnd(link, context.peer_kme_id, source, role))
     return ends
 
 
 def validate_link_sources(config: NodeConfig) -> None:
-    """ConfigError naming ``links[i].source.<setting>`` for the first invalid link source.
+    """ConfigError naming ``links[i].source.<setting>`` (or ``links[i].pqc.<setting>``)
+    for the first invalid link source.
 
     This node's own links are checked by their source (see KeySource.validate_config:
     nothing starts); links between other nodes need only a known kind, and for those
     nothing is imported."""
     for index, link in enumerate(config.links):
-        if config.kme_id in link.nodes:
-            _at_link(index, validate_source, *_source_settings(config, link))
-        else:
-            _at_link(index, require_known_kind, link.source["kind"])
+        for role in link.roles:
+            if config.kme_id in link.nodes:
+                _at_link(index, role, validate_source, *source_settings(config, link, role))
+            else:
+                _at_link(index, role, require_known_kind, link.section(role)["kind"])
 
 
 class LinkManager:
@@ -141,7 +153,7 @@ class LinkManager:
             _bound(end.unstored)
             if end.unstored:
                 sequences = sorted(end.unstored)
-                added += self._pools.add_blocks(end.config.id, end.peer, [end.unstored[s] for s in sequences])
+                added += self._pools.add_blocks(end.pool_id, end.peer, [end.unstored[s] for s in sequences])
                 end.peer_half_sequences.extend(sequences)
                 end.unstored.clear()
         return added
@@ -150,13 +162,13 @@ class LinkManager:
         """Release own blocks the peer holds; forget those the peer has moved past without."""
         held = set(held_by_peer)
         ready = sorted(held & set(end.unconfirmed))
-        added = self._pools.add_blocks(end.config.id, self._config.kme_id, [end.unconfirmed[s] for s in ready]) \
+        added = self._pools.add_blocks(end.pool_id, self._config.kme_id, [end.unconfirmed[s] for s in ready]) \
             if ready else 0
         for seq in ready:
             del end.unconfirmed[seq]
         newest = max(held, default=-1)
         for seq in [seq for seq in end.unconfirmed if seq < newest]:
-            log.warning("link %s: block %d never reached %s; not used", end.config.id, seq, end.peer)
+            log.warning("link %s: block %d never reached %s; not used", end.pool_id, seq, end.peer)
             del end.unconfirmed[seq]
         return added
 
@@ -164,7 +176,7 @@ class LinkManager:
         """Tell each source how much of each half of its link is unused here
         (KeySource.observe_pool)."""
         for end in self._ends:
-            end.source.observe_pool({owner: self._pools.available_bits(end.config.id, owner)
+            end.source.observe_pool({owner: self._pools.available_bits(end.pool_id, owner)
                                      for owner in end.config.nodes})
 
     def own_halves(self) -> list[LinkHalf]:
@@ -172,16 +184,16 @@ class LinkManager:
         halves = []
         for end in self._ends:
             health = end.source.health()
-            bits = self._pools.available_bits(end.config.id, self._config.kme_id)
+            bits = self._pools.available_bits(end.pool_id, self._config.kme_id)
             provenance = end.source.provenance
-            halves.append(LinkHalf(end.config.id, self._config.kme_id, bits, health.state, health.reason,
+            halves.append(LinkHalf(end.pool_id, self._config.kme_id, bits, health.state, health.reason,
                                    dict(health.metrics), now, provenance.sources, provenance.algorithms,
                                    tuple(end.peer_half_sequences)))
         return halves
 
     def poll_peers(self) -> None:
         """Learn every peer's link halves; release own blocks adjacent peers confirm."""
-        ends = {end.config.id: end for end in self._ends}
+        ends = {end.pool_id: end for end in self._ends}
         for peer in self._config.peers:
             try:
                 halves = [h for h in self._transport.link_halves(peer.kme_id) if h.owner == peer.kme_id]
@@ -195,13 +207,13 @@ class LinkManager:
     def sync_pools(self) -> None:
         now = time.monotonic()
         for end in self._ends:
-            head = self._pools.head(end.config.id, self._config.kme_id)
+            head = self._pools.head(end.pool_id, self._config.kme_id)
             if head is not None:
                 end.heads.append((now, head))
             old = [h for t, h in end.heads if now - t >= SYNC_LAG_S]
             if old:
                 try:
-                    self._transport.sync_pool(end.peer, end.config.id, self._config.kme_id, *old[-1])
+                    self._transport.sync_pool(end.peer, end.pool_id, self._config.kme_id, *old[-1])
                 except QkmsError:
                     continue
 
@@ -263,14 +275,14 @@ def bind_to_parent(parent_pid: int) -> None:
         raise SystemExit(f"link manager: parent process {parent_pid} is gone")
 
 
-def run_link_manager(config: NodeConfig, redis_url: str) -> None:
-    """Entry point of the link-manager process (``qkms linkd``)."""
+def run_link_manager(config: NodeConfig, redis: RedisConfig) -> None:
+    """Entry point of the link-manager process (``qkms linkd``) on the node's Redis."""
     from etsi_api.km_client import HttpPeerTransport
     from kms.node import node_sealer, storage_limits
     from kms.storage import open_storage
 
     transport = HttpPeerTransport(config)
-    storage = open_storage(redis_url, config.kme_id, node_sealer(config), storage_limits(config))
+    storage = open_storage(redis, config.kme_id, node_sealer(config), storage_limits(config))
     state = LinkManagerState.for_node(storage.link_manager, config)
     pid = os.getpid()
     manager = LinkManager(config, storage.pools, storage.board, transport,

@@ -24,10 +24,12 @@ from gunicorn.app.base import BaseApplication
 
 from etsi_api.app import create_app
 from etsi_api.km_client import HttpPeerTransport
-from kms.config import NodeConfig, ServerConfig
+from kms.admission import Admission, AdmissionLimits
+from kms.config import NodeConfig, RedisConfig, ServerConfig, TlsConfig
 from kms.errors import ConfigError
 from kms.link_manager_state import LinkManagerState
 from kms.node import assemble_node, node_sealer, storage_limits
+from kms.pki.tls import server_context
 from kms.storage import open_storage
 from kms.storage.embedded_redis import EmbeddedRedis, die_with_parent
 from qkms.gevent_worker import NodeWorker
@@ -44,13 +46,13 @@ def _worker_dies_with_master(server, worker) -> None:
     die_with_parent(signal.SIGKILL)
 
 
-def _tls12_or_newer(config, default_ssl_context_factory) -> ssl.SSLContext:
-    context = default_ssl_context_factory()
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    return context
+def _node_tls_context(tls: TlsConfig, config, default_ssl_context_factory) -> ssl.SSLContext:
+    """gunicorn's context: the node's TLS policy (kms.pki.tls), its CRL loaded. The gevent
+    worker makes its own contexts that follow CRL changes (qkms.gevent_worker)."""
+    return server_context(tls.cert, tls.key, tls.ca, tls.crl)
 
 
-def _concurrency_settings(server: ServerConfig) -> dict:
+def _concurrency_settings(server: ServerConfig, tls: TlsConfig) -> dict:
     """How each worker serves many keep-alive connections: greenlets (gevent: one event
     loop per process, no thread hand-offs per request) or a thread pool (gthread)."""
     if server.worker_class == "gthread":
@@ -60,15 +62,15 @@ def _concurrency_settings(server: ServerConfig) -> dict:
     # theirs afterwards (gunicorn's server context, the KM-channel and device clients),
     # and the one module it names (redis.asyncio) is not used.
     warnings.filterwarnings("ignore", message="Monkey-patching ssl after ssl has already been imported")
-    return {"worker_class": NodeWorker.configured(server), "worker_connections": server.worker_connections}
+    return {"worker_class": NodeWorker.configured(server, tls), "worker_connections": server.worker_connections}
 
 
 class NodeServer(BaseApplication):
     """gunicorn workers (gevent by default) with keep-alive, TLS with required client certificates."""
 
-    def __init__(self, config: NodeConfig, redis_url: str):
+    def __init__(self, config: NodeConfig, redis: RedisConfig):
         self._config = config
-        self._redis_url = redis_url
+        self._redis = redis
         super().__init__()
 
     def load_config(self) -> None:
@@ -76,7 +78,7 @@ class NodeServer(BaseApplication):
         settings = {
             "bind": f"{node.listen.host}:{node.listen.port}",
             "workers": server.workers,
-            **_concurrency_settings(server),
+            **_concurrency_settings(server, node.tls),
             "keepalive": server.keepalive_s,
             # Each worker listens on its own SO_REUSEPORT socket, so the kernel spreads new
             # connections over the workers; on one shared socket the first worker awake
@@ -86,7 +88,7 @@ class NodeServer(BaseApplication):
             "keyfile": str(node.tls.key),
             "ca_certs": str(node.tls.ca),
             "cert_reqs": ssl.CERT_REQUIRED,
-            "ssl_context": _tls12_or_newer,
+            "ssl_context": partial(_node_tls_context, node.tls),
             "do_handshake_on_connect": True,
             "accesslog": None,
             "proc_name": f"qkms-{node.kme_id}",
@@ -101,9 +103,10 @@ class NodeServer(BaseApplication):
     def load(self):
         config = self._config
         transport = HttpPeerTransport(config) if config.peers else None
-        storage = open_storage(self._redis_url, config.kme_id, node_sealer(config), storage_limits(config))
+        storage = open_storage(self._redis, config.kme_id, node_sealer(config), storage_limits(config))
         node = assemble_node(config, storage, transport)
-        return create_app(config, node.service, storage.store, node.network, node.responders)
+        admission = Admission(storage.admission, AdmissionLimits.for_node(config))
+        return create_app(config, node.service, storage.store, node.network, node.responders, admission)
 
 
 def ensure_listen_port_free(config: NodeConfig, wait_s: float = 5.0) -> None:
@@ -143,19 +146,21 @@ def check_link_sources(config: NodeConfig, config_path: Path) -> None:
         raise ConfigError(lines[-1] if lines else f"links: checking the link sources failed ({result.returncode})")
 
 
-def start_link_manager(config_path: Path, redis_url: str) -> subprocess.Popen:
+def start_link_manager(config_path: Path, embedded_url: str | None) -> subprocess.Popen:
     """The node's link manager as a child process that dies with this one (it arranges
     that itself, see ``bind_to_parent``) and, in its own process group, leaves Ctrl-C
     to this process, which stops it."""
-    return subprocess.Popen([sys.executable, "-m", "qkms", "linkd", "--config", str(config_path),
-                             "--redis-url", redis_url, "--parent-pid", str(os.getpid())], process_group=0)
+    embedded = ["--redis-url", embedded_url] if embedded_url else []
+    return subprocess.Popen([sys.executable, "-m", "qkms", "linkd", "--config", str(config_path), *embedded,
+                             "--parent-pid", str(os.getpid())], process_group=0)
 
 
-def supervise_link_manager(config: NodeConfig, config_path: Path, redis_url: str) -> Supervisor:
+def supervise_link_manager(config: NodeConfig, config_path: Path, embedded_url: str | None) -> Supervisor:
     """Start the link manager under a supervisor that records its state in the node's storage."""
-    storage = open_storage(redis_url, config.kme_id, node_sealer(config), storage_limits(config))
+    storage = open_storage(config.redis.reached_at(embedded_url), config.kme_id, node_sealer(config),
+                           storage_limits(config))
     state = LinkManagerState.for_node(storage.link_manager, config)
-    supervisor = Supervisor("link manager", partial(start_link_manager, config_path, redis_url), state.record)
+    supervisor = Supervisor("link manager", partial(start_link_manager, config_path, embedded_url), state.record)
     supervisor.start()
     return supervisor
 
@@ -164,12 +169,12 @@ def serve(config: NodeConfig, config_path: Path) -> None:
     """Run the node until SIGTERM/SIGINT: embedded Redis (unless a URL is configured),
     the supervised link manager (if the node has links) and the HTTPS workers; stop
     them all after."""
-    embedded = None if config.redis.url else EmbeddedRedis(config.redis.data_dir, config.redis.appendfsync)
-    redis_url = config.redis.url or embedded.start().url
+    embedded = EmbeddedRedis(config.redis.data_dir, config.redis.appendfsync) if config.redis.embedded else None
+    embedded_url = embedded.start().url if embedded else None
     owner = os.getpid()
-    supervisor = supervise_link_manager(config, config_path, redis_url) if config.local_links() else None
+    supervisor = supervise_link_manager(config, config_path, embedded_url) if config.local_links() else None
     try:
-        NodeServer(config, redis_url).run()
+        NodeServer(config, config.redis.reached_at(embedded_url)).run()
     finally:
         if os.getpid() == owner:
             if supervisor is not None:

@@ -17,6 +17,7 @@ from kms.sealing import KEK_SIZE_BYTES
 from qkms.layout import NodePlan, free_port, write_layout
 from tests.support.backends import Backend, MemoryBackend, RedisBackend
 from tests.support.processes import NodeProcess, RedisServerProcess
+from tests.support.redis_topologies import ClusterSet, SentinelSet
 
 
 @pytest.fixture
@@ -47,18 +48,44 @@ def redis_url(request) -> str:
 
 
 REDIS_KINDS = [pytest.param(kind, marks=pytest.mark.integration) for kind in ("embedded", "external")]
+REPLICATED_KINDS = [pytest.param(kind, marks=[pytest.mark.integration, pytest.mark.slow])
+                    for kind in ("sentinel", "cluster")]
+
+
+@pytest.fixture(scope="session")
+def sentinel_set(tmp_path_factory) -> Iterator[SentinelSet]:
+    """A master, a replica and three sentinels, for the whole session (flushed per test)."""
+    topology = SentinelSet(tmp_path_factory.mktemp("sentinel"))
+    try:
+        yield topology.start()
+    finally:
+        topology.stop()
+
+
+@pytest.fixture(scope="session")
+def cluster_set(tmp_path_factory) -> Iterator[ClusterSet]:
+    """Three masters with a replica each, for the whole session (flushed per test)."""
+    topology = ClusterSet(tmp_path_factory.mktemp("cluster"))
+    try:
+        yield topology.start()
+    finally:
+        topology.stop()
 
 
 def _open_backend(request, kind: str) -> Backend:
     if kind == "memory":
         return MemoryBackend()
+    if kind in ("sentinel", "cluster"):
+        topology = request.getfixturevalue(f"{kind}_set")
+        topology.flush()
+        return RedisBackend(kind, topology.settings())
     return RedisBackend(kind, request.getfixturevalue(f"{kind}_redis").url)
 
 
-@pytest.fixture(params=[pytest.param("memory"), *REDIS_KINDS])
+@pytest.fixture(params=[pytest.param("memory"), *REDIS_KINDS, *REPLICATED_KINDS])
 def backend(request) -> Iterator[Backend]:
-    """Every storage backend: the in-memory twins (unit tier) and both kinds of Redis
-    (integration tier, real servers)."""
+    """Every storage backend: the in-memory twins (unit tier), both kinds of single Redis
+    (integration tier) and Redis Sentinel and Cluster (slow tier), all real servers."""
     opened = _open_backend(request, request.param)
     yield opened
     opened.close()

@@ -26,6 +26,7 @@ from cryptography.x509.verification import PolicyBuilder, Store, VerificationErr
 from adapters.connectors.errors import ConnectorError
 from kms.errors import BadRequest
 from kms.pki import sae_identity_from_der
+from kms.pki.tls import harden
 
 log = logging.getLogger("qkms.connect")
 
@@ -49,8 +50,7 @@ class SaeCredentials:
         clients (no serverAuth), so a client checks the serving agent's certificate
         itself, with ``verified_identity`` after the handshake (TLS has proven that the
         server holds the certificate's key)."""
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER if server_side else ssl.PROTOCOL_TLS_CLIENT)
-        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context = harden(ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER if server_side else ssl.PROTOCOL_TLS_CLIENT))
         context.load_cert_chain(str(self.cert), str(self.key))
         context.check_hostname = False  # agents are named by SAE_ID, not by host name
         if server_side:

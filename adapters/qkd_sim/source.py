@@ -21,13 +21,14 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from adapters.qkd_sim.channel import EveSpec
 from adapters.qkd_sim.engine import LinkStats, run_link
 from adapters.qkd_sim.errors import QkdSimError
 from adapters.qkd_sim.source_config import (SimulatedSourceSettings, frame_seed, link_identity,
-                                            parse_settings, shared_secret)
+                                            parse_settings, read_eve_file, shared_secret)
 from kms.keys import KeyBlock, Provenance
 from kms.sources import KeySource, SourceContext, SourceHealth
 
@@ -61,7 +62,7 @@ class SimulatedQkdSource(KeySource):
     Settings (all optional): ``preset`` ("gys"), ``length_km`` (10), ``mu``, ``nu``,
     ``pulses_per_frame`` (4e8), ``frame_interval_s`` (120), ``seed_file``, ``eve``
     ({kind: intercept-resend|pns, fraction}), ``qber_alarm_margin`` (0.02),
-    ``max_queued_blocks`` (64).
+    ``max_queued_blocks`` (64), ``eve_file`` (an eavesdropper while that file exists).
     """
 
     kind = "simulated"
@@ -72,6 +73,7 @@ class SimulatedQkdSource(KeySource):
         self._params = settings.link_params()
         self._link_id, self._peer = link_identity(context)
         self._kme_id = context.kme_id
+        self._data_dir = context.data_dir
         self._is_alice = context.kme_id < self._peer
         self._secret = secret
         self._eve = settings.eve.spec() if settings.eve else None
@@ -98,13 +100,26 @@ class SimulatedQkdSource(KeySource):
             self._eve = spec
         log.warning("link %s: eavesdropper set to %s", self._link_id, spec)
 
+    def _eve_now(self) -> EveSpec | None:
+        """The eavesdropper of the next frame: the eve file's while it exists, else the set one."""
+        with self._lock:
+            eve = self._eve
+        path = self._settings.eve_file
+        if path is None:
+            return eve
+        try:
+            return read_eve_file(path if path.is_absolute() or not self._data_dir else Path(self._data_dir) / path) \
+                or eve
+        except (OSError, ValueError) as exc:
+            log.warning("link %s: eve_file %s ignored: %s", self._link_id, path, exc)
+            return eve
+
     def run_frame(self, index: int) -> KeyBlock | None:
         """Simulate frame ``index``, queue and return its block (None if it aborted)."""
         return self._run_frame(index, cancel=None)
 
     def _run_frame(self, index: int, cancel: threading.Event | None) -> KeyBlock | None:
-        with self._lock:
-            eve = self._eve
+        eve = self._eve_now()
 
         def progress(stage: str, done: int, total: int) -> None:
             if cancel is not None and cancel.is_set():

@@ -60,6 +60,9 @@ class SimulatedSourceSettings(_Frozen):
     frame_interval_s: float = Field(DEFAULT_FRAME_INTERVAL_S, gt=0.0)
     seed_file: Path | None = None
     eve: EveSettings | None = None
+    #: A file that, while it exists, switches an eavesdropper on from the next frame:
+    #: JSON ``{"kind": ..., "fraction": ...}`` (demos and tests cut a link this way).
+    eve_file: Path | None = None
     qber_alarm_margin: float = Field(0.02, gt=0.0, lt=0.5)
     max_queued_blocks: int = Field(64, ge=1)
 
@@ -80,6 +83,19 @@ def parse_settings(section: dict[str, Any]) -> SimulatedSourceSettings:
         raise ConfigError(describe_validation_error(exc, "unknown setting for the simulated source")) from None
     settings.link_params()
     return settings
+
+
+def read_eve_file(path: Path) -> EveSpec | None:
+    """The eavesdropper an eve file names, None while it does not exist; ValueError if
+    it is not ``{"kind": ..., "fraction": ...}``."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return None
+    try:
+        return EveSettings.model_validate_json(text).spec()
+    except ValidationError as exc:
+        raise ValueError(describe_validation_error(exc)) from None
 
 
 def link_identity(context: SourceContext) -> tuple[str, str]:

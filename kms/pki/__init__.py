@@ -16,9 +16,11 @@ from kms.pki.authority import DEFAULT_NODE_HOSTS, CertificateAuthority, IssuedCe
 from kms.pki.errors import PkiError
 from kms.pki.files import read_certificate
 from kms.pki.identity import (
+    ADMIN_URN_PREFIX,
     IDENTITY_FIELDS,
     KME_URN_PREFIX,
     SAE_URN_PREFIX,
+    admin_identity_from_der,
     certificate_names_from_der,
     format_serial,
     node_identity_from_der,
@@ -29,6 +31,7 @@ from kms.pki.keys import DEFAULT_KEY_TYPE, KEY_TYPES
 from kms.pki.names import check_entity_id
 
 __all__ = [
+    "ADMIN_URN_PREFIX",
     "DEFAULT_KEY_TYPE",
     "DEFAULT_NODE_HOSTS",
     "IDENTITY_FIELDS",
@@ -38,6 +41,7 @@ __all__ = [
     "CertificateAuthority",
     "IssuedCertificate",
     "PkiError",
+    "admin_identity_from_der",
     "certificate_names_from_der",
     "check_entity_id",
     "format_serial",

@@ -19,7 +19,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from kms.pki import files
 from kms.pki.errors import PkiError
-from kms.pki.identity import KME_URN_PREFIX, SAE_URN_PREFIX
+from kms.pki.identity import ADMIN_URN_PREFIX, KME_URN_PREFIX, SAE_URN_PREFIX
 from kms.pki.keys import DEFAULT_KEY_TYPE, PrivateKey, generate_private_key
 from kms.pki.names import check_entity_id, host_general_name, is_dns_name
 
@@ -144,6 +144,15 @@ class CertificateAuthority(_CertifiedKey):
         if is_dns_name(sae_id):
             names.append(x509.DNSName(sae_id))
         return self._issue(sae_id, names, [ExtendedKeyUsageOID.CLIENT_AUTH], valid_days, key_type)
+
+    def issue_admin_certificate(
+        self, name: str = "admin", valid_days: int = 825, key_type: str = DEFAULT_KEY_TYPE
+    ) -> IssuedCertificate:
+        """Issue an administrator certificate, valid as TLS client only: subject CN
+        ``name`` and the SAN URI ``urn:qkms:admin:<name>`` (the admin API's role)."""
+        check_entity_id(name, "admin name")
+        names: list[x509.GeneralName] = [x509.UniformResourceIdentifier(ADMIN_URN_PREFIX + name)]
+        return self._issue(name, names, [ExtendedKeyUsageOID.CLIENT_AUTH], valid_days, key_type)
 
     def _issue(
         self,

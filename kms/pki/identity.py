@@ -14,6 +14,8 @@ from kms.pki.errors import PkiError
 
 KME_URN_PREFIX = "urn:qkms:kme:"
 SAE_URN_PREFIX = "urn:qkms:sae:"
+ADMIN_URN_PREFIX = "urn:qkms:admin:"
+_ROLE_PREFIXES = (KME_URN_PREFIX, SAE_URN_PREFIX, ADMIN_URN_PREFIX)
 
 
 def format_serial(serial_number: int) -> str:
@@ -83,29 +85,44 @@ def sae_identity_from_der(der: bytes, field: str) -> str | None:
     return extract(certificate)
 
 
+def _role_identity(der: bytes, prefix: str, usages: set) -> str | None:
+    """The name in a certificate carrying exactly one ``prefix`` URN, no other qkms
+    role's URN, the same name as subject CN, and at least ``usages``; else None."""
+    try:
+        certificate = x509.load_der_x509_certificate(der)
+        names = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        granted = certificate.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except (ValueError, x509.ExtensionNotFound):
+        return None
+    uris = names.get_values_for_type(x509.UniformResourceIdentifier)
+    qkms_uris = [uri for uri in uris if uri.startswith(_ROLE_PREFIXES)]
+    if len(qkms_uris) != 1 or not qkms_uris[0].startswith(prefix):
+        return None
+    name = qkms_uris[0][len(prefix):]
+    if _subject_cn(certificate) != name or not usages <= set(granted):
+        return None
+    return name
+
+
+@functools.lru_cache(maxsize=1024)
+def admin_identity_from_der(der: bytes) -> str | None:
+    """The administrator name an admin certificate stands for, or None if ``der`` is not
+    one (``CertificateAuthority.issue_admin_certificate``): exactly one SAN URI
+    ``urn:qkms:admin:<name>`` and no other qkms role's URN, the same name as subject CN,
+    extended key usage for TLS client. A node or SAE certificate never passes."""
+    return _role_identity(der, ADMIN_URN_PREFIX, {ExtendedKeyUsageOID.CLIENT_AUTH})
+
+
 @functools.lru_cache(maxsize=1024)
 def node_identity_from_der(der: bytes) -> str | None:
     """The KME_ID a node certificate stands for, or None if ``der`` is not one.
 
     A node certificate (``CertificateAuthority.issue_node_certificate``) has exactly
-    one SAN URI ``urn:qkms:kme:<KME_ID>`` and no SAE URN, the same KME_ID as subject
-    CN, and extended key usage for TLS server and client. An SAE certificate that
-    also carries a node URN does not pass.
+    one SAN URI ``urn:qkms:kme:<KME_ID>`` and no other qkms role's URN (SAE, admin),
+    the same KME_ID as subject CN, and extended key usage for TLS server and client.
+    An SAE certificate that also carries a node URN does not pass.
     """
-    try:
-        certificate = x509.load_der_x509_certificate(der)
-        names = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-        usages = certificate.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
-    except (ValueError, x509.ExtensionNotFound):
-        return None
-    uris = names.get_values_for_type(x509.UniformResourceIdentifier)
-    nodes = [uri[len(KME_URN_PREFIX):] for uri in uris if uri.startswith(KME_URN_PREFIX)]
-    if len(nodes) != 1 or any(uri.startswith(SAE_URN_PREFIX) for uri in uris):
-        return None
-    roles = {ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH}
-    if _subject_cn(certificate) != nodes[0] or not roles <= set(usages):
-        return None
-    return nodes[0]
+    return _role_identity(der, KME_URN_PREFIX, {ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH})
 
 
 @functools.lru_cache(maxsize=256)

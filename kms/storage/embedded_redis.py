@@ -89,6 +89,10 @@ class EmbeddedRedis:
         except (redis.RedisError, OSError):
             return False
 
+    def running(self) -> bool:
+        """True if a server (this one or another process's) answers on the socket."""
+        return self.socket_path.exists() and self._answers()
+
     def start(self) -> "EmbeddedRedis":
         """Start the server and wait until it answers PING."""
         self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)

@@ -1,14 +1,70 @@
-"""Redis connections from the ``redis`` settings of a node."""
+"""Redis connections from the ``redis`` settings of a node: a URL (one server),
+Redis Sentinel (the current master of a replicated pair or more) or Redis Cluster,
+and the replication check (``WAIT``) that keeps a failover from undoing a decision."""
 
 from __future__ import annotations
 
+import os
+
 import redis
+from redis.cluster import ClusterNode, RedisCluster
+from redis.sentinel import Sentinel
 
-#: URL schemes a node's ``redis.url`` may use.
-REDIS_URL_SCHEMES = ("redis", "rediss", "unix")
+from kms.config import RedisConfig
+from kms.errors import Unavailable
+
+#: Timeouts of every connection (seconds).
+SOCKET_TIMEOUT_S = 10
+CONNECT_TIMEOUT_S = 5
 
 
-def redis_client(url: str) -> redis.Redis:
-    """A binary-safe client with bounded timeouts, for ``redis://``, ``rediss://`` or ``unix://``."""
-    return redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5,
-                                health_check_interval=30, retry_on_timeout=True)
+def redis_client(settings: RedisConfig | str) -> redis.Redis | RedisCluster:
+    """A binary-safe client for a URL (``redis://``, ``rediss://``, ``unix://``), the
+    master a Sentinel names, or a Cluster, with bounded timeouts."""
+    if isinstance(settings, str):
+        settings = RedisConfig(url=settings)
+    common = {"socket_timeout": SOCKET_TIMEOUT_S, "socket_connect_timeout": CONNECT_TIMEOUT_S}
+    if settings.sentinel is not None:
+        sentinel = settings.sentinel
+        password = _secret(sentinel.password_env)
+        watchers = Sentinel([_host_port(node) for node in sentinel.nodes], sentinel_kwargs=common, **common)
+        return watchers.master_for(sentinel.master_name, db=sentinel.db, password=password, retry_on_timeout=True)
+    if settings.cluster is not None:
+        nodes = [ClusterNode(*_host_port(node)) for node in settings.cluster.nodes]
+        return RedisCluster(startup_nodes=nodes, password=_secret(settings.cluster.password_env), **common)
+    return redis.Redis.from_url(settings.url, health_check_interval=30, retry_on_timeout=True, **common)
+
+
+def _host_port(node: str) -> tuple[str, int]:
+    host, _, port = node.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+def _secret(env: str | None) -> str | None:
+    return os.environ.get(env) if env else None
+
+
+class Replication:
+    """After a write, wait until ``min_acked`` replicas hold it (Redis WAIT); fewer within
+    the timeout is Unavailable. With ``min_acked`` 0 it does nothing."""
+
+    def __init__(self, client: redis.Redis | RedisCluster, min_acked: int = 0, timeout_ms: int = 200):
+        self._redis = client
+        self._min_acked = min_acked
+        self._timeout_ms = timeout_ms
+
+    def confirm(self, key: str) -> None:
+        """Unavailable unless the write to ``key`` (just made on this connection's server)
+        reached enough replicas."""
+        if not self._min_acked:
+            return
+        try:
+            if isinstance(self._redis, RedisCluster):
+                node = self._redis.get_node_from_key(key)
+                acked = self._redis.execute_command("WAIT", self._min_acked, self._timeout_ms, target_nodes=node)
+            else:
+                acked = self._redis.execute_command("WAIT", self._min_acked, self._timeout_ms)
+        except redis.RedisError as exc:
+            raise Unavailable("the key store could not confirm replication") from exc
+        if int(acked) < self._min_acked:
+            raise Unavailable("the key store could not replicate the change in time")

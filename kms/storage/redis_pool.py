@@ -23,6 +23,7 @@ from kms.keys import KeyBlock
 from kms.pools import MAX_SEGMENTS_PER_KEY, Carved, PoolMismatch, PoolStore, Segment
 from kms.storage.redis_store import run_script
 from kms.sealing import Sealer
+from kms.storage.redis_client import Replication
 
 _LUA_DELETE_IF_SPENT = """
 local function spend(zset, bprefix, uprefix, id, nbytes)
@@ -169,8 +170,9 @@ return dropped
 class RedisPoolStore(PoolStore):
     """Link pools of one node in Redis; see the module docstring for the layout."""
 
-    def __init__(self, client: redis.Redis, sealer: Sealer, kme_id: str):
+    def __init__(self, client: redis.Redis, sealer: Sealer, kme_id: str, replication: Replication | None = None):
         self._redis = client
+        self._replication = replication or Replication(client)
         self._sealer = sealer
         self._kme_id = kme_id
         self._add = client.register_script(_ADD)
@@ -211,6 +213,8 @@ class RedisPoolStore(PoolStore):
             raise Unavailable("not enough key material on the link")
         if reply[0] == b"fragmented":
             raise Unavailable(f"a key would span more than {MAX_SEGMENTS_PER_KEY} pool blocks")
+        # Bits a failover could give back must never leave as a key or a pad.
+        self._replication.confirm(self._use_keys(link_id, owner)[0])
         per_key, at = [], 1
         for _ in sizes_bytes:
             count = int(reply[at])
@@ -231,6 +235,7 @@ class RedisPoolStore(PoolStore):
         reply = run_script(self._take, self._use_keys(link_id, owner), args)
         if reply[0] != b"ok":
             raise PoolMismatch(f"pool segment {reply[0].decode()}: block {reply[1].decode()}")
+        self._replication.confirm(self._use_keys(link_id, owner)[0])
         blocks = self._unseal_pairs(link_id, reply[1:])
         return [_cut(blocks, segments) for segments in keys]
 

@@ -16,9 +16,11 @@ from collections.abc import Sequence
 
 import redis
 
-from kms.errors import BadRequest, DuplicateKeyId, KeysNotFound, QuotaExceeded, StoreError, StoreFull, Unauthorized
+from kms.errors import (BadRequest, DuplicateKeyId, KeysNotFound, QuotaExceeded, StoreError, StoreFull, Unauthorized,
+                        Unavailable)
 from kms.keys import Key, Provenance, Reservation
 from kms.sealing import Sealer
+from kms.storage.redis_client import Replication
 from kms.store import REQUEST_BUSY_S, REQUEST_MEMORY_S, KeyStore
 
 log = logging.getLogger("qkms.store")
@@ -103,13 +105,21 @@ redis.call('SET', KEYS[1], 'aborted', 'EX', ARGV[1])
 return n
 """
 
+_WITHDRAW = """
+for _, k in ipairs(KEYS) do
+  redis.call('DEL', k)
+  for i = 1, #ARGV do redis.call('ZREM', ARGV[i], k) end
+end
+return #KEYS
+"""
+
 _HELD = """
 return redis.call('ZCOUNT', KEYS[1], '(' .. redis.call('TIME')[1], '+inf')
 """
 
 _CHARGE = """
-local amount, limit, window_s = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-local key = ARGV[1] .. ':' .. math.floor(tonumber(redis.call('TIME')[1]) / window_s)
+local amount, limit, window_s = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local key = KEYS[1] .. ':' .. math.floor(tonumber(redis.call('TIME')[1]) / window_s)
 if tonumber(redis.call('GET', key) or '0') + amount > limit then return 0 end
 redis.call('INCRBY', key, amount)
 redis.call('EXPIRE', key, window_s * 2)
@@ -130,8 +140,9 @@ class RedisKeyStore(KeyStore):
     """Reservations in one Redis (standalone, Sentinel-managed or Cluster)."""
 
     def __init__(self, client: redis.Redis, sealer: Sealer, kme_id: str, capacity_keys: int | None = None,
-                 quota_keys_per_master: int | None = None):
+                 quota_keys_per_master: int | None = None, replication: Replication | None = None):
         self._redis = client
+        self._replication = replication or Replication(client)
         self._sealer = sealer
         self._capacity_keys = -1 if capacity_keys is None else capacity_keys
         self._quota = -1 if quota_keys_per_master is None else quota_keys_per_master
@@ -145,6 +156,7 @@ class RedisKeyStore(KeyStore):
         self._abort = client.register_script(_ABORT)
         self._count_held = client.register_script(_HELD)
         self._charge = client.register_script(_CHARGE)
+        self._withdraw = client.register_script(_WITHDRAW)
         self._charges = f"qkms:{{{kme_id}}}:charge:"
 
     def _key(self, key_id: str) -> str:
@@ -174,6 +186,17 @@ class RedisKeyStore(KeyStore):
             raise QuotaExceeded()
         if outcome:
             raise DuplicateKeyId()
+        self._confirm_or_undo(keys, reservations)
+
+    def _confirm_or_undo(self, keys: list[str], reservations: Sequence[Reservation]) -> None:
+        """A reservation no replica holds could vanish at a failover after its master got
+        the key: withdraw it (nobody has it yet) and fail."""
+        try:
+            self._replication.confirm(keys[0])
+        except Unavailable:
+            masters = {r.master_id for r in reservations}
+            run_script(self._withdraw, keys, [self._held, *(self._held_by_master + m for m in masters)])
+            raise
 
     def claim(self, key_ids: Sequence[str], slave_id: str, master_id: str) -> list[Key]:
         if len(set(key_ids)) != len(key_ids):
@@ -186,6 +209,9 @@ class RedisKeyStore(KeyStore):
             raise KeysNotFound(details=[{"key_ID": key_ids[int(reply[1]) - 1]}])
         if verdict == "unauthorized":
             raise Unauthorized("caller is not a slave SAE of the requested keys")
+        # Not handed out unless replicated: after a failover a claim no replica saw
+        # would let the same keys be claimed again.
+        self._replication.confirm(keys[0])
         pairs = zip(reply[1::2], reply[2::2])
         return [Key(key_id, self._sealer.unseal(sealed, key_id), Provenance.from_json(prov))
                 for key_id, (sealed, prov) in zip(key_ids, pairs)]
@@ -208,7 +234,7 @@ class RedisKeyStore(KeyStore):
         return int(run_script(self._count_held, [held], []))
 
     def charge(self, account: str, amount: int, limit: int, window_s: int) -> None:
-        if not run_script(self._charge, [], [self._charges + account, amount, limit, window_s]):
+        if not run_script(self._charge, [self._charges + account], [amount, limit, window_s]):
             raise QuotaExceeded()
 
     def ping(self) -> bool:

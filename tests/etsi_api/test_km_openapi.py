@@ -42,12 +42,14 @@ def schema_props(doc, name):
     return set(doc["components"]["schemas"][name]["properties"])
 
 
-def sample_relay(otp: bytes | None) -> RelayRequest:
+def sample_relay(otp: bytes | None, hybrid: bool = False) -> RelayRequest:
+    """A relay request; ``hybrid``: its second hop (link-B-C) is a hybrid one."""
     route = (Hop("link-A-B", "KME_A", "KME_B"), Hop("link-B-C", "KME_B", "KME_C"))
+    pqc_segments = (Segment("link-B-C#pqc-5", 0, 32),) if hybrid else ()
     keys = (HopKey("bc490419-7d60-487f-adc1-4ddcc177c139",
-                   (Segment("link-B-C-17", 96, 20), Segment("link-B-C-19", 0, 12)), otp),)
+                   (Segment("link-B-C-17", 96, 20), Segment("link-B-C-19", 0, 12)), otp, pqc_segments),)
     return RelayRequest("3f0c2a1e-7b55-4c1d-9d0e-5c7d1e2b8a90.KME_C", route, 1 if otp else 0, "sae-a1",
-                        frozenset({"sae-c2", "sae-c1"}), 256, 300, keys)
+                        frozenset({"sae-c2", "sae-c1"}), 256, 300, keys, ("qkd", "hybrid") if hybrid else ())
 
 
 #: KME_B of the chain KME_A - KME_B - KME_C, as a real configuration (files never read).
@@ -149,10 +151,14 @@ def test_every_km_route_is_documented_and_vice_versa(doc):
 @pytest.mark.parametrize("otp", [None, bytes(range(32))], ids=["first-hop", "relayed"])
 def test_relay_schema_names_are_km_wire_names(doc, otp):
     wire = km_wire.relay_to_json(sample_relay(otp))
-    assert set(wire) == schema_props(doc, "RelayRequest")
+    optional = {"hop_pools"}
+    assert set(wire) | optional == schema_props(doc, "RelayRequest")
     assert set(doc["components"]["schemas"]["RelayRequest"]["required"]) == set(wire)
     assert set(wire["route"][0]) == schema_props(doc, "Hop")
-    assert set(wire["keys"][0]) == schema_props(doc, "HopKey")
+    assert set(wire["keys"][0]) | {"pqc_segments"} == schema_props(doc, "HopKey")
+    hybrid = km_wire.relay_to_json(sample_relay(bytes(range(32)), hybrid=True))
+    assert set(hybrid) == schema_props(doc, "RelayRequest") and set(hybrid["keys"][0]) == schema_props(doc, "HopKey")
+    assert_matches_schema(doc, {"$ref": "#/components/schemas/RelayRequest"}, hybrid)
     request_body = doc["paths"]["/relay"]["post"]["requestBody"]["content"]["application/json"]
     assert_matches_schema(doc, request_body["schema"], wire)
     # and the document's examples are requests km_wire accepts

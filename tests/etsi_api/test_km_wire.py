@@ -57,6 +57,31 @@ def test_a_relay_request_is_written_with_these_field_names() -> None:
     assert relay_to_json(relay_request()) == GOLDEN
 
 
+def test_a_relay_over_policy_links_adds_the_plan_and_pqc_segments() -> None:
+    """Compatible: a QKD-only relay reads and writes as before; a plan with other
+    materials adds ``hop_pools``, a hybrid hop's keys ``pqc_segments``."""
+    hybrid = relay_request()
+    keys = tuple(HopKey(k.key_id, k.segments, k.ciphertext, (Segment("B--C#pqc:3", 0, 32),)) for k in hybrid.keys)
+    request = RelayRequest(hybrid.request_id, ROUTE, 1, "sae-a", hybrid.slave_ids, 256, 600, keys,
+                           ("qkd", "hybrid", "pqc"))
+    body = relay_to_json(request)
+    assert body["hop_pools"] == ["qkd", "hybrid", "pqc"]
+    assert body["keys"][0]["pqc_segments"] == [["B--C#pqc:3", 0, 32]]
+    assert relay_to_json(relay_from_json(json.loads(json.dumps(body)))) == body
+    back = relay_from_json(body)
+    assert back.plan == ("qkd", "hybrid", "pqc") and back.keys[1].pqc_segments == keys[1].pqc_segments
+    qkd_only = RelayRequest(hybrid.request_id, ROUTE, 1, "sae-a", hybrid.slave_ids, 256, 600, hybrid.keys,
+                            ("qkd", "qkd", "qkd"))
+    assert relay_to_json(qkd_only) == GOLDEN and relay_from_json(GOLDEN).plan == ("qkd", "qkd", "qkd")
+
+
+@pytest.mark.parametrize("change", [{"hop_pools": "qkd"}, {"hop_pools": [1]}, {"hop_pools": [""]}],
+                         ids=["not-a-list", "not-strings", "empty-string"])
+def test_a_malformed_plan_is_a_bad_request(change: dict) -> None:
+    with pytest.raises(BadRequest, match="malformed relay request"):
+        relay_from_json({**GOLDEN, **change})
+
+
 @pytest.mark.parametrize("first_hop", [False, True], ids=["one-time-pad", "first hop"])
 def test_a_relay_request_survives_a_round_trip(first_hop: bool) -> None:
     request = relay_request(hop_index=0 if first_hop else 1, first_hop=first_hop)

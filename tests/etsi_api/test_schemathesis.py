@@ -14,27 +14,18 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import requests
-import schemathesis
-from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from schemathesis.checks import not_a_server_error
-from schemathesis.specs.openapi.checks import (
-    content_type_conformance,
-    response_schema_conformance,
-    status_code_conformance,
-)
 
 from tests.conftest import SingleNode
+from tests.support.fuzzing import INTERFACES, check_conformance, fuzz_settings, mtls_session
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
-DOCUMENT = Path(__file__).resolve().parents[2] / "etsi_api" / "openapi.yaml"
+ETSI = next(interface for interface in INTERFACES if interface.name == "etsi014")
 # The document's examples name these SAEs, so the explicit-example phase hits real ones.
 CALLER, SAES = "sae-a1", ("sae-a1", "sae-c1", "sae-b1")
-TRACEBACK_MARKERS = ("Traceback (most recent call last)", 'File "/', "Werkzeug Debugger", "<!doctype html")
 
-schema = schemathesis.openapi.from_path(DOCUMENT)
+schema = ETSI.schema()
 
 
 @schema.hook
@@ -42,26 +33,6 @@ def flatmap_path_parameters(context, path_parameters):
     """Half the cases name an SAE the node knows, so success paths get exercised too."""
     known = st.sampled_from(SAES).map(lambda sae: {name: sae for name in path_parameters})
     return st.one_of(st.just(path_parameters), known)
-
-
-@schemathesis.check
-def error_body_is_a_safe_etsi_error(ctx, response, case):
-    """Every failure carries a JSON Error body with a string message, never a traceback."""
-    if response.status_code == 200:
-        return True
-    try:
-        body = response.json()
-    except ValueError:
-        raise AssertionError(f"{response.status_code} without a JSON body: {response.text[:200]!r}") from None
-    assert isinstance(body, dict), f"{response.status_code} body is not a JSON object: {body!r}"
-    assert isinstance(body.get("message"), str), f"{response.status_code} body has no string message: {body!r}"
-    for marker in TRACEBACK_MARKERS:
-        assert marker not in response.text, f"{response.status_code} body leaks internals ({marker!r})"
-    return True
-
-
-CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
-          response_schema_conformance, error_body_is_a_safe_etsi_error]
 
 
 @pytest.fixture(scope="module")
@@ -72,17 +43,9 @@ def node(tmp_path_factory):
     node.process.stop()
 
 
-def sae_session(node, sae_id: str) -> requests.Session:
-    """A requests session presenting ``sae_id``'s client certificate and trusting the node's CA.
-
-    ``trust_env`` is off: REQUESTS_CA_BUNDLE in the environment would otherwise
-    override ``verify`` and fail the handshake."""
+def sae_session(node, sae_id: str):
     sae = node.manifest["saes"][sae_id]
-    session = requests.Session()
-    session.trust_env = False
-    session.cert = (sae["cert"], sae["key"])
-    session.verify = node.manifest["ca"]
-    return session
+    return mtls_session(sae["cert"], sae["key"], node.manifest["ca"])
 
 
 @pytest.fixture(scope="module")
@@ -98,11 +61,9 @@ def slave_session(node):
 
 
 @schema.parametrize()
-@settings(max_examples=40, derandomize=True, deadline=None, database=None, print_blob=False,
-          suppress_health_check=list(HealthCheck))
+@fuzz_settings(default_examples=40)
 def test_etsi_api_conforms_to_its_openapi_document(case, node, session):
-    case.call_and_validate(base_url=f"{node.url}/api/v1", session=session, checks=CHECKS, timeout=10,
-                           verify=session.verify, cert=session.cert)
+    check_conformance(case, node.url, ETSI, session)
 
 
 # --- Methods the document does not define --------------------------------------------

@@ -118,6 +118,7 @@ def test_only_the_remote_system_named_at_creation_gets_the_key(get):
     ("/key/zz?remoteSystemID=router-b", 400),
     ("/key/" + "0" * 32 + "?remoteSystemID=router-b", 400),
     ("/entropy?minentropy=7", 400),
+    ("/entropy?minentropy=0", 400),  # found by benchmarks/fuzz_interfaces.py: an empty randomStr
     ("/capabilities?x=1", 400),
 ])
 def test_malformed_requests_are_400(get, query, status):

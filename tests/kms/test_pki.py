@@ -24,8 +24,10 @@ from kms.pki import (
     CertificateAuthority,
     IssuedCertificate,
     PkiError,
+    ADMIN_URN_PREFIX,
     KME_URN_PREFIX,
     SAE_URN_PREFIX,
+    admin_identity_from_der,
     format_serial,
     node_identity_from_der,
     sae_identity,
@@ -475,3 +477,23 @@ def test_other_certificates_do_not_pass_as_a_node(ca, common_name, uris, usages)
 def test_an_sae_certificate_is_no_node(sae) -> None:
     assert node_identity_from_der(_der(sae)) is None
     assert node_identity_from_der(b"not a certificate") is None
+
+
+# --- admin identity (admin API) ------------------------------------------------------
+
+
+def test_an_admin_certificate_names_its_administrator_and_nothing_else(ca, node, sae) -> None:
+    admin = _der(ca.issue_admin_certificate("ops-1"))
+    assert admin_identity_from_der(admin) == "ops-1"
+    assert node_identity_from_der(admin) is None
+    assert admin_identity_from_der(_der(node)) is None and admin_identity_from_der(_der(sae)) is None
+
+
+@pytest.mark.parametrize("common_name, uris", [
+    ("sae-1", [ADMIN_URN_PREFIX + "ops-1"]),
+    ("ops-1", [ADMIN_URN_PREFIX + "ops-1", SAE_URN_PREFIX + "ops-1"]),
+    ("ops-1", [ADMIN_URN_PREFIX + "ops-1", KME_URN_PREFIX + "ops-1"]),
+], ids=["another CN", "admin and SAE URNs", "admin and node URNs"])
+def test_other_certificates_do_not_pass_as_an_admin(ca, common_name, uris) -> None:
+    crafted = _crafted(ca, common_name, uris, [ExtendedKeyUsageOID.CLIENT_AUTH])
+    assert admin_identity_from_der(crafted) is None

@@ -129,7 +129,7 @@ def test_keys_must_match_their_size() -> None:
 
 def test_the_relay_body_limit_holds_the_largest_advertised_request() -> None:
     """The largest request within the limits, every key spread over the most blocks a
-    carve allows, encodes within the KM channel's body limit."""
+    carve allows (of both pools, on a hybrid hop), encodes within the KM channel's body limit."""
     import json
 
     from etsi_api.km_wire import relay_to_json
@@ -139,8 +139,10 @@ def test_the_relay_body_limit_holds_the_largest_advertised_request() -> None:
     size_bytes = limits.max_key_size_bits // 8
     per_segment = size_bytes // MAX_SEGMENTS_PER_KEY
     segments = tuple(Segment("b" * MAX_BLOCK_ID_CHARS, 10**9 + i, per_segment) for i in range(MAX_SEGMENTS_PER_KEY))
-    keys = tuple(HopKey(f"6f1c2a8e-0b7d-4f5e-9a43-{i:012x}", segments, bytes(size_bytes))
+    keys = tuple(HopKey(f"6f1c2a8e-0b7d-4f5e-9a43-{i:012x}", segments, bytes(size_bytes), segments)
                  for i in range(limits.max_keys_per_request))
-    largest = dataclasses.replace(relay(), size_bits=limits.max_key_size_bits, keys=keys)
+    request = relay()
+    largest = dataclasses.replace(request, size_bits=limits.max_key_size_bits, keys=keys,
+                                  hop_pools=("hybrid",) * len(request.route))
     encoded = json.dumps(relay_to_json(largest)).encode()
     assert len(encoded) <= relay_body_limit_bytes(limits)

@@ -11,6 +11,9 @@ import pytest
 from kms.errors import ConfigError, StoreError
 from kms.sealing import KEK_SIZE_BYTES, NONCE_SIZE_BYTES, Sealer, load_kek, new_kek_hex, parse_kek
 
+#: Header of the v2 format: "QK\x02", the KEK's 8-byte id, the nonce.
+V2_HEADER = 3 + 8 + NONCE_SIZE_BYTES
+
 MATERIAL = bytes(range(32))
 KEY_ID = "6f1c0b4e-8d1f-4a55-9d3e-0d4b2c1a9e77"
 
@@ -32,7 +35,7 @@ def test_round_trip(sealer: Sealer, material: bytes) -> None:
 def test_sealed_value_hides_the_material(sealer: Sealer) -> None:
     sealed = sealer.seal(MATERIAL, KEY_ID)
     assert MATERIAL not in sealed
-    assert len(sealed) == NONCE_SIZE_BYTES + len(MATERIAL) + 16
+    assert len(sealed) == V2_HEADER + len(MATERIAL) + 16
 
 
 def test_another_sealer_with_the_same_kek_and_context_unseals(kek: bytes, sealer: Sealer) -> None:
@@ -78,20 +81,20 @@ def test_appended_bytes_fail(sealer: Sealer) -> None:
         sealer.unseal(sealer.seal(MATERIAL, KEY_ID) + b"\x00", KEY_ID)
 
 
-@pytest.mark.parametrize("keep", [NONCE_SIZE_BYTES + 15, NONCE_SIZE_BYTES + 1, NONCE_SIZE_BYTES])
+@pytest.mark.parametrize("keep", [V2_HEADER + 15, V2_HEADER + 1, V2_HEADER])
 def test_truncation_after_the_nonce_fails(sealer: Sealer, keep: int) -> None:
     with pytest.raises(StoreError):
         sealer.unseal(sealer.seal(MATERIAL, KEY_ID)[:keep], KEY_ID)
 
 
-@pytest.mark.parametrize("keep", [0, 1, 7])
+@pytest.mark.parametrize("keep", [0, 1, 7, 3 + 8 + 5])
 def test_truncation_inside_the_nonce_fails_with_store_error(sealer: Sealer, keep: int) -> None:
     with pytest.raises(StoreError):
         sealer.unseal(sealer.seal(MATERIAL, KEY_ID)[:keep], KEY_ID)
 
 
 def test_nonces_are_unique(sealer: Sealer) -> None:
-    nonces = {sealer.seal(MATERIAL, KEY_ID)[:NONCE_SIZE_BYTES] for _ in range(2000)}
+    nonces = {sealer.seal(MATERIAL, KEY_ID)[11:V2_HEADER] for _ in range(2000)}
     assert len(nonces) == 2000
 
 

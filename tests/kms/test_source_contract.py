@@ -57,7 +57,6 @@ import pytest
 
 from kms.csprng_source import CsprngSource
 from kms.errors import ConfigError
-from kms.inbox import BlockInbox
 from kms.keys import KeyBlock, Provenance
 from kms.source_registry import (BUILTIN_SOURCES, available_sources, build_source, known_kinds, require_known_kind,
                                  source_class, validate_source)
@@ -66,6 +65,7 @@ from kms.storage import open_memory_storage
 from qkms.layout import free_port
 from tests.support.conditions import wait_until
 from tests.support.devices import MockDevicePair, PushReceiver
+from tests.support.pqc import PQC_SECTION, end_files, write_files
 
 KME_A, KME_B = "KME-A", "KME-B"
 LINK_ID = f"{KME_A}--{KME_B}"
@@ -91,13 +91,15 @@ class ContractConfig:
     section: dict[str, Any] = field(default_factory=dict)
     #: Files each end's data directory holds, relative path -> content (a link's seed file).
     shared_files: dict[str, bytes] = field(default_factory=dict)
+    #: Files only one end holds: KME_ID -> relative path -> content (its private key).
+    end_files: dict[str, dict[str, bytes]] = field(default_factory=dict)
     #: A fetch budget that holds any one block of this source.
     block_budget_bits: int = 1 << 20
     #: How long STEADY_BLOCKS blocks may take at both ends (generous: a loaded machine).
     blocks_timeout_s: float = 120.0
     #: Outside processes the recorded run needs, started under ``root`` for the two
-    #: nodes' inboxes; the context yields the section to use instead of ``section``.
-    services: Callable[[Path, dict[str, BlockInbox]], AbstractContextManager[dict[str, Any]]] | None = None
+    #: nodes' stores (``node_stores``); the context yields the section to use instead of ``section``.
+    services: Callable[[Path, dict[str, dict[str, Any]]], AbstractContextManager[dict[str, Any]]] | None = None
 
 
 #: Settings of a device-fed link end that reach nothing (unit tier: built, maybe
@@ -109,7 +111,7 @@ PUSH_CHUNKS = {"key_chunk_size_bytes": 256, "chunks_per_block": 4}
 
 
 @contextmanager
-def mock_device_pair(root: Path, inboxes: dict[str, BlockInbox]) -> Iterator[dict[str, Any]]:
+def mock_device_pair(root: Path, stores: dict[str, dict[str, Any]]) -> Iterator[dict[str, Any]]:
     """A pair of ``qkms mock-device`` processes for link LINK_ID: one section for both ends."""
     pair = MockDevicePair.write(root / "mock-devices", LINK_ID, (KME_A, KME_B))
     pair.start()
@@ -120,7 +122,7 @@ def mock_device_pair(root: Path, inboxes: dict[str, BlockInbox]) -> Iterator[dic
 
 
 @contextmanager
-def mock_device_pair_004(root: Path, inboxes: dict[str, BlockInbox]) -> Iterator[dict[str, Any]]:
+def mock_device_pair_004(root: Path, stores: dict[str, dict[str, Any]]) -> Iterator[dict[str, Any]]:
     """A pair of ETSI 004 ``qkms mock-device`` processes for link LINK_ID, each pushing to
     its node's key-material endpoint (the node's blueprint, alone, leaving the chunks in
     that node's inbox, as a node does)."""
@@ -131,7 +133,7 @@ def mock_device_pair_004(root: Path, inboxes: dict[str, BlockInbox]) -> Iterator
     with ExitStack() as running:
         for kme_id, port in ports.items():
             end = _build("qkd-device-004", section, link_end_context("qkd-device-004", root, kme_id,
-                                                                     inbox=inboxes[kme_id]))
+                                                                     **stores[kme_id]))
             running.enter_context(PushReceiver(port, pair.ca, pair.ca_path, root / "receivers", kme_id, end))
         pair.start()
         running.callback(pair.close)
@@ -159,6 +161,13 @@ CONTRACT_CONFIGS: dict[str, ContractConfig] = {
         section={"profile": "etsi004-push", **PUSH_CHUNKS, **UNREACHABLE_DEVICE},
         shared_files=PLACEHOLDER_TLS_FILES,
         services=mock_device_pair_004,
+    ),
+    # ML-KEM with ML-DSA: each end its own signing key and the other's pinned public key;
+    # a 1 KiB block 20 times a second, the initiator (KME-A) paced by its worker.
+    "ml-kem": ContractConfig(
+        section={k: v for k, v in PQC_SECTION.items() if k != "kind"},
+        end_files={KME_A: end_files(KME_A, KME_B), KME_B: end_files(KME_B, KME_A)},
+        blocks_timeout_s=60.0,
     ),
 }
 
@@ -231,30 +240,32 @@ def link_end_context(kind: str, root: Path, kme_id: str, **wiring) -> SourceCont
     for relative, content in contract_config(kind).shared_files.items():
         (data_dir / relative).parent.mkdir(parents=True, exist_ok=True)
         (data_dir / relative).write_bytes(content)
+    write_files(data_dir, contract_config(kind).end_files.get(kme_id, {}))
     return SourceContext(kme_id, KME_B if kme_id == KME_A else KME_A, LINK_ID, str(data_dir), **wiring)
 
 
 def build_link(kind: str, root: Path, section: dict[str, Any] | None = None,
-               inboxes: dict[str, BlockInbox] | None = None) -> LinkEnds:
+               stores: dict[str, dict[str, Any]] | None = None) -> LinkEnds:
     """Both ends of link LINK_ID served by ``kind``, built as the link manager builds them
     (qkms/linkd.py): the same section (``section``, or the kind's contract section),
-    contexts KME-A and KME-B, each node with its inbox and each end with a channel to the
-    other end's responder."""
+    contexts KME-A and KME-B, each node with its inbox and sequence ledger (``stores``, or
+    new ones), and each end with a channel to the other end's responder."""
     section = contract_config(kind).section if section is None else section
-    inboxes = inboxes or node_inboxes()
+    stores = stores or node_stores()
 
     def responder(kme_id: str) -> Callable[[], KeySource]:
-        return lambda: _build(kind, section, link_end_context(kind, root, kme_id, inbox=inboxes[kme_id]))
+        return lambda: _build(kind, section, link_end_context(kind, root, kme_id, **stores[kme_id]))
 
     channels = (LoopbackChannel(responder(KME_B)), LoopbackChannel(responder(KME_A)))
-    ends = [_build(kind, section, link_end_context(kind, root, kme_id, channel=channel, inbox=inboxes[kme_id]))
+    ends = [_build(kind, section, link_end_context(kind, root, kme_id, channel=channel, **stores[kme_id]))
             for kme_id, channel in zip((KME_A, KME_B), channels)]
     return LinkEnds(*ends, channels)
 
 
-def node_inboxes() -> dict[str, BlockInbox]:
-    """Each node's block inbox (in memory)."""
-    return {kme_id: open_memory_storage(kme_id).inbox for kme_id in (KME_A, KME_B)}
+def node_stores() -> dict[str, dict[str, Any]]:
+    """Each node's block inbox and sequence ledger (in memory), as context wiring."""
+    storages = {kme_id: open_memory_storage(kme_id) for kme_id in (KME_A, KME_B)}
+    return {kme_id: {"inbox": storage.inbox, "ledger": storage.ledger} for kme_id, storage in storages.items()}
 
 
 def build_node_source(kind: str, root: Path) -> KeySource:
@@ -419,9 +430,9 @@ def link_run(request, tmp_path_factory) -> LinkRun:
     below (with the kind's outside processes running, if it has any)."""
     config = contract_config(request.param)
     root = tmp_path_factory.mktemp(f"link-{request.param}")
-    inboxes = node_inboxes()
-    with (config.services(root, inboxes) if config.services else nullcontext(None)) as section:
-        link = build_link(request.param, root, section, inboxes)
+    stores = node_stores()
+    with (config.services(root, stores) if config.services else nullcontext(None)) as section:
+        link = build_link(request.param, root, section, stores)
         return record_link_run(link, config.block_budget_bits, config.blocks_timeout_s)
 
 
@@ -510,7 +521,7 @@ def kind(request) -> str:
 
 def test_the_registry_offers_both_kinds_of_source() -> None:
     # Without this an empty LINK_KINDS or NODE_KINDS would leave half the suite unrun.
-    assert "simulated" in LINK_KINDS, "the simulated source's entry point is not installed (pip install -e .)"
+    assert {"simulated", "ml-kem", "qkd-device", "qkd-device-004"} <= set(LINK_KINDS), "the link sources' entry points are not installed (pip install -e .)"
     assert "csprng" in NODE_KINDS
 
 

@@ -470,16 +470,22 @@ def test_racing_processes_deliver_every_key_exactly_once(redis_backend: RedisBac
         reserve(store, keys[start:start + 250])
     expected = {key.key_id: _digest(key) for key in keys}
     reports = race(_claim_race, (redis_url, kek, list(expected)), RACE_WORKERS)
+    assert_every_key_delivered_once(reports, expected, store)
+    assert store.pending_count() == 0
+
+
+def assert_every_key_delivered_once(reports: list, expected: dict[str, str], store: KeyStore) -> None:
+    """The racers' (delivered, refused batches) reports: no key twice, every refusal
+    explained by a key someone got, and every key a racer did not get still there
+    (failed batches took nothing), each with its own material."""
     delivered = [item for got, _ in reports for item in got]
     counts = Counter(key_id for key_id, _ in delivered)
     assert not [key_id for key_id, n in counts.items() if n > 1], "a key was delivered twice"
     assert_refusals_explained([batch for _, refused in reports for batch in refused], set(counts))
-    # Every key a worker did not get must still be there: failed batches took nothing.
     left = [key_id for key_id in expected if key_id not in counts]
     delivered += [(k.key_id, _digest(k)) for k in store.claim(left, SLAVE, MASTER)] if left else []
     assert sorted(key_id for key_id, _ in delivered) == sorted(expected)
     assert all(expected[key_id] == digest for key_id, digest in delivered), "material differs"
-    assert store.pending_count() == 0
 
 
 def test_racing_threads_deliver_every_key_exactly_once(backend: Backend, kek: bytes, store: KeyStore) -> None:
@@ -508,15 +514,7 @@ def test_racing_threads_deliver_every_key_exactly_once(backend: Backend, kek: by
         thread.start()
     for thread in threads:
         thread.join(timeout=120)
-    reports = [results.get_nowait() for _ in threads]
-    delivered = [item for got, _ in reports for item in got]
-    counts = Counter(key_id for key_id, _ in delivered)
-    assert not [key_id for key_id, n in counts.items() if n > 1], "a key was delivered twice"
-    assert_refusals_explained([batch for _, refused in reports for batch in refused], set(counts))
-    left = [key_id for key_id in expected if key_id not in counts]
-    delivered += [(k.key_id, _digest(k)) for k in store.claim(left, SLAVE, MASTER)] if left else []
-    assert sorted(key_id for key_id, _ in delivered) == sorted(expected)
-    assert all(expected[key_id] == digest for key_id, digest in delivered), "material differs"
+    assert_every_key_delivered_once([results.get_nowait() for _ in threads], expected, store)
 
 
 # --- durability ---------------------------------------------------------------------------

@@ -13,7 +13,10 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
+from cryptography.hazmat.primitives import serialization
+
 from kms.config import load_config
+from kms.pki import admin_identity_from_der, read_certificate
 from qkms.cli import main
 from tests.support.conditions import wait_until
 
@@ -24,12 +27,15 @@ def test_init_writes_a_network_with_the_single_node_manifest_shape(tmp_path):
                                        "--json"])
     assert result.exit_code == 0, result.output
     manifest = json.loads(result.output)
-    assert set(manifest) == {"ca", "nodes", "saes"} and set(manifest["nodes"]) == {"A", "B", "C"}
+    assert set(manifest) == {"ca", "nodes", "saes", "admin"} and set(manifest["nodes"]) == {"A", "B", "C"}
     assert manifest["saes"]["sae-c"]["node"] == "C"
+    admin_der = read_certificate(manifest["admin"]["cert"]).public_bytes(serialization.Encoding.DER)
+    assert admin_identity_from_der(admin_der) == manifest["admin"]["name"] == "admin"
     b = load_config(manifest["nodes"]["B"]["config"])
     assert [link.id for link in b.local_links()] == ["A-B", "B-C"] and b.saes == ()
     assert {peer.kme_id: peer.saes for peer in b.peers} == {"A": ("sae-a",), "C": ("sae-c",)}
     a = load_config(manifest["nodes"]["A"]["config"])
+    assert a.admins == ("admin",)
     assert a.links[1].source == {"kind": "simulated"}  # not an end of B-C: only its kind
     assert a.links[0].source["kind"] == "simulated" and (a.config_dir / a.links[0].source["seed_file"]).is_file()
     seeds = [(tmp_path / "net" / "nodes" / n / "links" / "A-B.seed").read_bytes() for n in ("A", "B")]
@@ -85,7 +91,7 @@ def test_init_with_mock_devices_feeds_every_link_from_a_device_pair(tmp_path, li
                                        "--link", "A-B", "--link", "B-C", "--link-source", link_source, "--json"])
     assert result.exit_code == 0, result.output
     manifest = json.loads(result.output)
-    assert set(manifest) == {"ca", "nodes", "saes", "devices", "mock_devices"}
+    assert set(manifest) == {"ca", "nodes", "saes", "admin", "devices", "mock_devices"}
     assert set(manifest["devices"]) == {"A-B", "B-C"} and set(manifest["devices"]["A-B"]) == {"A", "B"}
     for link_id, ends in manifest["devices"].items():
         for kme_id, entry in ends.items():

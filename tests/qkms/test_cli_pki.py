@@ -6,10 +6,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.verification import PolicyBuilder, Store
 
-from kms.pki import read_certificate, sae_identity
+from kms.pki import admin_identity_from_der, read_certificate, sae_identity
 from qkms.cli_pki import pki
 
 
@@ -59,6 +59,13 @@ def test_sae_certificate(tmp_path: Path, ca_dir: Path) -> None:
     certificate = read_certificate(tmp_path / "saes" / "sae-1.crt")
     assert sae_identity(certificate, "san_uri") == "urn:qkms:sae:sae-1"
     assert (tmp_path / "saes" / "sae-1.key").exists()
+
+
+def test_admin_certificate(tmp_path: Path, ca_dir: Path) -> None:
+    result = _run("admin", "ops-1", "--ca-dir", ca_dir, "--out", tmp_path / "admins")
+    assert result.exit_code == 0, result.output
+    certificate = read_certificate(tmp_path / "admins" / "ops-1.crt")
+    assert admin_identity_from_der(certificate.public_bytes(serialization.Encoding.DER)) == "ops-1"
 
 
 def test_issuing_refuses_to_overwrite_without_force(tmp_path: Path, ca_dir: Path) -> None:

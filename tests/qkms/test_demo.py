@@ -1,4 +1,4 @@
-"""`make demo` end to end: three node processes, simulated links, ETSI exchanges."""
+"""`make demo` end to end: four node processes, QKD, hybrid and ML-KEM links, ETSI exchanges."""
 
 from __future__ import annotations
 
@@ -16,9 +16,12 @@ def test_demo_exchanges_keys_over_one_and_two_hops(tmp_path):
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     out = result.stdout
     assert "sae-a enc_keys  ->  sae-b dec_keys" in out and "sae-a enc_keys  ->  sae-c dec_keys" in out
-    assert "A-B-C" in out and "one-time pad per hop" in out
-    assert out.count("│ yes") == 6 and "│ NO" not in out
-    assert out.count("again is refused: 400") == 2
+    assert "sae-a enc_keys  ->  sae-d dec_keys" in out
+    assert "A-B-C-D" in out and "one-time pad per hop" in out
+    assert "A-B qkd: qkd-sim" in out and "B-C hybrid: qkd-sim+ml-kem" in out and "C-D pqc: ml-kem" in out
+    assert out.count("│ yes") == 9 and "│ NO" not in out
+    assert out.count("again is refused: 400") == 3
+    assert "(C-D is ML-KEM only): 400 'not all extension_mandatory request options could be met'" in out
     assert "all nodes stopped" in out
     leftover = subprocess.run(["pgrep", "-f", str(tmp_path / "demo")], capture_output=True, text=True)
     assert leftover.stdout.strip() == "", "a demo process outlived the demo"

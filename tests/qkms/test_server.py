@@ -75,6 +75,7 @@ def test_a_bad_link_source_setting_stops_serve_before_anything_starts(tmp_path):
     assert leftover.stdout.strip() == "", "a process of the node is still running"
 
 
+@pytest.mark.integration  # runs `qkms linkd --check` as a child process
 def test_checking_link_sources_keeps_the_simulator_out_of_the_serving_process(tmp_path):
     """The gunicorn master forks its workers: what it imports, every worker carries."""
     manifest = two_node_layout(tmp_path, DEMO_LINK_SOURCE)
@@ -88,6 +89,7 @@ def test_checking_link_sources_keeps_the_simulator_out_of_the_serving_process(tm
     assert result.stdout.strip() == "[]"
 
 
+@pytest.mark.integration  # runs `qkms linkd --check` as a child process
 def test_checking_link_sources_reports_the_childs_finding(tmp_path):
     manifest = two_node_layout(tmp_path, {**DEMO_LINK_SOURCE, "eve": {"kind": "photon-thief"}})
     path = Path(manifest["nodes"]["B"]["config"])

@@ -9,6 +9,7 @@ from abc import ABC, abstractmethod
 
 import redis
 
+from kms.config import RedisConfig
 from kms.sealing import KEK_SIZE_BYTES, Sealer
 from kms.storage import Storage, StorageLimits, open_memory_storage, open_storage
 from kms.storage.memory_db import MemoryDatabase
@@ -76,16 +77,25 @@ class MemoryBackend(Backend):
 
 
 class RedisBackend(Backend):
-    def __init__(self, name: str, url: str):
+    """A Redis of any topology, reached through the product's own client factory; ``raw``
+    is a plain client on the same data (on Cluster: a cluster client)."""
+
+    def __init__(self, name: str, settings: RedisConfig | str):
         self.name = name
-        self.url = url
-        self.raw: redis.Redis = redis_client(url)
+        self.settings = RedisConfig(url=settings) if isinstance(settings, str) else settings
+        self.raw: redis.Redis = redis_client(self.settings)
+
+    @property
+    def url(self) -> str:
+        """The URL of a single-server backend (the racing-process tests pass it on)."""
+        assert self.settings.url, f"{self.name} has no single URL"
+        return self.settings.url
 
     def open(self, kme_id: str, kek: bytes | None = None, limits: StorageLimits = StorageLimits()) -> Storage:
-        return open_storage(self.url, kme_id, Sealer(kek or os.urandom(KEK_SIZE_BYTES), kme_id), limits)
+        return open_storage(self.settings, kme_id, Sealer(kek or os.urandom(KEK_SIZE_BYTES), kme_id), limits)
 
     def records(self) -> int:
-        return self.raw.dbsize()
+        return len(list(self.raw.scan_iter()))
 
     def unused_bits(self, kme_id: str, link_id: str, owner: str) -> int:
         prefix = f"qkms:{{{kme_id}|{link_id}}}:pool:{owner}:"
@@ -97,7 +107,7 @@ class RedisBackend(Backend):
         return unused * 8
 
     def block_count(self, kme_id: str, link_id: str, owner: str) -> int:
-        return len(self.raw.keys(f"qkms:{{{kme_id}|{link_id}}}:pool:{owner}:b:*"))
+        return len(list(self.raw.scan_iter(match=f"qkms:{{{kme_id}|{link_id}}}:pool:{owner}:b:*")))
 
     def close(self) -> None:
         self.raw.close()

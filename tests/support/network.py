@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
 from adapters.etsi014_client import Etsi014Client
@@ -21,6 +22,13 @@ from tests.support.devices import MockDevicePair
 # pools fill within seconds without saturating two cores.
 FAST_LINK = {"kind": "simulated", "preset": "snspd-illustrative", "length_km": 10,
              "pulses_per_frame": 3_000_000, "frame_interval_s": 4.0}
+#: The ML-KEM source of links whose policy uses PQC: 4 KiB blocks, four a second.
+FAST_PQC = {"kind": "ml-kem", "kem": "ML-KEM-768", "signature": "ML-DSA-65", "block_bytes": 4096,
+            "blocks_per_s": 4}
+
+
+#: How long a node of a LocalNetwork may take to listen.
+START_TIMEOUT_S = 90
 
 
 class LocalNetwork:
@@ -29,12 +37,18 @@ class LocalNetwork:
     pair of mock devices instead (``devices[link_id]``), started with the network."""
 
     def __init__(self, root: Path, saes: dict[str, tuple[str, ...]], links: list[tuple[str, str]], source: dict,
-                 device_links: dict[str, str] | None = None, **device_options):
+                 device_links: dict[str, str] | None = None, policies: dict[tuple[str, str], str] | None = None,
+                 pqc: dict | None = None, **device_options):
+        """``policies`` by link (default qkd-only); ``pqc`` the PQC source of links that use
+        one; ``device_options``: more of ``qkms.device_layout.MockPairPlan``."""
         plans = [NodePlan(kme_id, node_saes, free_port()) for kme_id, node_saes in saes.items()]
         urls = {plan.kme_id: f"https://127.0.0.1:{plan.port}" for plan in plans}
-        device_links = device_links or {}
-        link_plans = [link_plan(f"{a}-{b}", (a, b), device_links[f"{a}-{b}"], {"length_km": 10}, urls, **device_options)
-                      if f"{a}-{b}" in device_links else LinkPlan(f"{a}-{b}", (a, b), dict(source)) for a, b in links]
+        device_links, policies = device_links or {}, policies or {}
+        # A device pair runs its own simulated link (10 km); ``source`` feeds the others.
+        link_plans = [replace(link_plan(f"{a}-{b}", (a, b), device_links.get(f"{a}-{b}", "simulated"),
+                                        {"length_km": 10} if f"{a}-{b}" in device_links else source, urls,
+                                        policies.get((a, b), "qkd-only"), **device_options),
+                              pqc=dict(pqc or FAST_PQC)) for a, b in links]
         self.root = root
         self.links = link_plans
         self.manifest = write_layout(root, plans, link_plans).to_dict()
@@ -49,16 +63,25 @@ class LocalNetwork:
     def _device_entries(self, link_id: str) -> dict:
         return {"devices": self.manifest["devices"][link_id], "mock_devices": self.manifest["mock_devices"][link_id]}
 
-    def start(self, *kme_ids: str, timeout_s: float = 30) -> None:
-        """Start the nodes (all, with the mock devices, if none is named); wait until they
-        listen, each for up to ``timeout_s``."""
-        if not kme_ids:
-            for pair in self.devices.values():
+    def start(self, *kme_ids: str, timeout_s: float = START_TIMEOUT_S) -> None:
+        """Start the nodes (all, with the mock devices, if none is named) and wait until
+        they listen (up to ``timeout_s`` each: several nodes importing the simulator at
+        once on a busy machine take a while); if one does not, stop every node and mock
+        device this call started and raise."""
+        ids = list(kme_ids or self.manifest["nodes"])
+        pairs = [] if kme_ids else list(self.devices.values())
+        try:
+            for pair in pairs:
                 pair.start()
-        for kme_id in kme_ids or self.manifest["nodes"]:
-            self.running[kme_id] = start_node(kme_id, self.manifest["nodes"][kme_id], self.root / "logs")
-        for kme_id in kme_ids or self.manifest["nodes"]:
-            wait_listening(self.running[kme_id], timeout_s)
+            for kme_id in ids:
+                self.running[kme_id] = start_node(kme_id, self.manifest["nodes"][kme_id], self.root / "logs")
+            for kme_id in ids:
+                wait_listening(self.running[kme_id], timeout_s)
+        except BaseException:
+            self.stop(*ids)
+            for pair in pairs:
+                pair.close()
+            raise
 
     def stop(self, *kme_ids: str) -> None:
         stop_all([self.running.pop(k) for k in (kme_ids or list(self.running)) if k in self.running])

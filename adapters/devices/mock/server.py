@@ -20,6 +20,7 @@ from adapters.devices.mock.kme import MockKme, PeerDevice
 from adapters.etsi014_client import client_tls_context
 from etsi_api.auth import PEER_CERT_ENVIRON_KEY
 from kms.errors import Unavailable
+from kms.pki.tls import server_context
 from kms.sources import SourceContext
 
 log = logging.getLogger("qkms.mock_device")
@@ -29,13 +30,9 @@ PEER_TIMEOUT_S = 5.0
 
 
 def server_tls_context(tls: TlsFiles) -> ssl.SSLContext:
-    """TLS >= 1.2, this device's certificate, client certificates from ``tls.ca`` required."""
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.load_cert_chain(str(tls.cert), str(tls.key))
-    context.load_verify_locations(cafile=str(tls.ca))
-    context.verify_mode = ssl.CERT_REQUIRED
-    return context
+    """This device's certificate, client certificates from ``tls.ca`` required, with
+    qkms's TLS policy (kms.pki.tls): a device as strict as a node."""
+    return server_context(tls.cert, tls.key, tls.ca)
 
 
 class _Handler(WSGIRequestHandler):

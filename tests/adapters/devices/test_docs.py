@@ -3,6 +3,7 @@ examples there and in config/example.yaml are valid sections."""
 
 from __future__ import annotations
 
+import itertools
 import re
 from pathlib import Path
 
@@ -36,8 +37,9 @@ def test_the_attach_example_is_a_valid_section() -> None:
 
 def test_the_example_config_s_device_link_is_a_valid_section() -> None:
     text = (REPO / "config" / "example.yaml").read_text()
-    block = text[text.index("    # source:\n    #   kind: qkd-device"):]
-    source = yaml.safe_load("\n".join(line.replace("#", "", 1) for line in block.splitlines()))["source"]
+    lines = text[text.index("    # source:\n    #   kind: qkd-device"):].splitlines()
+    block = [lines[0]] + list(itertools.takewhile(lambda line: line.startswith("    #   "), lines[1:]))
+    source = yaml.safe_load("\n".join(line.replace("#", "", 1) for line in block))["source"]
     settings = parse_settings({k: v for k, v in source.items() if k != "kind"}, CONTEXT, "etsi014", "qkd-device",
                               "etsi014-generic")
     assert settings.keys_per_request == 1 and settings.enc_keys_method == "GET"

@@ -19,6 +19,7 @@ import pytest
 import adapters.qkd_sim.source as source_module
 from adapters.qkd_sim import EveSpec, LinkRun, run_link
 from adapters.qkd_sim.source import SimulatedQkdSource
+from adapters.qkd_sim.source_config import read_eve_file
 from adapters.qkd_sim.source_config import frame_seed, parse_settings, shared_secret
 from kms import source_registry
 from kms.errors import ConfigError
@@ -278,3 +279,27 @@ def test_stop_without_start_is_idempotent() -> None:
     source.stop()
     source.stop()
     assert source.health().state == "down"
+
+
+def test_an_eve_file_switches_an_eavesdropper_on_and_off(tmp_path) -> None:
+    """The file is read at every frame: while it names a full intercept-resend attack the
+    frames abort on their QBER; without it they deliver again."""
+    eve_file = tmp_path / "eve.json"
+    source = SimulatedQkdSource.from_config(
+        {"preset": "snspd-illustrative", "pulses_per_frame": 3_000_000, "eve_file": "eve.json"},
+        SourceContext("KME-A", "KME-B", "A-B", str(tmp_path)))
+    assert source.run_frame(1) is not None
+    eve_file.write_text('{"kind": "intercept-resend", "fraction": 1.0}')
+    assert source.run_frame(2) is None and "QBER" in source.last_abort_reason
+    eve_file.unlink()
+    assert source.run_frame(3) is not None
+
+
+def test_an_eve_file_is_read_strictly(tmp_path) -> None:
+    eve_file = tmp_path / "eve.json"
+    assert read_eve_file(eve_file) is None
+    eve_file.write_text('{"kind": "pns", "fraction": 0.5}')
+    assert read_eve_file(eve_file) == EveSpec("pns", 0.5)
+    eve_file.write_text('{"kind": "teleport"}')
+    with pytest.raises(ValueError, match="unknown attack 'teleport'"):
+        read_eve_file(eve_file)

@@ -1,0 +1,62 @@
+"""Fuzz every HTTP interface of a node from its OpenAPI document, at scale.
+
+Runs the schemathesis tests of the ETSI 014, KM channel and SKIP documents
+(tests/etsi_api/test_schemathesis.py, test_fuzz_interfaces.py) with many examples per
+operation against real nodes, counts every request sent and every status answered, and
+fails if any answer broke a check (no 5xx but documented 503s, status, content type and
+body as documented, failures as safe JSON errors).
+
+    .venv/bin/python benchmarks/fuzz_interfaces.py --examples 5000 --rounds 2   # >= 100,000 requests
+
+Each round draws with another hypothesis seed (1, 2, ...), so rounds add new requests.
+
+Prints a JSON summary (requests per interface and status, wall time).
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+MODULES = ["tests/etsi_api/test_schemathesis.py::test_etsi_api_conforms_to_its_openapi_document",
+           "tests/etsi_api/test_fuzz_interfaces.py"]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--examples", type=int, default=5000, help="hypothesis examples per operation")
+    parser.add_argument("--rounds", type=int, default=2, help="runs, each with its own hypothesis seed")
+    args = parser.parse_args()
+    exit_codes = []
+    with tempfile.TemporaryDirectory() as scratch:
+        counts_path = Path(scratch) / "requests.txt"
+        env = {**os.environ, "QKMS_FUZZ_EXAMPLES": str(args.examples), "QKMS_FUZZ_COUNT_FILE": str(counts_path)}
+        started = time.monotonic()
+        for seed in range(1, args.rounds + 1):
+            exit_codes.append(subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                                              "--timeout", "0", f"--hypothesis-seed={seed}", *MODULES],
+                                             cwd=REPO, env=env).returncode)
+        elapsed_s = time.monotonic() - started
+        lines = counts_path.read_text().split("\n") if counts_path.exists() else []
+    by_interface: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
+    for line in filter(None, lines):
+        interface, status = line.split()
+        by_interface[interface][status] += 1
+    summary = {"examples_per_operation": args.examples, "rounds": args.rounds, "pytest_exit_codes": exit_codes,
+               "requests": sum(sum(c.values()) for c in by_interface.values()),
+               "by_interface": {name: dict(sorted(c.items())) for name, c in sorted(by_interface.items())},
+               "wall_s": round(elapsed_s, 1)}
+    print(json.dumps(summary, indent=2))
+    return max(exit_codes)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

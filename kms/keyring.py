@@ -1,0 +1,217 @@
+"""Key-encryption keys: a keyring of one current KEK (it seals) and older ones (they
+only unseal), each known by an 8-byte identifier written in front of what it sealed.
+
+The keyring of a node is its ``kek.file``, which holds either one KEK (64 hex
+characters, Base64 of 32 bytes, or 32 raw bytes; what `qkms init` writes) or a keyring:
+
+    qkms-keyring-v1
+    current <64 hex>
+    previous <64 hex>
+    previous <64 hex>
+
+``qkms kek rotate`` rewrites the file atomically (kms.rotation); every process that
+seals or unseals re-reads it when it changes (:class:`KeyringFile`), so a rotation
+needs no restart. A KEK may also live in an HSM (kms.hsm), never leaving it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import os
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from kms.errors import ConfigError, StoreError
+
+log = logging.getLogger("qkms.keyring")
+
+KEK_SIZE_BYTES = 32
+KEK_ID_BYTES = 8
+KEYRING_HEADER = "qkms-keyring-v1"
+
+
+class Kek(ABC):
+    """One AES-256-GCM key-encryption key."""
+
+    kek_id: bytes
+
+    @abstractmethod
+    def encrypt(self, nonce: bytes, plaintext: bytes, aad: bytes) -> bytes:
+        """Ciphertext and tag of ``plaintext``."""
+
+    @abstractmethod
+    def decrypt(self, nonce: bytes, ciphertext: bytes, aad: bytes) -> bytes:
+        """The plaintext; StoreError if the tag does not verify."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(kek_id={self.kek_id.hex()})"
+
+
+def software_kek_id(key: bytes) -> bytes:
+    """The identifier of a KEK held in memory: a MAC of a constant under the key (it
+    tells keys apart and reveals nothing about them)."""
+    return hmac.new(key, b"qkms kek id", hashlib.sha256).digest()[:KEK_ID_BYTES]
+
+
+class SoftwareKek(Kek):
+    """A KEK held in this process (read from a file or the environment)."""
+
+    def __init__(self, key: bytes):
+        if len(key) != KEK_SIZE_BYTES:
+            raise ConfigError("kek: must be 32 bytes (AES-256)")
+        self._aead = AESGCM(key)
+        self.kek_id = software_kek_id(key)
+
+    def encrypt(self, nonce: bytes, plaintext: bytes, aad: bytes) -> bytes:
+        return self._aead.encrypt(nonce, plaintext, aad)
+
+    def decrypt(self, nonce: bytes, ciphertext: bytes, aad: bytes) -> bytes:
+        try:
+            return self._aead.decrypt(nonce, ciphertext, aad)
+        except (InvalidTag, ValueError):
+            raise StoreError("sealed value failed authentication") from None
+
+
+@dataclass(frozen=True)
+class Keyring:
+    """The current KEK and the previous ones still needed to unseal."""
+
+    current: Kek
+    previous: tuple[Kek, ...] = ()
+
+    def get(self, kek_id: bytes) -> Kek | None:
+        return next((kek for kek in self.all() if kek.kek_id == kek_id), None)
+
+    def all(self) -> tuple[Kek, ...]:
+        return (self.current, *self.previous)
+
+
+class KeyringSource(ABC):
+    """Where a node's keyring comes from; :meth:`keyring` is called for every seal and
+    unseal, so a source that can change (a file) answers with its newest version."""
+
+    @abstractmethod
+    def keyring(self) -> Keyring:
+        """The keyring as it is now."""
+
+
+class StaticKeyring(KeyringSource):
+    """A keyring that never changes (a KEK from the environment, tests)."""
+
+    def __init__(self, keyring: Keyring):
+        self._keyring = keyring
+
+    def keyring(self) -> Keyring:
+        return self._keyring
+
+
+def parse_kek(text: bytes) -> bytes:
+    """Accept a KEK as 64 hex characters, Base64 of 32 bytes, or 32 raw bytes."""
+    import base64
+    import binascii
+
+    stripped = text.strip()
+    for decode in (binascii.unhexlify, lambda t: base64.b64decode(t, validate=True)):
+        try:
+            kek = decode(stripped)
+        except (binascii.Error, ValueError):
+            continue
+        if len(kek) == KEK_SIZE_BYTES:
+            return kek
+    if len(text) == KEK_SIZE_BYTES:
+        return text
+    raise ConfigError("kek: must be 32 bytes given as hex, Base64 or raw bytes")
+
+
+@dataclass(frozen=True, repr=False)
+class KeyringKeys:
+    """A keyring file's raw keys (current first); never logged."""
+
+    current: bytes
+    previous: tuple[bytes, ...] = ()
+
+    def keyring(self) -> Keyring:
+        return Keyring(SoftwareKek(self.current), tuple(SoftwareKek(key) for key in self.previous))
+
+    def to_text(self) -> bytes:
+        lines = [KEYRING_HEADER, f"current {self.current.hex()}", *(f"previous {key.hex()}" for key in self.previous)]
+        return ("\n".join(lines) + "\n").encode()
+
+
+def parse_keyring(text: bytes, setting: str = "kek") -> KeyringKeys:
+    """A keyring file's keys: the keyring format, or one KEK (then it is the current one)."""
+    if not text.startswith(KEYRING_HEADER.encode()):
+        return KeyringKeys(parse_kek(text))
+    current, previous = None, []
+    for number, line in enumerate(text.decode("ascii", "replace").splitlines()[1:], start=2):
+        words = line.split()
+        if not words or words[0].startswith("#"):
+            continue
+        if len(words) != 2 or words[0] not in ("current", "previous"):
+            raise ConfigError(f"{setting}: keyring line {number}: expected 'current HEX' or 'previous HEX'")
+        key = parse_kek(words[1].encode())
+        if words[0] == "current":
+            if current is not None:
+                raise ConfigError(f"{setting}: keyring names more than one current KEK")
+            current = key
+        else:
+            previous.append(key)
+    if current is None:
+        raise ConfigError(f"{setting}: keyring names no current KEK")
+    return KeyringKeys(current, tuple(previous))
+
+
+def _file_version(path: Path) -> tuple[int, int, int]:
+    status = os.stat(path)
+    return status.st_ino, status.st_mtime_ns, status.st_size
+
+
+def _file_version_or_none(path: Path) -> tuple[int, int, int] | None:
+    try:
+        return _file_version(path)
+    except OSError:
+        return None
+
+
+class KeyringFile(KeyringSource):
+    """The keyring in a file, re-read whenever the file changes (inode, mtime, size):
+    a rotation's new keyring is used from the next seal on, in every process."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self._version, self._keyring = self._read()
+
+    def _read(self) -> tuple[tuple[int, int, int], Keyring]:
+        try:
+            version = _file_version(self.path)
+            keys = parse_keyring(self.path.read_bytes(), "kek.file")
+        except OSError as exc:
+            raise ConfigError(f"kek.file: cannot read ({exc.strerror})") from None
+        return version, keys.keyring()
+
+    def keyring(self) -> Keyring:
+        try:
+            changed = _file_version(self.path) != self._version
+        except OSError:
+            changed = False  # mid-replace, or gone: keep the keyring in use
+        if changed:
+            try:
+                self._version, self._keyring = self._read()
+            except ConfigError as exc:
+                log.error("%s: keyring not reloaded, the one in use stays: %s", self.path, exc.message)
+                self._version = _file_version_or_none(self.path) or self._version
+        return self._keyring
+
+
+def read_keyring_keys(path: Path) -> KeyringKeys:
+    """The raw keys of a keyring file (for rotating it)."""
+    try:
+        return parse_keyring(Path(path).read_bytes(), "kek.file")
+    except OSError as exc:
+        raise ConfigError(f"kek.file: cannot read ({exc.strerror})") from None

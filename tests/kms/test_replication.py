@@ -1,0 +1,93 @@
+"""What Redis's asynchronous replication could lose at a failover, and what
+``redis.min_replicas_acked`` does about it (Redis WAIT): a decision no replica holds is
+never acted on. Real redis-server processes: a master, a replica and three sentinels.
+
+A fault test kills the master with SIGKILL between writes: after Sentinel promotes the
+replica, every reservation the store confirmed is still there and no claimed key can
+be claimed again."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from kms.errors import KeysNotFound, Unavailable
+from kms.keys import Key, KeyBlock, Provenance, Reservation
+from kms.storage import Storage, open_storage
+from kms.sealing import KEK_SIZE_BYTES, Sealer
+from tests.support.conditions import wait_until
+from tests.support.redis_topologies import SentinelSet
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+KME, MASTER, SLAVE = "KME-1", "sae-1", "sae-2"
+KEK = os.urandom(KEK_SIZE_BYTES)
+
+
+def keys(count: int) -> list[Key]:
+    return [Key(str(uuid.uuid4()), os.urandom(32), Provenance(("csprng",))) for _ in range(count)]
+
+
+def reserve(storage: Storage, batch: list[Key]) -> list[str]:
+    storage.store.reserve([Reservation(k, MASTER, frozenset({SLAVE})) for k in batch], 600)
+    return [k.key_id for k in batch]
+
+
+@pytest.fixture
+def sentinels(tmp_path) -> Iterator[SentinelSet]:
+    topology = SentinelSet(tmp_path / "sentinel")
+    try:
+        yield topology.start()
+    finally:
+        topology.stop()
+
+
+def open_on(topology: SentinelSet, **settings) -> Storage:
+    return open_storage(topology.settings(**settings), KME, Sealer(KEK, KME))
+
+
+def test_with_a_replica_to_confirm_writes_go_through(sentinels: SentinelSet) -> None:
+    storage = open_on(sentinels, min_replicas_acked=1)
+    ids = reserve(storage, keys(3))
+    assert len(storage.store.claim(ids, SLAVE, MASTER)) == 3
+    storage.pools.add_blocks("A-B", KME, [KeyBlock("A-B:0", os.urandom(64), 0)])
+    assert len(storage.pools.carve("A-B", KME, [32])) == 1
+
+
+def test_an_unreplicated_reservation_is_withdrawn_and_fails(sentinels: SentinelSet) -> None:
+    storage = open_on(sentinels, min_replicas_acked=2, replica_ack_timeout_ms=50)  # only one replica exists
+    batch = keys(2)
+    with pytest.raises(Unavailable):
+        reserve(storage, batch)
+    assert storage.store.pending_count() == 0 and storage.store.pending_count(MASTER) == 0
+    with pytest.raises(KeysNotFound):
+        storage.store.claim([batch[0].key_id], SLAVE, MASTER)
+
+
+def test_an_unreplicated_claim_or_carve_hands_nothing_out(sentinels: SentinelSet) -> None:
+    ids = reserve(open_on(sentinels), keys(2))
+    open_on(sentinels).pools.add_blocks("A-B", KME, [KeyBlock("A-B:0", os.urandom(64), 0)])
+    strict = open_on(sentinels, min_replicas_acked=2, replica_ack_timeout_ms=50)
+    with pytest.raises(Unavailable):
+        strict.store.claim(ids, SLAVE, MASTER)
+    with pytest.raises(Unavailable):
+        strict.pools.carve("A-B", KME, [32])
+
+
+def test_after_a_failover_nothing_confirmed_is_lost_and_nothing_claimed_comes_back(sentinels: SentinelSet) -> None:
+    storage = open_on(sentinels, min_replicas_acked=1, replica_ack_timeout_ms=1000)
+    confirmed = reserve(storage, keys(20))
+    claimed = confirmed[:8]
+    assert len(storage.store.claim(claimed, SLAVE, MASTER)) == 8
+    old_master = sentinels.current_master_port()
+    sentinels.master.kill()
+    wait_until(lambda: sentinels.current_master_port() != old_master, "Sentinel to promote the replica", 60)
+    after = open_on(sentinels)
+    assert after.store.pending_count() == 12
+    for key_id in claimed:
+        with pytest.raises(KeysNotFound):
+            after.store.claim([key_id], SLAVE, MASTER)
+    assert len(after.store.claim(confirmed[8:], SLAVE, MASTER)) == 12
