@@ -47,7 +47,7 @@ demo: $(VENV)/.installed
 	$(PY) -m qkms demo .demo
 
 # Link A-B fed by a pair of mock QKD devices (ETSI 014): keys over it and across the
-# mixed chain A-B-C, a device fault degrading the link, and the recovery.
+# mixed chain A-B-C-D (device-fed, hybrid, ML-KEM), a device fault degrading the link, and the recovery.
 demo-devices: $(VENV)/.installed
 	$(PY) -m qkms demo --devices .demo-devices
 

@@ -204,8 +204,8 @@ def linkd(config_path: Path, redis_url: str | None, parent_pid: int | None, chec
 @click.option("--devices", is_flag=True, help="Feed link A-B from a pair of mock QKD devices (ETSI 014), "
                                                "and show a device fault and the recovery.")
 def demo(directory: Path, devices: bool) -> None:
-    """Run the demo in DIRECTORY (recreated): three nodes, simulated QKD links (or a
-    device-fed one), ETSI 014 exchanges."""
+    """Run the demo in DIRECTORY (recreated): four nodes, QKD (simulated, or fed by mock
+    devices), hybrid and ML-KEM links, ETSI 014 exchanges."""
     from qkms.demo import run_demo
 
     if not run_demo(directory, Console(width=130), devices):

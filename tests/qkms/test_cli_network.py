@@ -111,6 +111,19 @@ def test_init_with_mock_devices_feeds_every_link_from_a_device_pair(tmp_path, li
     assert not (tmp_path / "net" / "nodes" / "A" / "links").exists(), "no simulated-link seed for device-fed links"
 
 
+def test_a_device_fed_link_takes_a_policy_that_uses_qkd(tmp_path):
+    result = CliRunner().invoke(main, ["init", str(tmp_path / "net"), "--node", "A", "--node", "B", "--link", "A-B",
+                                       "--link-source", "mock-device", "--link-policy", "qkd-then-pqc", "--json"])
+    assert result.exit_code == 0, result.output
+    config = load_config(json.loads(result.output)["nodes"]["A"]["config"])
+    (link,) = config.links
+    assert (link.policy, link.source["kind"], link.pqc["kind"]) == ("qkd-then-pqc", "qkd-device", "ml-kem")
+    refused = CliRunner().invoke(main, ["init", str(tmp_path / "pqc"), "--node", "A", "--node", "B", "--link", "A-B",
+                                        "--link-source", "mock-device", "--link-policy", "pqc-only"])
+    assert refused.exit_code != 0 and "a pqc-only link has no QKD source to feed" in refused.output
+    assert not (tmp_path / "pqc" / "manifest.json").exists()
+
+
 def test_init_refuses_an_unknown_link_source(tmp_path):
     result = CliRunner().invoke(main, ["init", str(tmp_path / "n"), "--node", "A", "--node", "B", "--link", "A-B",
                                        "--link-source", "carrier-pigeon"])
