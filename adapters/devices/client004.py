@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 
 from adapters.devices import status004
-from adapters.devices.errors import DeviceFault
+from adapters.devices.errors import DeviceFault, reaching_device
 from adapters.devices.settings import Etsi004Settings
 from adapters.etsi014_client import client_tls_context
 
@@ -58,14 +58,8 @@ class Qkd004Client:
 
     def _call(self, method: str, operation: str, body: dict[str, Any]) -> dict[str, Any]:
         extensions = {"sni_hostname": self._settings.server_name} if self._settings.server_name else {}
-        try:
+        with reaching_device(self._settings.url, self._settings.timeout_s, operation):
             response = self._client().request(method, operation, json=body, extensions=extensions)
-        except httpx.TimeoutException:
-            raise DeviceFault("timeout", f"the device did not answer {operation} within "
-                                         f"{self._settings.timeout_s:g} s") from None
-        except httpx.TransportError as exc:
-            raise DeviceFault("unreachable", f"the device at {self._settings.url} is unreachable ({operation}: "
-                                             f"{type(exc).__name__})") from None
         if response.status_code == SUCCESS[operation] and operation == "close":
             return {"status": 0}
         try:

@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 
-from adapters.devices.errors import DeviceFault
+from adapters.devices.errors import DeviceFault, reaching_device
 from adapters.devices.settings import Etsi014Settings
 from adapters.etsi014_client import DeliveredKey, Etsi014Client, Etsi014Error, Etsi014ProtocolError
 
@@ -108,13 +108,8 @@ class HttpDevice014(Device014):
         kme = self._kme()
         started = self._clock()
         try:
-            return call(kme)
-        except httpx.TimeoutException:
-            raise DeviceFault("timeout", f"the device did not answer {operation} within "
-                                         f"{self._settings.timeout_s:g} s") from None
-        except httpx.TransportError as exc:
-            raise DeviceFault("unreachable", f"the device at {self._settings.url} is unreachable ({operation}: "
-                                             f"{_transport_reason(exc)})") from None
+            with reaching_device(self._settings.url, self._settings.timeout_s, operation):
+                return call(kme)
         except Etsi014ProtocolError as exc:
             raise DeviceFault("malformed", f"the device sent a malformed answer to {operation}: {exc.what}") from None
         except Etsi014Error as exc:
@@ -128,11 +123,6 @@ class HttpDevice014(Device014):
         if self._client is not None:
             self._client.close()
             self._client = None
-
-
-def _transport_reason(exc: httpx.TransportError) -> str:
-    text = str(exc) or type(exc).__name__
-    return "".join(ch if ch.isprintable() else " " for ch in text)[:160]
 
 
 def _refusal(operation: str, exc: Etsi014Error) -> DeviceFault:

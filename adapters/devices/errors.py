@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import httpx
+
 from kms.errors import QkmsError
 
 
@@ -24,3 +29,16 @@ class DeviceFault(QkmsError):
         self.kind = kind
         self.retry_after_s = retry_after_s
         self.severe = severe
+
+
+@contextmanager
+def reaching_device(url: str, timeout_s: float, operation: str) -> Iterator[None]:
+    """Turns httpx's timeouts and transport errors inside into DeviceFaults naming the
+    operation (``timeout``, ``unreachable``)."""
+    try:
+        yield
+    except httpx.TimeoutException:
+        raise DeviceFault("timeout", f"the device did not answer {operation} within {timeout_s:g} s") from None
+    except httpx.TransportError as exc:
+        reason = "".join(ch if ch.isprintable() else " " for ch in str(exc) or type(exc).__name__)[:160]
+        raise DeviceFault("unreachable", f"the device at {url} is unreachable ({operation}: {reason})") from None

@@ -34,14 +34,16 @@ import time
 from abc import abstractmethod
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar, Generic, TypeVar
 
 from adapters.devices import check
 from adapters.devices.errors import DeviceFault
 from adapters.devices.health import BreakerPolicy, DeviceHealth
-from adapters.devices.settings import DeviceSettings, Role
+from adapters.devices.profiles import Protocol
+from adapters.devices.settings import DeviceSettings, Role, check_files, parse_settings, resolve_role
 from kms.errors import BadRequest, QkmsError
 from kms.keys import KeyBlock, Provenance
+from kms.source_worker import SourceWorker
 from kms.sources import KeySource, SourceContext, SourceHealth
 
 log = logging.getLogger("qkms.sources.devices")
@@ -108,11 +110,38 @@ class BlockQueue:
         return out
 
 
+T = TypeVar("T")
+
+
+class LazyConnection(Generic[T]):
+    """The connection to a device, made on first use (a source is built in every web
+    worker, most never call their device); ``take`` hands it over for closing."""
+
+    def __init__(self, factory: Callable[[], T]):
+        self._factory = factory
+        self._connection: T | None = None
+        self._lock = threading.Lock()
+
+    def get(self) -> T:
+        with self._lock:
+            if self._connection is None:
+                self._connection = self._factory()
+            return self._connection
+
+    def take(self) -> T | None:
+        with self._lock:
+            connection, self._connection = self._connection, None
+            return connection
+
+
 class PairedDeviceSource(KeySource):
     """A link end fed by its QKD device, in step with the other end (module docs)."""
 
     on_demand = False
     protocol_name: str = ""
+    #: Which settings model a section is read with, and the profile of a section naming none.
+    protocol: ClassVar[Protocol]
+    default_profile: ClassVar[str]
 
     def __init__(self, settings: DeviceSettings, context: SourceContext, role: Role,
                  clock: Callable[[], float] = time.monotonic):
@@ -127,12 +156,18 @@ class PairedDeviceSource(KeySource):
         self._queue = BlockQueue(settings.max_queued_blocks)
         self._sequences = SequenceClock()
         self._unused_bits: dict[str, int] = {}
-        self._stopping = threading.Event()
-        self._worker: threading.Thread | None = None
+        self._worker = SourceWorker(f"qkd-device {self._link_id}", STOP_JOIN_S)
+        self._stopping = self._worker.stopping
         self._next_probe_at = clock()
         self._delivered: deque[tuple[float, int]] = deque()
         self._totals = {"blocks": 0, "bits": 0}
         self._stats_lock = threading.Lock()
+
+    @classmethod
+    def from_config(cls, section: dict[str, Any], context: SourceContext) -> "PairedDeviceSource":
+        settings = parse_settings(section, context, cls.protocol, cls.kind, cls.default_profile)
+        check_files(settings)
+        return cls(settings, context, resolve_role(settings, context))
 
     # --- what each protocol provides ----------------------------------------------------------
 
@@ -268,20 +303,10 @@ class PairedDeviceSource(KeySource):
     # --- running ------------------------------------------------------------------------------
 
     def start(self) -> None:
-        if self._worker is not None and self._worker.is_alive():
-            return
-        self._stopping.clear()
-        target = self._run_master if self._role == "master" else self._run_slave
-        self._worker = threading.Thread(target=target, name=f"qkd-device {self._link_id}", daemon=True)
-        self._worker.start()
+        self._worker.start(self._run_master if self._role == "master" else self._run_slave)
 
     def stop(self) -> None:
-        self._stopping.set()
-        worker, self._worker = self._worker, None
-        if worker is not None:
-            worker.join(STOP_JOIN_S)
-            if worker.is_alive():
-                log.error("link %s: device worker did not stop within %.0f s", self._link_id, STOP_JOIN_S)
+        self._worker.stop()
         self._release()
 
     def step(self) -> bool:

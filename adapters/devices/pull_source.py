@@ -13,7 +13,6 @@ Settings: ``adapters.devices.settings.Etsi014Settings`` (docs/devices.md).
 
 from __future__ import annotations
 
-import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -21,9 +20,9 @@ from typing import Any
 
 from adapters.devices.device014 import Device014, DeviceStatus, HttpDevice014, checked_keys
 from adapters.devices.errors import DeviceFault
-from adapters.devices.paired import PairedDeviceSource, log
+from adapters.devices.paired import LazyConnection, PairedDeviceSource, log
 from adapters.devices.replay import SeenKeys
-from adapters.devices.settings import Etsi014Settings, Role, check_files, parse_settings, resolve_role
+from adapters.devices.settings import Etsi014Settings, Role
 from adapters.etsi014_client import DeliveredKey
 from kms.errors import BadRequest
 from kms.sources import SourceContext
@@ -47,40 +46,28 @@ class Etsi014DeviceSource(PairedDeviceSource):
 
     kind = "qkd-device"
     protocol_name = "etsi-gs-qkd-014"
+    protocol = "etsi014"
+    default_profile = "etsi014-generic"
 
     def __init__(self, settings: Etsi014Settings, context: SourceContext, role: Role,
                  device_factory: Callable[[], Device014] | None = None, clock: Callable[[], float] = time.monotonic,
                  wall_clock: Callable[[], float] = time.time):
         super().__init__(settings, context, role, clock)
         self._settings: Etsi014Settings = settings
-        self._device_factory = device_factory or (lambda: HttpDevice014(settings, self._slow))
-        self._device: Device014 | None = None
-        self._device_lock = threading.Lock()
+        self._device: LazyConnection[Device014] = LazyConnection(
+            device_factory or (lambda: HttpDevice014(settings, self._slow)))
         self._wall_clock = wall_clock
         self._seen = SeenKeys()
         self._gathered: list[DeliveredKey] = []
         self._gathered_since = 0.0
         self._last_status: DeviceStatus | None = None
 
-    @classmethod
-    def from_config(cls, section: dict[str, Any], context: SourceContext) -> "Etsi014DeviceSource":
-        settings = parse_settings(section, context, "etsi014", cls.kind, "etsi014-generic")
-        check_files(settings)
-        return cls(settings, context, resolve_role(settings, context))
-
-    def _dev(self) -> Device014:
-        with self._device_lock:
-            if self._device is None:
-                self._device = self._device_factory()
-            return self._device
-
     def _slow(self, operation: str, seconds: float) -> None:
         self._health.noted("slow", f"the device took {seconds:.1f} s to answer {operation} "
                                    f"(slow_answer_s {self._settings.slow_answer_s:g})")
 
     def _release(self) -> None:
-        with self._device_lock:
-            device, self._device = self._device, None
+        device = self._device.take()
         if device is not None:
             device.close()
 
@@ -95,7 +82,7 @@ class Etsi014DeviceSource(PairedDeviceSource):
                         GATHER_MAX_AGE_S)
             self._gathered = []
         per_block = self._settings.keys_per_block
-        status = self._dev().status()
+        status = self._device.get().status()
         self._last_status = status
         batch = self._batch_size(status)
         if status.stored_key_count < min(batch, per_block - len(self._gathered)):
@@ -120,7 +107,7 @@ class Etsi014DeviceSource(PairedDeviceSource):
 
     def _gather(self, number: int) -> None:
         size = self._settings.key_size_bits
-        keys = checked_keys(self._dev().enc_keys(number, size), size, "enc_keys", expected_count=number)
+        keys = checked_keys(self._device.get().enc_keys(number, size), size, "enc_keys", expected_count=number)
         self._seen.admit([(key.key_id, key.material) for key in keys], "enc_keys")
         fresh = [key for key in keys if self._lasts(key)]
         if not self._gathered:
@@ -157,13 +144,13 @@ class Etsi014DeviceSource(PairedDeviceSource):
         keys: list[DeliveredKey] = []
         for start in range(0, len(key_ids), batch):
             wanted = key_ids[start:start + batch]
-            keys += checked_keys(self._dev().dec_keys(wanted), size, "dec_keys", expected_ids=wanted)
+            keys += checked_keys(self._device.get().dec_keys(wanted), size, "dec_keys", expected_ids=wanted)
         return name, b"".join(key.material for key in keys)
 
     def _probe(self) -> None:
         """A status probe of the device, when one is due."""
         if self._settings.probe_status and self._probe_due():
-            self._last_status = self._dev().status()
+            self._last_status = self._device.get().status()
             self._probed()
 
     def health(self):

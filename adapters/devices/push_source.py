@@ -18,15 +18,14 @@ pool target does not apply: every chunk pushed becomes key material.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from adapters.devices.client004 import Qkd004Client
 from adapters.devices.errors import DeviceFault
-from adapters.devices.paired import PairedDeviceSource, log
-from adapters.devices.settings import Etsi004Settings, Role, check_files, parse_settings, resolve_role
+from adapters.devices.paired import LazyConnection, PairedDeviceSource, log
+from adapters.devices.settings import Etsi004Settings, Role
 from kms.errors import BadRequest
 from kms.keys import KeyBlock
 from kms.sources import SourceContext
@@ -40,40 +39,28 @@ class Etsi004DeviceSource(PairedDeviceSource):
 
     kind = "qkd-device-004"
     protocol_name = "etsi-gs-qkd-004-push"
+    protocol = "etsi004"
+    default_profile = "etsi004-push"
 
     def __init__(self, settings: Etsi004Settings, context: SourceContext, role: Role,
                  client_factory: Callable[[], Qkd004Client] | None = None, clock: Callable[[], float] = time.monotonic):
         super().__init__(settings, context, role, clock)
         self._settings: Etsi004Settings = settings
-        self._client_factory = client_factory or (lambda: Qkd004Client(settings))
-        self._client: Qkd004Client | None = None
-        self._client_lock = threading.Lock()
+        self._client: LazyConnection[Qkd004Client] = LazyConnection(
+            client_factory or (lambda: Qkd004Client(settings)))
         self._ksid: str | None = None
         self._chunks: dict[int, bytes] = {}
         self._next_index = 0
         self._gap_since: float | None = None
 
-    @classmethod
-    def from_config(cls, section: dict[str, Any], context: SourceContext) -> "Etsi004DeviceSource":
-        settings = parse_settings(section, context, "etsi004", cls.kind, "etsi004-push")
-        check_files(settings)
-        return cls(settings, context, resolve_role(settings, context))
-
-    def _dev(self) -> Qkd004Client:
-        with self._client_lock:
-            if self._client is None:
-                self._client = self._client_factory()
-            return self._client
-
     def _release(self) -> None:
         if self._role == "master" and self._ksid is not None:
             try:
-                self._dev().close(self._ksid)
+                self._client.get().close(self._ksid)
             except DeviceFault as fault:
                 log.warning("link %s: closing key stream %s: %s", self._link_id, self._ksid, fault.message)
             self._ksid = None
-        with self._client_lock:
-            client, self._client = self._client, None
+        client = self._client.take()
         if client is not None:
             client.close_connections()
 
@@ -111,7 +98,7 @@ class Etsi004DeviceSource(PairedDeviceSource):
         return s.source_uri or f"urn:qkms:kme:{kme_id}", s.destination_uri or f"urn:qkms:kme:{peer}"
 
     def _open_stream(self) -> None:
-        client = self._dev()
+        client = self._client.get()
         ksid, _, granted = client.open_connect(*self._uris(self._context.kme_id, self._peer), self._qos())
         if granted.get("key_chunk_size", self._settings.key_chunk_size_bytes) != self._settings.key_chunk_size_bytes:
             client.close(ksid)
@@ -191,7 +178,7 @@ class Etsi004DeviceSource(PairedDeviceSource):
             raise BadRequest("key_stream_id must be a string")
         if op == "open":
             try:
-                client = self._dev()
+                client = self._client.get()
                 _, status, _ = client.open_connect(*self._uris(self._context.kme_id, self._peer), self._qos(), ksid)
                 client.get_key(ksid, 0)
             except DeviceFault as fault:

@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.etsi_api.test_api_node import (  # noqa: F401 (collected here, against the devices)
-    STATUS_FIELDS, assert_error, test_bad_dec_keys_body_is_400, test_bad_dec_keys_query_is_400,
+from tests.etsi_api.test_api_node import (  # noqa: F401 (tests and fixtures, run here against the devices)
+    STATUS_FIELDS, assert_error, master, slave, test_bad_dec_keys_body_is_400, test_bad_dec_keys_query_is_400,
     test_bad_enc_keys_body_is_400, test_bad_enc_keys_query_is_400, test_certificate_from_another_ca_is_refused,
     test_certificate_of_unknown_sae_is_401, test_client_without_certificate_is_refused,
     test_duplicate_key_in_dec_keys_is_400_and_consumes_nothing, test_enc_then_dec_delivers_the_same_keys_once,
@@ -96,16 +96,6 @@ def node(tmp_path_factory):
     finally:
         under_test.close()
         pair.close()
-
-
-@pytest.fixture(scope="module")
-def master(node):
-    return node.client("sae-1")
-
-
-@pytest.fixture(scope="module")
-def slave(node):
-    return node.client("sae-2")
 
 
 def test_status_reports_every_field_of_the_device_pair(master) -> None:

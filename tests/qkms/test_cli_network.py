@@ -52,33 +52,40 @@ def test_init_names_the_bad_option(tmp_path, args, message):
     assert result.exit_code != 0 and message in result.output
 
 
-@pytest.mark.integration
-@pytest.mark.slow
-def test_up_starts_every_node_and_ctrl_c_stops_them_all(tmp_path):
-    root = tmp_path / "net"
-    CliRunner().invoke(main, ["init", str(root), "--node", "A", "--node", "B", "--link", "A-B"])
-    manifest = json.loads((root / "manifest.json").read_text())
+def check_up_until_announced(root: Path, announcements: int, timeout_s: float) -> str:
+    """Run `qkms up root` until it has announced ``announcements`` listeners, then Ctrl-C
+    it; its output, once it exited 0 leaving no process of ``root`` behind."""
     up = subprocess.Popen([sys.executable, "-m", "qkms", "up", str(root)], stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True)
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(up.stdout), daemon=True)
     reader.start()
     try:
-        # `up` announces each node once all of them listen: Ctrl-C from then on stops them all.
-        wait_until(lambda: sum(" listening at " in line for line in lines) == len(manifest["nodes"])
-                   or up.poll() is not None, "`qkms up` to announce every node", 120)
+        # `up` announces each process once all of them listen: Ctrl-C from then on stops them all.
+        wait_until(lambda: sum(" listening at " in line for line in lines) == announcements or up.poll() is not None,
+                   f"`qkms up` to announce {announcements} listeners", timeout_s)
         assert up.poll() is None, "".join(lines)
         up.send_signal(signal.SIGINT)
-        up.wait(timeout=60)
+        up.wait(timeout=90)
     finally:
         if up.poll() is None:
             up.kill()
     reader.join(timeout=10)
     output = "".join(lines)
     assert up.returncode == 0, output
-    assert "stopping all nodes" in output
     leftover = subprocess.run(["pgrep", "-f", str(root)], capture_output=True, text=True)
-    assert leftover.stdout.strip() == "", "a node process outlived `qkms up`"
+    assert leftover.stdout.strip() == "", "a node or device process outlived `qkms up`"
+    return output
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_up_starts_every_node_and_ctrl_c_stops_them_all(tmp_path):
+    root = tmp_path / "net"
+    CliRunner().invoke(main, ["init", str(root), "--node", "A", "--node", "B", "--link", "A-B"])
+    manifest = json.loads((root / "manifest.json").read_text())
+    output = check_up_until_announced(root, len(manifest["nodes"]), 120)
+    assert "stopping all nodes" in output
     assert yaml.safe_load((root / "nodes" / "A" / "config.yaml").read_text())["kme_id"] == "A"
 
 
@@ -136,22 +143,5 @@ def test_up_runs_the_mock_devices_too_and_stops_them(tmp_path):
     root = tmp_path / "net"
     CliRunner().invoke(main, ["init", str(root), "--node", "A", "--node", "B", "--link", "A-B",
                               "--link-source", "mock-device"])
-    up = subprocess.Popen([sys.executable, "-m", "qkms", "up", str(root)], stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True)
-    lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.extend(up.stdout), daemon=True)
-    reader.start()
-    try:
-        wait_until(lambda: sum(" listening at " in line for line in lines) == 4 or up.poll() is not None,
-                   "`qkms up` to announce two nodes and two devices", 180)
-        assert up.poll() is None, "".join(lines)
-        assert any(line.startswith("qkd-a-b-a listening at") for line in lines)
-        up.send_signal(signal.SIGINT)
-        up.wait(timeout=90)
-    finally:
-        if up.poll() is None:
-            up.kill()
-    reader.join(timeout=10)
-    assert up.returncode == 0, "".join(lines)
-    leftover = subprocess.run(["pgrep", "-f", str(root)], capture_output=True, text=True)
-    assert leftover.stdout.strip() == "", "a node or device process outlived `qkms up`"
+    output = check_up_until_announced(root, 4, 180)  # two nodes, two devices
+    assert any(line.startswith("qkd-a-b-a listening at") for line in output.splitlines())
