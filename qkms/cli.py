@@ -99,14 +99,15 @@ def plan_network(node_ids, link_specs, sae_specs, length_km: float, link_policy:
                    for spec in link_specs]
 
 
-def link_plan(link_id: str, nodes: tuple[str, str], link_source: str, simulation: dict,
+def link_plan(link_id: str, nodes: tuple[str, str], link_source: str, simulated: dict,
               node_urls: dict[str, str], policy: str = "qkd-only", **device_options) -> LinkPlan:
-    """A simulated link, or one fed by a pair of mock devices running that simulation
-    (``device_options``: more of ``qkms.device_layout.MockPairPlan``), under ``policy``."""
+    """The simulated link ``simulated``, or a link of that length fed by a pair of mock
+    devices (``device_options``: more of ``qkms.device_layout.MockPairPlan``, e.g. the
+    devices' own ``simulation``), under ``policy``."""
     protocol = LINK_SOURCES[link_source]
     if protocol is None:
-        return LinkPlan(link_id, nodes, dict(simulation), policy)
-    options = {"simulation": {**MOCK_SIMULATION, "length_km": simulation["length_km"]}, **device_options}
+        return LinkPlan(link_id, nodes, dict(simulated), policy)
+    options = {"simulation": {**MOCK_SIMULATION, "length_km": simulated["length_km"]}, **device_options}
     devices = plan_mock_pair(link_id, nodes, [free_port() for _ in range(4)], protocol, node_urls, **options)
     return LinkPlan(link_id, nodes, {"kind": KINDS[protocol]}, policy, devices=devices)
 

@@ -139,7 +139,8 @@ def change_faults():
 
 @control_bp.get("/state")
 def state():
-    """The device's name, keys, faults, and its simulation (``feed``: frames run, still running)."""
+    """The device's name, keys, faults, and its simulation (``feed``: frames run, blocks and bits
+    made, still running)."""
     _operator()
     kme = _kme()
     return jsonify({"name": kme.kme_id, "stored_key_count": kme.stored_keys(),

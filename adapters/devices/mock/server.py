@@ -131,6 +131,7 @@ class SimulationFeed:
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="simulation feed", daemon=True)
         self.blocks = 0
+        self.bits = 0
         self.running = False
 
     def start(self) -> None:
@@ -139,13 +140,14 @@ class SimulationFeed:
         self._thread.start()
 
     def state(self) -> dict:
-        return {"frames": self._frames_done(), "blocks": self.blocks, "running": self.running}
+        return {"frames": self._frames_done(), "blocks": self.blocks, "bits": self.bits, "running": self.running}
 
     def _run(self) -> None:
         while not self._stopping.wait(FEED_INTERVAL_S):
             for block in self._source.fetch(1 << 40):
                 self._kme.add_block(block)
                 self.blocks += 1
+                self.bits += 8 * len(block.material)
             if self._max_frames is not None and self._frames_done() >= self._max_frames:
                 self._source.stop()
                 self.running = False
