@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
 
-.PHONY: demo demo-dashboard demo-tls test test-fast bench lock system-deps clean
+.PHONY: demo demo-dashboard demo-devices demo-tls test test-fast bench lock system-deps clean
 
 # Exact versions from constraints.txt. A -c on the command line adds to a `constraint`
 # set in pip's own configuration (both hold); PIP_CONSTRAINT would replace that one.
@@ -52,6 +52,11 @@ demo: $(VENV)/.installed
 demo-dashboard: $(VENV)/.installed
 	$(PY) -m qkms demo .demo --keep-running
 
+# Link A-B fed by a pair of mock QKD devices (ETSI 014): keys over it and across the
+# mixed chain A-B-C-D (device-fed, hybrid, ML-KEM), a device fault degrading the link, and the recovery.
+demo-devices: $(VENV)/.installed
+	$(PY) -m qkms demo --devices .demo-devices
+
 # A TLS 1.3 session (openssl s_server/s_client) keyed by qkms over a relay.
 demo-tls: $(VENV)/.installed system-deps
 	$(PY) -m qkms demo-tls .demo-tls
@@ -67,4 +72,4 @@ bench: $(VENV)/.installed
 	$(PY) benchmarks/bench_etsi_roundtrip.py
 
 clean:
-	rm -rf .demo .demo-tls .pytest_cache build *.egg-info
+	rm -rf .demo .demo-devices .demo-tls .pytest_cache build *.egg-info

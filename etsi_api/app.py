@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Flask
 
-from etsi_api import admin_api, dashboard, errors, keys_api, km_api, meta_api, metrics, runtime, skip_api
+from etsi_api import admin_api, dashboard, errors, keys_api, km_api, meta_api, metrics, qkd004_api, runtime, skip_api
 from etsi_api import admission as admission_api
 from etsi_api.monitoring import Monitoring
 from etsi_api.state_metrics import NodeStateCollector
@@ -56,6 +56,7 @@ def create_app(config: NodeConfig, service: KeyService, store: KeyStore, network
     app.register_blueprint(skip_api.bp)
     app.register_blueprint(admin_api.bp)
     app.register_blueprint(dashboard.bp)
+    app.register_blueprint(qkd004_api.bp)
     return app
 
 

@@ -9,11 +9,13 @@ blocks it makes wait in the node's block inbox for its link manager (kms/inbox.p
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from typing import Any
 
 from kms.config import NodeConfig
 from kms.errors import BadRequest, Unauthorized
 from kms.inbox import BlockInbox
+from kms.keys import KeyBlock
 from kms.relay import PeerTransport
 from kms.sequence_ledger import SequenceLedger
 from kms.source_registry import build_source
@@ -47,6 +49,18 @@ class LinkResponders:
     def respond(self, link_id: str, caller: str, message: dict[str, Any]) -> dict[str, Any]:
         """The answer of this node's end of ``link_id`` (a pool id) to its peer ``caller``."""
         return self._source(link_id, caller).respond(message)
+
+    def pushed(self, device_names: Sequence[str], block: KeyBlock) -> str:
+        """Key material a device pushed (its certificate carries ``device_names``) to the
+        link whose source takes pushes from that device; returns the link's id,
+        Unauthorized if no link of this node does."""
+        for link in (link for link in self._config.local_links() if "qkd" in link.roles):
+            peer = next(node for node in link.nodes if node != self._config.kme_id)
+            source = self._source(link.pool_id("qkd"), peer)
+            if source.accepts_pushes_from(device_names):
+                source.accept_pushed(block)
+                return link.id
+        raise Unauthorized("the certificate is not that of a device pushing keys to this node")
 
     def _source(self, link_id: str, caller: str) -> KeySource:
         found = next(((link, role) for link in self._config.local_links() for role in link.roles

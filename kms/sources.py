@@ -8,6 +8,7 @@ third parties add entry points in the ``qkms.key_sources`` group.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
@@ -112,6 +113,23 @@ class KeySource(ABC):
         instance that was never started; must be safe to call concurrently and to
         repeat. Sources whose ends need no conversation keep this default."""
         raise BadRequest(f"the {self.kind} source takes no messages from its peer")
+
+    def accepts_pushes_from(self, names: Sequence[str]) -> bool:
+        """Whether a device whose client certificate carries ``names`` (subject CN, SAN
+        DNS names) pushes key material to this end (sources fed by device pushes)."""
+        return False
+
+    def accept_pushed(self, block: KeyBlock) -> None:
+        """Keep a chunk the device pushed (``block_id`` ``<stream>:<index>``, ``sequence``
+        the index) for this end; BadRequest if it is not one this end takes. Runs in a web
+        worker, on an instance that was never started."""
+        raise BadRequest(f"the {self.kind} source takes no pushed key material")
+
+    def observe_pool(self, unused_bits: dict[str, int]) -> None:
+        """The link's unused bits at this end, per pool half (owner KME_ID -> bits), as
+        the link manager sees them about once a second. A source that produces on request
+        (a device it pulls keys from) keeps each half topped up to a target level and no
+        further; the others ignore it (the default)."""
 
     def start(self) -> None:
         """Begin producing (background sources start their worker here)."""

@@ -22,10 +22,16 @@ from qkms.cli_admin import admin
 from qkms.cli_audit import audit
 from qkms.cli_connect import connect
 from qkms.cli_kek import kek
+from qkms.cli_mock_device import mock_device
 from qkms.cli_pki import pki
+from qkms.device_layout import KINDS, MOCK_SIMULATION, plan_mock_pair
 from qkms.layout import LINK_POLICIES, LINK_SOURCES, LinkPlan, NodePlan, free_port, write_layout
 
 DEFAULT_SAES = ("sae-1", "sae-2")
+#: --link-source kinds fed by a pair of mock QKD devices (started by `qkms up`), and the
+#: protocol the devices speak; every other kind is a source section of LINK_SOURCES.
+MOCK_DEVICE_PROTOCOLS = {"mock-device": "etsi014", "mock-device-004": "etsi004"}
+SOURCE_KINDS = sorted({*LINK_SOURCES, *MOCK_DEVICE_PROTOCOLS})
 
 
 @dataclass(frozen=True)
@@ -77,9 +83,10 @@ def main() -> None:
                    "one sae-<node> per node in a network).")
 @click.option("--length-km", type=float, default=None,
               help="Fibre length of the links (default: the source's own; satellites have none).")
-@click.option("--link-source", type=click.Choice(sorted(LINK_SOURCES)), default="simulated", show_default=True,
+@click.option("--link-source", type=click.Choice(SOURCE_KINDS), default="simulated", show_default=True,
               help="Key source of links without =SOURCE: simulated decoy BB84, entangled (BBM92), "
-                   "repeater-chain or satellite.")
+                   "repeater-chain, satellite, or a pair of mock QKD devices per link (mock-device: ETSI 014 "
+                   "pull; mock-device-004: ETSI 004 push), started by `qkms up`.")
 @click.option("--link-policy", type=click.Choice(LINK_POLICIES), default="qkd-only", show_default=True,
               help="Policy of every link: QKD only, QKD falling back to ML-KEM, both combined (hybrid), or "
                    "ML-KEM only (no QKD source). Links that use ML-KEM get ML-DSA keys, the peer's pinned.")
@@ -124,7 +131,9 @@ def _grow(directory: Path, added_nodes, added_links, sae_specs, link_defaults: L
         all_nodes = tuple(load_manifest(directory)["nodes"]) + added_nodes
         sae_specs = sae_specs or tuple(f"sae-{node.lower()}@{node}" for node in added_nodes)
         plans = plan_network(added_nodes, (), sae_specs)[0] if added_nodes else []
-        links = [_link_plan(spec, all_nodes, link_defaults, "--add-link") for spec in added_links]
+        urls = {**{kme_id: node["url"] for kme_id, node in load_manifest(directory)["nodes"].items()},
+                **{plan.kme_id: f"https://127.0.0.1:{plan.port}" for plan in plans}}
+        links = [_link_plan(spec, all_nodes, link_defaults, urls, "--add-link") for spec in added_links]
         manifest = add_to_layout(directory, plans, links)
     except (QkmsError, ValueError) as exc:
         raise click.ClickException(getattr(exc, "message", str(exc))) from None
@@ -157,20 +166,39 @@ def plan_network(node_ids, link_specs, sae_specs,
         defaults = {node_ids[0]: list(DEFAULT_SAES)} if len(node_ids) == 1 else \
             {node: [f"sae-{node.lower()}"] for node in node_ids}
         saes.update(defaults)
-    links = [_link_plan(spec, node_ids, link_defaults) for spec in link_specs]
-    return [NodePlan(node, tuple(saes[node]), free_port()) for node in node_ids], links
+    plans = [NodePlan(node, tuple(saes[node]), free_port()) for node in node_ids]
+    urls = {plan.kme_id: f"https://127.0.0.1:{plan.port}" for plan in plans}
+    return plans, [_link_plan(spec, node_ids, link_defaults, urls) for spec in link_specs]
 
 
-def _link_plan(spec: str, node_ids, link_defaults: LinkDefaults, option: str = "--link") -> LinkPlan:
-    """``NODE-NODE[=SOURCE]`` as a link plan with that source's section."""
+def _link_plan(spec: str, node_ids, link_defaults: LinkDefaults, node_urls: dict[str, str],
+               option: str = "--link") -> LinkPlan:
+    """``NODE-NODE[=SOURCE]`` as a link plan: that source's section, or a pair of mock
+    devices reaching the nodes at ``node_urls``."""
     ends, _, kind = spec.partition("=")
     kind = kind or link_defaults.source
-    if kind not in LINK_SOURCES:
-        raise ValueError(f"{option} {spec}: unknown source {kind!r} (one of {', '.join(sorted(LINK_SOURCES))})")
-    source = dict(LINK_SOURCES[kind])
-    if link_defaults.length_km is not None and "length_km" in source:
-        source["length_km"] = link_defaults.length_km
-    return LinkPlan(ends, _link_ends(ends, node_ids, option), source, link_defaults.policy)
+    if kind not in SOURCE_KINDS:
+        raise ValueError(f"{option} {spec}: unknown source {kind!r} (one of {', '.join(SOURCE_KINDS)})")
+    nodes = _link_ends(ends, node_ids, option)
+    simulated = dict(LINK_SOURCES["simulated"] if kind in MOCK_DEVICE_PROTOCOLS else LINK_SOURCES[kind])
+    if link_defaults.length_km is not None and "length_km" in simulated:
+        simulated["length_km"] = link_defaults.length_km
+    if kind in MOCK_DEVICE_PROTOCOLS and link_defaults.policy == "pqc-only":
+        raise ValueError(f"{option} {spec}: a pqc-only link has no QKD source for {kind} to feed")
+    return link_plan(ends, nodes, kind, simulated, node_urls, link_defaults.policy)
+
+
+def link_plan(link_id: str, nodes: tuple[str, str], link_source: str, simulated: dict,
+              node_urls: dict[str, str], policy: str = "qkd-only", **device_options) -> LinkPlan:
+    """The link with source section ``simulated``, or, for a mock-device kind, a link fed
+    by a pair of mock devices whose own simulation has that section's length
+    (``device_options``: more of ``qkms.device_layout.MockPairPlan``), under ``policy``."""
+    protocol = MOCK_DEVICE_PROTOCOLS.get(link_source)
+    if protocol is None:
+        return LinkPlan(link_id, nodes, dict(simulated), policy)
+    options = {"simulation": {**MOCK_SIMULATION, "length_km": simulated["length_km"]}, **device_options}
+    devices = plan_mock_pair(link_id, nodes, [free_port() for _ in range(4)], protocol, node_urls, **options)
+    return LinkPlan(link_id, nodes, {"kind": KINDS[protocol]}, policy, devices=devices)
 
 
 def _link_ends(spec: str, node_ids, option: str = "--link") -> tuple[str, str]:
@@ -269,11 +297,14 @@ def linkd(config_path: Path, redis_url: str | None, parent_pid: int | None, chec
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path), default=".demo")
 @click.option("--keep-running", is_flag=True,
               help="Leave the network running afterwards, node B's dashboard served on loopback, until Ctrl-C.")
-def demo(directory: Path, keep_running: bool) -> None:
-    """Run the demo in DIRECTORY (recreated): four nodes, QKD, hybrid and PQC links, ETSI 014 exchanges."""
+@click.option("--devices", is_flag=True, help="Feed link A-B from a pair of mock QKD devices (ETSI 014), "
+                                               "and show a device fault and the recovery.")
+def demo(directory: Path, keep_running: bool, devices: bool) -> None:
+    """Run the demo in DIRECTORY (recreated): four nodes, QKD (simulated, or fed by mock
+    devices), hybrid and ML-KEM links, ETSI 014 exchanges."""
     from qkms.demo import run_demo
 
-    if not run_demo(directory, Console(width=130), keep_running):
+    if not run_demo(directory, Console(width=130), keep_running, devices):
         raise SystemExit(1)
 
 
@@ -329,4 +360,5 @@ main.add_command(admin)
 main.add_command(audit)
 main.add_command(connect)
 main.add_command(kek)
+main.add_command(mock_device)
 main.add_command(pki)

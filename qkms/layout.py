@@ -23,6 +23,7 @@ from kms.pki import CertificateAuthority
 from kms.pki.files import write_atomic
 from kms.pki.revocation import issue_crl
 from kms.sealing import new_kek_hex
+from qkms.device_layout import MockPairPlan, device_section, write_mock_pair
 
 
 @dataclass(frozen=True)
@@ -37,13 +38,15 @@ class NodePlan:
 @dataclass(frozen=True)
 class LinkPlan:
     """One link to write: its id, its two nodes, its policy, its QKD source section and
-    (for policies that use PQC) its PQC source section."""
+    (for policies that use PQC) its PQC source section; a device-fed link has a pair of
+    mock devices instead of a simulated QKD source (``devices``)."""
 
     link_id: str
     nodes: tuple[str, str]
     source: dict = field(default_factory=dict)
     policy: str = "qkd-only"
     pqc: dict = field(default_factory=lambda: dict(DEMO_PQC_SOURCE))
+    devices: MockPairPlan | None = None
 
     @property
     def uses_qkd(self) -> bool:
@@ -91,9 +94,16 @@ class Manifest:
     nodes: dict[str, dict[str, str]] = field(default_factory=dict)
     saes: dict[str, dict[str, str]] = field(default_factory=dict)
     admin: dict[str, str] = field(default_factory=dict)
+    #: Device-fed links: link -> KME_ID -> how that node reaches its device
+    #: (url, sae_id, cert, key, ca, server_name); and the mock devices to run.
+    devices: dict[str, dict[str, dict[str, str]]] = field(default_factory=dict)
+    mock_devices: dict[str, dict[str, dict[str, str]]] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
-        return {"ca": self.ca, "nodes": self.nodes, "saes": self.saes, "admin": self.admin}
+        out = {"ca": self.ca, "nodes": self.nodes, "saes": self.saes, "admin": self.admin}
+        if self.devices:
+            out |= {"devices": self.devices, "mock_devices": self.mock_devices}
+        return out
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -139,6 +149,8 @@ def _link_source(link: LinkPlan, plan: NodePlan) -> dict:
     simulated source gets an ``eve_file`` (the admin API switches eavesdroppers with it)."""
     if plan.kme_id not in link.nodes:
         return {"kind": link.source["kind"]}
+    if link.devices is not None:
+        return device_section(link.devices, plan.kme_id, Path("nodes") / plan.kme_id, Path("pki") / "ca.crt")
     eve = {"eve_file": f"eve/{link.link_id}.json"} if link.source.get("kind") == "simulated" else {}
     return {**eve, **link.source, "seed_file": f"links/{link.link_id}.seed"}
 
@@ -195,7 +207,7 @@ def write_admin(root: Path, ca: CertificateAuthority, manifest: Manifest) -> Non
 
 def write_link_seeds(root: Path, links: list[LinkPlan]) -> None:
     """One shared secret per simulated link, copied into both ends' directories."""
-    for link in (link for link in links if link.uses_qkd):
+    for link in (link for link in links if link.uses_qkd and link.devices is None):
         seed = os.urandom(32).hex().encode() + b"\n"
         for kme_id in link.nodes:
             write_atomic(root / "nodes" / kme_id / "links" / f"{link.link_id}.seed", seed, 0o600)
@@ -237,5 +249,9 @@ def write_layout(root: Path, plans: list[NodePlan], links: list[LinkPlan] = ()) 
             write_sae(root, ca, sae_id, plan.kme_id, manifest)
     write_link_seeds(root, links)
     write_pqc_identities(root, links)
+    for link in (link for link in links if link.devices is not None):
+        entries = write_mock_pair(root, ca, root / "pki" / "ca.crt", link.devices)
+        manifest.devices[link.link_id] = entries["devices"]
+        manifest.mock_devices[link.link_id] = entries["mock_devices"]
     (root / "manifest.json").write_text(json.dumps(manifest.to_dict(), indent=2) + "\n")
     return manifest

@@ -273,6 +273,13 @@ class LinkManager:
             del end.unconfirmed[seq]
         return added
 
+    def report_pool_levels(self) -> None:
+        """Tell each source how much of each half of its link is unused here
+        (KeySource.observe_pool)."""
+        for end in self._ends:
+            end.source.observe_pool({owner: self._pools.available_bits(end.pool_id, owner)
+                                     for owner in end.config.nodes})
+
     def own_halves(self) -> list[LinkHalf]:
         """This node's link halves: one per running end, and one (down) per idle pool."""
         now = time.time()
@@ -392,6 +399,7 @@ class LinkManager:
         self.reconfigure()
         self.fill()
         if now >= due["publish"]:
+            self.report_pool_levels()
             self.publish()
             due["publish"] = now + PUBLISH_INTERVAL_S
         if now >= due["gossip"]:

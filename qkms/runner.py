@@ -77,6 +77,14 @@ def start_node(kme_id: str, entry: dict, log_dir: Path) -> RunningNode:
     return RunningNode(kme_id, entry["url"], process, log_path)
 
 
+def start_mock_device(config: Path | str, log_path: Path, faults: tuple[str, ...] = ()) -> subprocess.Popen:
+    """A ``qkms mock-device`` child (docs/devices.md), its output appended to ``log_path``."""
+    with open_log(log_path) as log:
+        return subprocess.Popen([sys.executable, "-m", "qkms", "mock-device", "--config", str(config),
+                                 *(arg for fault in faults for arg in ("--fault", fault))],
+                                stdout=log, stderr=subprocess.STDOUT)
+
+
 def wait_for_port(host: str, port: int, timeout_s: float, process: subprocess.Popen | None = None) -> None:
     """Wait until something accepts TCP connections on host:port (RuntimeError if
     ``process`` exits first, TimeoutError after ``timeout_s``)."""
@@ -120,18 +128,23 @@ def wait_listening(node: RunningNode, timeout_s: float = NODE_START_TIMEOUT_S) -
 
 
 def start_all(directory: Path) -> list[RunningNode]:
-    """Start every node of the directory and wait until all listen."""
+    """Start every mock QKD device and every node of the directory and wait until all
+    listen (a device is listed as a RunningNode named after it)."""
     manifest = load_manifest(directory)
     log_dir = directory / "logs"
     log_dir.mkdir(exist_ok=True, mode=0o750)
-    nodes = [start_node(kme_id, entry, log_dir) for kme_id, entry in manifest["nodes"].items()]
+    devices = [entry for pair in manifest.get("mock_devices", {}).values() for entry in pair.values()]
+    logs = {entry["name"]: log_dir / f"{entry['name']}.log" for entry in devices}
+    started = [RunningNode(entry["name"], entry["url"], start_mock_device(entry["config"], logs[entry["name"]]),
+                           logs[entry["name"]]) for entry in devices]
+    started += [start_node(kme_id, entry, log_dir) for kme_id, entry in manifest["nodes"].items()]
     try:
-        for node in nodes:
-            wait_listening(node)
+        for running in started:
+            wait_listening(running)
     except BaseException:
-        stop_all(nodes)
+        stop_all(started)
         raise
-    return nodes
+    return started
 
 
 def stop_all(nodes: list[RunningNode], timeout_s: float = 30) -> None:

@@ -22,6 +22,7 @@ from adapters.pqc.settings import MlKemLink, parse_link
 from adapters.pqc.transcript import BLOCK_KDF
 from kms.errors import BadRequest
 from kms.keys import KeyBlock, Provenance
+from kms.source_worker import SourceWorker
 from kms.sources import KeySource, SourceContext, SourceHealth
 
 log = logging.getLogger("qkms.sources.ml-kem")
@@ -49,8 +50,8 @@ class MlKemSource(KeySource):
         self._lock = threading.Lock()
         self._queue: deque[KeyBlock] = deque()
         self._sequences = SequenceClock()
-        self._stopping = threading.Event()
-        self._worker: threading.Thread | None = None
+        self._worker = SourceWorker(f"ml-kem {link.link_id}", STOP_JOIN_S)
+        self._stopping = self._worker.stopping
         self._counts = {"exchanges_ok": 0, "exchanges_failed": 0, "consecutive_failures": 0, "blocks_dropped": 0}
         self._last_failure = ""
         self._last_block_at: float | None = None
@@ -73,17 +74,10 @@ class MlKemSource(KeySource):
         """Start the worker at the initiating end (the answering end needs none)."""
         if not self._link.is_initiator or self._context.channel is None:
             return
-        if self._worker is not None and self._worker.is_alive():
-            return
-        self._stopping.clear()
-        self._worker = threading.Thread(target=self._work, name=f"ml-kem {self._link.link_id}", daemon=True)
-        self._worker.start()
+        self._worker.start(self._work)
 
     def stop(self) -> None:
-        self._stopping.set()
-        worker, self._worker = self._worker, None
-        if worker is not None:
-            worker.join(STOP_JOIN_S)
+        self._worker.stop()
 
     def _work(self) -> None:
         interval = 1.0 / self._link.settings.blocks_per_s

@@ -36,6 +36,7 @@ from adapters.qkd_sim.errors import QkdSimError
 from adapters.qkd_sim.source_config import (SimulatedSourceSettings, frame_seed, link_identity,
                                             parse_settings, read_eve_file, shared_secret)
 from kms.keys import KeyBlock, Provenance
+from kms.source_worker import SourceWorker
 from kms.sources import KeySource, SourceContext, SourceHealth
 
 log = logging.getLogger("qkms.sources.simulated")
@@ -161,8 +162,8 @@ class SimulatedQkdSource(KeySource):
         self._eve = settings.eve.spec() if settings.eve else None
         self._lock = threading.Lock()
         self._queue: deque[KeyBlock] = deque()
-        self._stopping = threading.Event()
-        self._worker: threading.Thread | None = None
+        self._worker = SourceWorker(f"qkd-sim {self._link_id}", STOP_JOIN_S)
+        self._stopping = self._worker.stopping
         self._last: FrameOutcome | None = None
         self._baseline_qber: float | None = None
         self._counts = {"frames_ok": 0, "frames_aborted": 0, "consecutive_aborts": 0, "blocks_dropped": 0}
@@ -267,20 +268,11 @@ class SimulatedQkdSource(KeySource):
 
     def start(self) -> None:
         """Start the worker; it runs frames from the next wall-clock slot on (no backfill)."""
-        if self._worker is not None and self._worker.is_alive():
-            return
-        self._stopping.clear()
-        self._worker = threading.Thread(target=self._work, name=f"qkd-sim {self._link_id}", daemon=True)
-        self._worker.start()
+        self._worker.start(self._work)
 
     def stop(self) -> None:
         """Stop the worker, cancelling a frame in progress; idempotent."""
-        self._stopping.set()
-        worker, self._worker = self._worker, None
-        if worker is not None:
-            worker.join(STOP_JOIN_S)
-            if worker.is_alive():
-                log.error("link %s: simulation worker did not stop within %.0f s", self._link_id, STOP_JOIN_S)
+        self._worker.stop()
 
     def current_slot(self) -> int:
         """The wall-clock slot (frame index) now."""

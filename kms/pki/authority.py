@@ -114,6 +114,23 @@ class CertificateAuthority(_CertifiedKey):
             key_type,
         )
 
+    def issue_device_certificate(
+        self,
+        name: str,
+        hosts: Sequence[str] = DEFAULT_NODE_HOSTS,
+        valid_days: int = 825,
+        key_type: str = DEFAULT_KEY_TYPE,
+    ) -> IssuedCertificate:
+        """Issue a QKD device's certificate (a mock device, or a test stand-in for a
+        vendor's), valid as TLS server and client: subject CN ``name``, SANs the DNS
+        name ``name`` and each host. No qkms URN: a device is neither node nor SAE."""
+        check_entity_id(name, "device name")
+        if not is_dns_name(name):
+            raise PkiError(f"device name {name!r} must be a DNS name (it is checked as the server's name)")
+        names = [x509.DNSName(name), *(host_general_name(host) for host in dict.fromkeys(hosts))]
+        return self._issue(name, names, [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH],
+                           valid_days, key_type)
+
     def issue_sae_certificate(
         self, sae_id: str, valid_days: int = 825, key_type: str = DEFAULT_KEY_TYPE
     ) -> IssuedCertificate:

@@ -123,3 +123,20 @@ def node_identity_from_der(der: bytes) -> str | None:
     An SAE certificate that also carries a node URN does not pass.
     """
     return _role_identity(der, KME_URN_PREFIX, {ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH})
+
+
+@functools.lru_cache(maxsize=256)
+def certificate_names_from_der(der: bytes) -> tuple[str, ...]:
+    """The names a DER certificate carries as a TLS peer: its subject CN, SAN DNS names
+    and SAN IP addresses (how a QKD device's client certificate is matched against the
+    name configured for it); () if ``der`` is not a certificate."""
+    try:
+        certificate = x509.load_der_x509_certificate(der)
+    except ValueError:
+        return ()
+    names = [name for name in (_subject_cn(certificate),) if name]
+    try:
+        alt = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return tuple(names)
+    return tuple(names + alt.get_values_for_type(x509.DNSName) + [str(ip) for ip in alt.get_values_for_type(x509.IPAddress)])

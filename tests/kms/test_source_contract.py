@@ -31,7 +31,10 @@ nothing.
 
 A new source gets all of this by being registered; if it needs settings (a device
 address, a seed file), its entry in CONTRACT_CONFIGS gives them: a registered source
-that cannot be built fails here rather than going untested. The checks themselves are
+that cannot be built fails here rather than going untested. A source fed by outside
+processes (a vendor device: here a pair of mock devices) names a ``services`` fixture
+that starts them for the recorded run; that run is then in the integration tier, and
+the unit-tier checks build the source from placeholder settings that reach nothing. The checks themselves are
 run against deliberately broken sources first (the end of this file), so each is known
 to catch what it names. Material is compared by digest and never printed.
 """
@@ -44,7 +47,8 @@ import json
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,7 +62,9 @@ from kms.source_registry import (BUILTIN_SOURCES, available_sources, build_sourc
                                  source_class, validate_source)
 from kms.sources import KeySource, LinkChannel, SourceContext, SourceHealth
 from kms.storage import open_memory_storage
+from qkms.layout import free_port
 from tests.support.conditions import wait_until
+from tests.support.devices import MockDevicePair, PushReceiver
 from tests.support.pqc import PQC_SECTION, end_files, write_files
 
 KME_A, KME_B = "KME-A", "KME-B"
@@ -91,6 +97,47 @@ class ContractConfig:
     block_budget_bits: int = 1 << 20
     #: How long STEADY_BLOCKS blocks may take at both ends (generous: a loaded machine).
     blocks_timeout_s: float = 120.0
+    #: Outside processes the recorded run needs, started under ``root`` for the two
+    #: nodes' stores (``node_stores``); the context yields the section to use instead of ``section``.
+    services: Callable[[Path, dict[str, dict[str, Any]]], AbstractContextManager[dict[str, Any]]] | None = None
+
+
+#: Settings of a device-fed link end that reach nothing (unit tier: built, maybe
+#: started, never fed) and the placeholder TLS files they name.
+UNREACHABLE_DEVICE = {"url": "https://127.0.0.1:9", "server_name": "qkd-device.invalid", "cert": "device/node.crt",
+                      "key": "device/node.key", "ca": "device/ca.crt", "timeout_s": 0.5}
+PLACEHOLDER_TLS_FILES = {path: b"placeholder" for path in ("device/node.crt", "device/node.key", "device/ca.crt")}
+PUSH_CHUNKS = {"key_chunk_size_bytes": 256, "chunks_per_block": 4}
+
+
+@contextmanager
+def mock_device_pair(root: Path, stores: dict[str, dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """A pair of ``qkms mock-device`` processes for link LINK_ID: one section for both ends."""
+    pair = MockDevicePair.write(root / "mock-devices", LINK_ID, (KME_A, KME_B))
+    pair.start()
+    try:
+        yield pair.both_ends_section()
+    finally:
+        pair.close()
+
+
+@contextmanager
+def mock_device_pair_004(root: Path, stores: dict[str, dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """A pair of ETSI 004 ``qkms mock-device`` processes for link LINK_ID, each pushing to
+    its node's key-material endpoint (the node's blueprint, alone, leaving the chunks in
+    that node's inbox, as a node does)."""
+    ports = {kme_id: free_port() for kme_id in (KME_A, KME_B)}
+    pair = MockDevicePair.write(root / "mock-devices", LINK_ID, (KME_A, KME_B), "etsi004",
+                                {kme_id: f"https://127.0.0.1:{port}" for kme_id, port in ports.items()})
+    section = {**pair.both_ends_section(), **PUSH_CHUNKS}
+    with ExitStack() as running:
+        for kme_id, port in ports.items():
+            end = _build("qkd-device-004", section, link_end_context("qkd-device-004", root, kme_id,
+                                                                     **stores[kme_id]))
+            running.enter_context(PushReceiver(port, pair.ca, pair.ca_path, root / "receivers", kme_id, end))
+        pair.start()
+        running.callback(pair.close)
+        yield section
 
 
 #: kind -> its ContractConfig; a kind that is not here is built from an empty section.
@@ -101,6 +148,19 @@ CONTRACT_CONFIGS: dict[str, ContractConfig] = {
         section={"preset": "snspd-illustrative", "length_km": 10, "pulses_per_frame": 3_000_000,
                  "frame_interval_s": 1.0, "seed_file": f"links/{LINK_ID}.seed"},
         shared_files={f"links/{LINK_ID}.seed": hashlib.sha256(b"qkms source contract link seed").digest()},
+    ),
+    # A pair of mock ETSI 014 devices (real processes, a simulated link inside): blocks of
+    # 32 device keys, about a dozen a second at each end.
+    "qkd-device": ContractConfig(
+        section={"profile": "etsi014-generic", "sae_id": "kms-KME-A", "peer_sae_id": "kms-KME-B", **UNREACHABLE_DEVICE},
+        shared_files=PLACEHOLDER_TLS_FILES,
+        services=mock_device_pair,
+    ),
+    # A pair of mock ETSI 004 devices pushing chunks of 256 bytes, 20 a second; blocks of 4 chunks.
+    "qkd-device-004": ContractConfig(
+        section={"profile": "etsi004-push", **PUSH_CHUNKS, **UNREACHABLE_DEVICE},
+        shared_files=PLACEHOLDER_TLS_FILES,
+        services=mock_device_pair_004,
     ),
     # ML-KEM with ML-DSA: each end its own signing key and the other's pinned public key;
     # a 1 KiB block 20 times a second, the initiator (KME-A) paced by its worker.
@@ -123,6 +183,9 @@ CONTRACT_CONFIGS: dict[str, ContractConfig] = {
 
 KINDS = sorted(available_sources())
 LINK_KINDS = [kind for kind in KINDS if not source_class(kind).on_demand]
+#: The recorded run of each link kind; a kind that needs outside processes is in the integration tier.
+LINK_RUNS = [pytest.param(kind, marks=[pytest.mark.integration] if CONTRACT_CONFIGS.get(kind, ContractConfig()).services
+                          else []) for kind in LINK_KINDS]
 NODE_KINDS = [kind for kind in KINDS if source_class(kind).on_demand]
 
 
@@ -191,23 +254,28 @@ def link_end_context(kind: str, root: Path, kme_id: str, **wiring) -> SourceCont
     return SourceContext(kme_id, KME_B if kme_id == KME_A else KME_A, LINK_ID, str(data_dir), **wiring)
 
 
-def build_link(kind: str, root: Path) -> LinkEnds:
+def build_link(kind: str, root: Path, section: dict[str, Any] | None = None,
+               stores: dict[str, dict[str, Any]] | None = None) -> LinkEnds:
     """Both ends of link LINK_ID served by ``kind``, built as the link manager builds them
-    (qkms/linkd.py): the same section, contexts KME-A and KME-B, each node with its inbox
-    and sequence ledger, and each end with a channel to the other end's responder."""
-    section = contract_config(kind).section
-    storages = {kme_id: open_memory_storage(kme_id) for kme_id in (KME_A, KME_B)}
-
-    def stores(kme_id: str) -> dict:
-        return {"inbox": storages[kme_id].inbox, "ledger": storages[kme_id].ledger}
+    (qkms/linkd.py): the same section (``section``, or the kind's contract section),
+    contexts KME-A and KME-B, each node with its inbox and sequence ledger (``stores``, or
+    new ones), and each end with a channel to the other end's responder."""
+    section = contract_config(kind).section if section is None else section
+    stores = stores or node_stores()
 
     def responder(kme_id: str) -> Callable[[], KeySource]:
-        return lambda: _build(kind, section, link_end_context(kind, root, kme_id, **stores(kme_id)))
+        return lambda: _build(kind, section, link_end_context(kind, root, kme_id, **stores[kme_id]))
 
     channels = (LoopbackChannel(responder(KME_B)), LoopbackChannel(responder(KME_A)))
-    ends = [_build(kind, section, link_end_context(kind, root, kme_id, channel=channel, **stores(kme_id)))
+    ends = [_build(kind, section, link_end_context(kind, root, kme_id, channel=channel, **stores[kme_id]))
             for kme_id, channel in zip((KME_A, KME_B), channels)]
     return LinkEnds(*ends, channels)
+
+
+def node_stores() -> dict[str, dict[str, Any]]:
+    """Each node's block inbox and sequence ledger (in memory), as context wiring."""
+    storages = {kme_id: open_memory_storage(kme_id) for kme_id in (KME_A, KME_B)}
+    return {kme_id: {"inbox": storage.inbox, "ledger": storage.ledger} for kme_id, storage in storages.items()}
 
 
 def build_node_source(kind: str, root: Path) -> KeySource:
@@ -366,12 +434,16 @@ def record_link_run(link: LinkEnds, block_budget_bits: int, timeout_s: float) ->
 # --- link sources: both ends -------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module", params=LINK_KINDS)
+@pytest.fixture(scope="module", params=LINK_RUNS)
 def link_run(request, tmp_path_factory) -> LinkRun:
-    """One recorded run of both ends of a link per link-source kind, shared by the tests below."""
+    """One recorded run of both ends of a link per link-source kind, shared by the tests
+    below (with the kind's outside processes running, if it has any)."""
     config = contract_config(request.param)
-    link = build_link(request.param, tmp_path_factory.mktemp(f"link-{request.param}"))
-    return record_link_run(link, config.block_budget_bits, config.blocks_timeout_s)
+    root = tmp_path_factory.mktemp(f"link-{request.param}")
+    stores = node_stores()
+    with (config.services(root, stores) if config.services else nullcontext(None)) as section:
+        link = build_link(request.param, root, section, stores)
+        return record_link_run(link, config.block_budget_bits, config.blocks_timeout_s)
 
 
 def test_both_ends_hand_out_the_same_blocks(link_run: LinkRun) -> None:
@@ -459,7 +531,7 @@ def kind(request) -> str:
 
 def test_the_registry_offers_both_kinds_of_source() -> None:
     # Without this an empty LINK_KINDS or NODE_KINDS would leave half the suite unrun.
-    assert {"simulated", "ml-kem"} <= set(LINK_KINDS), "the link sources' entry points are not installed (pip install -e .)"
+    assert {"simulated", "ml-kem", "qkd-device", "qkd-device-004"} <= set(LINK_KINDS), "the link sources' entry points are not installed (pip install -e .)"
     assert "csprng" in NODE_KINDS
 
 

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import threading
+from pathlib import Path
 
 import pytest
 import yaml
@@ -64,31 +65,96 @@ def test_init_names_the_bad_option(tmp_path, args, message):
     assert result.exit_code != 0 and message in result.output
 
 
-@pytest.mark.integration
-@pytest.mark.slow
-def test_up_starts_every_node_and_ctrl_c_stops_them_all(tmp_path):
-    root = tmp_path / "net"
-    CliRunner().invoke(main, ["init", str(root), "--node", "A", "--node", "B", "--link", "A-B"])
-    manifest = json.loads((root / "manifest.json").read_text())
+def check_up_until_announced(root: Path, announcements: int, timeout_s: float) -> str:
+    """Run `qkms up root` until it has announced ``announcements`` listeners, then Ctrl-C
+    it; its output, once it exited 0 leaving no process of ``root`` behind."""
     up = subprocess.Popen([sys.executable, "-m", "qkms", "up", str(root)], stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True)
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(up.stdout), daemon=True)
     reader.start()
     try:
-        # `up` announces each node once all of them listen: Ctrl-C from then on stops them all.
-        wait_until(lambda: sum(" listening at " in line for line in lines) == len(manifest["nodes"])
-                   or up.poll() is not None, "`qkms up` to announce every node", 120)
+        # `up` announces each process once all of them listen: Ctrl-C from then on stops them all.
+        wait_until(lambda: sum(" listening at " in line for line in lines) == announcements or up.poll() is not None,
+                   f"`qkms up` to announce {announcements} listeners", timeout_s)
         assert up.poll() is None, "".join(lines)
         up.send_signal(signal.SIGINT)
-        up.wait(timeout=60)
+        up.wait(timeout=90)
     finally:
         if up.poll() is None:
             up.kill()
     reader.join(timeout=10)
     output = "".join(lines)
     assert up.returncode == 0, output
-    assert "stopping all nodes" in output
     leftover = subprocess.run(["pgrep", "-f", str(root)], capture_output=True, text=True)
-    assert leftover.stdout.strip() == "", "a node process outlived `qkms up`"
+    assert leftover.stdout.strip() == "", "a node or device process outlived `qkms up`"
+    return output
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_up_starts_every_node_and_ctrl_c_stops_them_all(tmp_path):
+    root = tmp_path / "net"
+    CliRunner().invoke(main, ["init", str(root), "--node", "A", "--node", "B", "--link", "A-B"])
+    manifest = json.loads((root / "manifest.json").read_text())
+    output = check_up_until_announced(root, len(manifest["nodes"]), 120)
+    assert "stopping all nodes" in output
     assert yaml.safe_load((root / "nodes" / "A" / "config.yaml").read_text())["kme_id"] == "A"
+
+
+@pytest.mark.parametrize("link_source, kind", [("mock-device", "qkd-device"), ("mock-device-004", "qkd-device-004")])
+def test_init_with_mock_devices_feeds_every_link_from_a_device_pair(tmp_path, link_source, kind):
+    from adapters.devices.mock.config import load_mock_config
+    from qkms.linkd import validate_link_sources
+
+    result = CliRunner().invoke(main, ["init", str(tmp_path / "net"), "--node", "A", "--node", "B", "--node", "C",
+                                       "--link", "A-B", "--link", "B-C", "--link-source", link_source, "--json"])
+    assert result.exit_code == 0, result.output
+    manifest = json.loads(result.output)
+    assert set(manifest) == {"ca", "nodes", "saes", "admin", "devices", "mock_devices"}
+    assert set(manifest["devices"]) == {"A-B", "B-C"} and set(manifest["devices"]["A-B"]) == {"A", "B"}
+    for link_id, ends in manifest["devices"].items():
+        for kme_id, entry in ends.items():
+            assert {"url", "sae_id", "cert", "key", "ca"} <= set(entry)
+            assert all(Path(entry[name]).is_file() for name in ("cert", "key", "ca"))
+            config = load_config(manifest["nodes"][kme_id]["config"])
+            validate_link_sources(config)  # every device-fed link end is a valid source section
+            source = next(link.source for link in config.links if link.id == link_id)
+            assert source["kind"] == kind and source["url"] == entry["url"]
+            device = load_mock_config(manifest["mock_devices"][link_id][kme_id]["config"])
+            assert f"https://127.0.0.1:{device.listen.port}" == entry["url"]
+            assert device.saes[0].id == entry["sae_id"] and device.link_id == link_id
+            if kind == "qkd-device-004":
+                assert device.push_url == manifest["nodes"][kme_id]["url"] + "/api/v1/qkd/etsi004/key-material"
+        seeds = {load_mock_config(m["config"]).simulation["seed_file"] for m in manifest["mock_devices"][link_id].values()}
+        assert len(seeds) == 1, "the two devices of a pair share one seed"
+    assert not (tmp_path / "net" / "nodes" / "A" / "links").exists(), "no simulated-link seed for device-fed links"
+
+
+def test_a_device_fed_link_takes_a_policy_that_uses_qkd(tmp_path):
+    result = CliRunner().invoke(main, ["init", str(tmp_path / "net"), "--node", "A", "--node", "B", "--link", "A-B",
+                                       "--link-source", "mock-device", "--link-policy", "qkd-then-pqc", "--json"])
+    assert result.exit_code == 0, result.output
+    config = load_config(json.loads(result.output)["nodes"]["A"]["config"])
+    (link,) = config.links
+    assert (link.policy, link.source["kind"], link.pqc["kind"]) == ("qkd-then-pqc", "qkd-device", "ml-kem")
+    refused = CliRunner().invoke(main, ["init", str(tmp_path / "pqc"), "--node", "A", "--node", "B", "--link", "A-B",
+                                        "--link-source", "mock-device", "--link-policy", "pqc-only"])
+    assert refused.exit_code != 0 and "a pqc-only link has no QKD source to feed" in refused.output
+    assert not (tmp_path / "pqc" / "manifest.json").exists()
+
+
+def test_init_refuses_an_unknown_link_source(tmp_path):
+    result = CliRunner().invoke(main, ["init", str(tmp_path / "n"), "--node", "A", "--node", "B", "--link", "A-B",
+                                       "--link-source", "carrier-pigeon"])
+    assert result.exit_code != 0 and "--link-source" in result.output
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_up_runs_the_mock_devices_too_and_stops_them(tmp_path):
+    root = tmp_path / "net"
+    CliRunner().invoke(main, ["init", str(root), "--node", "A", "--node", "B", "--link", "A-B",
+                              "--link-source", "mock-device"])
+    output = check_up_until_announced(root, 4, 180)  # two nodes, two devices
+    assert any(line.startswith("qkd-a-b-a listening at") for line in output.splitlines())

@@ -57,5 +57,19 @@ def test_keep_running_serves_the_dashboard_until_ctrl_c(tmp_path):
     assert {link["id"] for link in state["links"]} == {"A-B", "B-C", "C-D"}
     assert code == 0, "".join(lines)[-2000:]
     assert "all nodes stopped" in "".join(lines)
+
+
+def test_demo_with_devices_shows_a_device_fault_and_the_recovery(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "qkms", "demo", "--devices", str(tmp_path / "demo")],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    out = result.stdout
+    assert "A-B fed by a pair of mock QKD devices" in out and "A-B qkd: qkd-device" in out
+    assert "B-C hybrid: qkd-sim+ml-kem" in out and "C-D pqc: ml-kem" in out
+    assert "answers every ETSI request with 503" in out
+    assert "A reports link A-B degraded" in out or "A reports link A-B down" in out
+    assert "link A-B up again after" in out
+    assert out.count("│ yes") == 12 and "│ NO" not in out
+    assert "and both mock devices" in out
     leftover = subprocess.run(["pgrep", "-f", str(tmp_path / "demo")], capture_output=True, text=True)
     assert leftover.stdout.strip() == "", "a demo process outlived the demo"

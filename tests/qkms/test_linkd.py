@@ -339,3 +339,26 @@ def test_valid_sources_are_built_but_not_started():
     ends = build_link_ends(config)
     assert [end.peer for end in ends] == ["B"]
     assert threading.active_count() == threads
+
+
+class PoolWatcher(ScriptedSource):
+    """Records what the link manager says of its pool (KeySource.observe_pool)."""
+
+    def __init__(self):
+        super().__init__([])
+        self.observed: list[dict[str, int]] = []
+
+    def observe_pool(self, unused_bits: dict[str, int]) -> None:
+        self.observed.append(unused_bits)
+
+
+def test_sources_hear_how_much_of_their_link_is_unused_here():
+    class Levels(FakePools):
+        def available_bits(self, link_id, owner) -> int:
+            return {"A": 1000, "B": 24}[owner]
+
+    source = PoolWatcher()
+    manager = manager_for(source, pools=Levels())
+    thread = run_until(manager, lambda: source.observed)
+    stop(manager, thread)
+    assert source.observed[0] == {"A": 1000, "B": 24}, "each half of the link at this node"

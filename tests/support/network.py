@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
 from adapters.etsi014_client import Etsi014Client
@@ -12,8 +13,10 @@ from kms.storage.redis_client import redis_client
 from kms.storage.redis_pool import RedisPoolStore
 from kms.storage.redis_store import RedisKeyStore
 from kms.sealing import Sealer, load_kek
+from qkms.cli import link_plan
 from qkms.layout import LinkPlan, NodePlan, free_port, write_layout
 from qkms.runner import RunningNode, sae_client, start_node, stop_all, wait_for_keys, wait_listening
+from tests.support.devices import MockDevicePair
 
 # Efficient detectors, 10 km, a frame of 3e6 pulses per 4 s at each link end: the
 # pools fill within seconds without saturating two cores.
@@ -29,35 +32,59 @@ START_TIMEOUT_S = 90
 
 
 class LocalNetwork:
-    """Nodes written with ``write_layout`` and run as ``qkms serve`` children."""
+    """Nodes written with ``write_layout`` and run as ``qkms serve`` children; links named
+    in ``device_links`` ("A-B" -> ``mock-device`` or ``mock-device-004``) are fed by a
+    pair of mock devices instead (``devices[link_id]``), started with the network."""
 
     def __init__(self, root: Path, saes: dict[str, tuple[str, ...]], links: list[tuple[str, str]], source: dict,
-                 sources: dict[tuple[str, str], dict] | None = None,
-                 policies: dict[tuple[str, str], str] | None = None, pqc: dict | None = None):
+                 sources: dict[tuple[str, str], dict] | None = None, device_links: dict[str, str] | None = None,
+                 policies: dict[tuple[str, str], str] | None = None, pqc: dict | None = None, **device_options):
         """``source`` serves every link but those ``sources`` gives their own section;
-        ``policies`` by link (default qkd-only); ``pqc`` the PQC source of links that use one."""
+        ``policies`` by link (default qkd-only); ``pqc`` the PQC source of links that use
+        one; ``device_options``: more of ``qkms.device_layout.MockPairPlan``."""
         plans = [NodePlan(kme_id, node_saes, free_port()) for kme_id, node_saes in saes.items()]
-        link_plans = [LinkPlan(f"{a}-{b}", (a, b), dict((sources or {}).get((a, b), source)),
-                               (policies or {}).get((a, b), "qkd-only"), dict(pqc or FAST_PQC)) for a, b in links]
+        urls = {plan.kme_id: f"https://127.0.0.1:{plan.port}" for plan in plans}
+        sources, device_links, policies = sources or {}, device_links or {}, policies or {}
+
+        def section(a: str, b: str) -> dict:
+            # A device pair runs its own simulated link (10 km); ``source`` feeds the others.
+            return {"length_km": 10} if f"{a}-{b}" in device_links else dict(sources.get((a, b), source))
+
+        link_plans = [replace(link_plan(f"{a}-{b}", (a, b), device_links.get(f"{a}-{b}", "simulated"), section(a, b),
+                                        urls, policies.get((a, b), "qkd-only"), **device_options),
+                              pqc=dict(pqc or FAST_PQC)) for a, b in links]
         self.root = root
         self.links = link_plans
         self.manifest = write_layout(root, plans, link_plans).to_dict()
         self.running: dict[str, RunningNode] = {}
         self._clients: list[Etsi014Client] = []
         (root / "logs").mkdir(exist_ok=True)
+        ca_path = Path(self.manifest["ca"])
+        self.devices = {link.link_id: MockDevicePair(root, self._device_entries(link.link_id), ca_path, link.devices,
+                                                     root / "logs")
+                        for link in link_plans if link.devices is not None}
 
-    def start(self, *kme_ids: str) -> None:
-        """Start the nodes and wait until they listen (up to START_TIMEOUT_S each: several
-        nodes importing the simulator at once on a busy machine take a while); if one
-        does not, stop every node this call started and raise."""
+    def _device_entries(self, link_id: str) -> dict:
+        return {"devices": self.manifest["devices"][link_id], "mock_devices": self.manifest["mock_devices"][link_id]}
+
+    def start(self, *kme_ids: str, timeout_s: float = START_TIMEOUT_S) -> None:
+        """Start the nodes (all, with the mock devices, if none is named) and wait until
+        they listen (up to ``timeout_s`` each: several nodes importing the simulator at
+        once on a busy machine take a while); if one does not, stop every node and mock
+        device this call started and raise."""
         ids = list(kme_ids or self.manifest["nodes"])
-        for kme_id in ids:
-            self.running[kme_id] = start_node(kme_id, self.manifest["nodes"][kme_id], self.root / "logs")
+        pairs = [] if kme_ids else list(self.devices.values())
         try:
+            for pair in pairs:
+                pair.start()
             for kme_id in ids:
-                wait_listening(self.running[kme_id], START_TIMEOUT_S)
+                self.running[kme_id] = start_node(kme_id, self.manifest["nodes"][kme_id], self.root / "logs")
+            for kme_id in ids:
+                wait_listening(self.running[kme_id], timeout_s)
         except BaseException:
             self.stop(*ids)
+            for pair in pairs:
+                pair.close()
             raise
 
     def stop(self, *kme_ids: str) -> None:
@@ -72,6 +99,8 @@ class LocalNetwork:
         for client in self._clients:
             client.close()
         self.stop()
+        for pair in self.devices.values():
+            pair.close()
 
     def client(self, sae_id: str) -> Etsi014Client:
         client = sae_client(self.manifest, sae_id)
