@@ -140,7 +140,7 @@ def test_a_device_fed_link_takes_a_policy_that_uses_qkd(tmp_path):
     assert (link.policy, link.source["kind"], link.pqc["kind"]) == ("qkd-then-pqc", "qkd-device", "ml-kem")
     refused = CliRunner().invoke(main, ["init", str(tmp_path / "pqc"), "--node", "A", "--node", "B", "--link", "A-B",
                                         "--link-source", "mock-device", "--link-policy", "pqc-only"])
-    assert refused.exit_code != 0 and "a pqc-only link has no QKD source to feed" in refused.output
+    assert refused.exit_code != 0 and "a pqc-only link has no QKD source for mock-device to feed" in refused.output
     assert not (tmp_path / "pqc" / "manifest.json").exists()
 
 
