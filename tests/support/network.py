@@ -37,8 +37,8 @@ class LocalNetwork:
     pair of mock devices instead (``devices[link_id]``), started with the network."""
 
     def __init__(self, root: Path, saes: dict[str, tuple[str, ...]], links: list[tuple[str, str]], source: dict,
-                 sources: dict[tuple[str, str], dict] | None = None, device_links: dict[str, str] | None = None,
-                 policies: dict[tuple[str, str], str] | None = None, pqc: dict | None = None, **device_options):
+                 device_links: dict[str, str] | None = None, policies: dict[tuple[str, str], str] | None = None,
+                 pqc: dict | None = None, sources: dict[tuple[str, str], dict] | None = None, **device_options):
         """``source`` serves every link but those ``sources`` gives their own section;
         ``policies`` by link (default qkd-only); ``pqc`` the PQC source of links that use
         one; ``device_options``: more of ``qkms.device_layout.MockPairPlan``."""
