@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import shutil
 import signal
 import socket
 import ssl
@@ -234,3 +235,4 @@ def serve(config: NodeConfig, config_path: Path) -> None:
                 supervisor.stop()
             if redis_supervisor is not None:
                 redis_supervisor.stop()
+            shutil.rmtree(metrics_dir(config), ignore_errors=True)  # counters start from zero next time
