@@ -158,6 +158,11 @@ def test_an_sae_demands_qkd_or_pqc_and_a_refusal_consumes_nothing(mixed: LocalNe
     assert [h["material"] for h in pqc[0].extension["qkms_provenance"]["hops"]] == ["hybrid", "pqc"]
 
 
+#: How far ahead of the wall clock (so of node A's offers) the test's own offers are:
+#: even, so that the parity (the half they fill) is the clock's.
+OFFER_LEAD_US = 2_000_000
+
+
 def offer_sender(net: LocalNetwork, signer: str | None = None):
     """A's ML-KEM link end towards B (optionally signing with another key) and A's KM channel."""
     config = load_config(net.manifest["nodes"]["A"]["config"])
@@ -176,7 +181,9 @@ def test_the_km_channel_refuses_replayed_tampered_reordered_and_unpinned_offers(
     end, transport = offer_sender(mixed)
     impostor, impostor_transport = offer_sender(mixed, signer="not-A")
     try:
-        sequence = SequenceClock().next()
+        # Ahead of node A's own offers (its link keeps offering while this test runs): a
+        # sequence of "now" can be overtaken by one A sends before this offer reaches B.
+        sequence = SequenceClock().next() + OFFER_LEAD_US
         offer = make_offer(end, sequence).message
         assert transport.exchange("B", "A-B#pqc", dict(offer))["type"] == "ml-kem-answer"
         refusals = {}

@@ -6,6 +6,8 @@ import os
 from dataclasses import replace
 from pathlib import Path
 
+import httpx
+
 from adapters.etsi014_client import Etsi014Client
 from kms.config import load_config
 from kms.keys import KeyBlock
@@ -15,6 +17,7 @@ from kms.storage.redis_store import RedisKeyStore
 from kms.sealing import Sealer, load_kek
 from qkms.cli import link_plan
 from qkms.layout import LinkPlan, NodePlan, free_port, write_layout
+from qkms.link_status import fetch_link_state, link_manager_line
 from qkms.runner import RunningNode, sae_client, start_node, stop_all, wait_for_keys, wait_listening
 from tests.support.devices import MockDevicePair
 
@@ -133,8 +136,29 @@ class LocalNetwork:
         return RedisKeyStore(client, sealer, kme_id)
 
     def wait_for_keys(self, master: Etsi014Client, slave_sae: str, count: int, timeout_s: float = 90) -> dict:
-        """Poll ETSI status until ``count`` keys could go to ``slave_sae``."""
-        return wait_for_keys(master, slave_sae, count, timeout_s)
+        """Poll ETSI status until ``count`` keys could go to ``slave_sae``; on a timeout the
+        error says what every node reports of its links and ends with its log's tail."""
+        try:
+            return wait_for_keys(master, slave_sae, count, timeout_s)
+        except TimeoutError as exc:
+            raise TimeoutError(f"{exc}\n{self.diagnosis()}") from None
+
+    def diagnosis(self, log_lines: int = 25) -> str:
+        """Each running node's link halves (state, bits, reason) and the last lines of its
+        log: what a failed wait needs to be explained (neither holds key material)."""
+        parts = []
+        for kme_id, node in self.running.items():
+            try:
+                state = fetch_link_state(self.manifest, kme_id)
+                halves = [f"  {h.link_id}/{h.owner}: {h.state} {h.available_bits} bits {h.reason}".rstrip()
+                          for h in state.halves]
+                parts.append(f"node {kme_id} (exit {node.process.poll()}), {link_manager_line(state.link_manager)}:")
+                parts.extend(halves)
+            except (httpx.HTTPError, OSError) as exc:
+                parts.append(f"node {kme_id} (exit {node.process.poll()}): links unreadable ({type(exc).__name__})")
+            tail = node.log_path.read_text(errors="replace").splitlines()[-log_lines:]
+            parts.extend(f"  | {line}" for line in tail)
+        return "\n".join(parts)
 
     def log_text(self) -> str:
         return "".join(path.read_text(errors="replace") for path in sorted((self.root / "logs").glob("*.log")))
