@@ -43,16 +43,18 @@ def wait_for_keys(master: Etsi014Client, slave_sae: str, count: int, timeout_s: 
     """Poll ETSI status until ``count`` keys could go to ``slave_sae``; returns that status."""
     deadline = time.monotonic() + timeout_s
     status: dict = {}
+    failure = ""
     while True:
         try:
             status = master.status(slave_sae)
+            failure = ""
             if status["stored_key_count"] >= count:
                 return status
-        except (Etsi014Error, httpx.HTTPError):
-            pass
+        except (Etsi014Error, httpx.HTTPError) as exc:
+            failure = f"; the last status request failed: {type(exc).__name__}: {exc}"
         if time.monotonic() > deadline:
             raise TimeoutError(f"only {status.get('stored_key_count', 0)} keys towards {slave_sae} "
-                               f"after {timeout_s:.0f}s")
+                               f"after {timeout_s:.0f}s{failure}")
         time.sleep(0.5)
 
 
