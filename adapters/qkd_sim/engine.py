@@ -38,8 +38,35 @@ Progress = Callable[[str, int, int], None]
 SAMPLERS = {"events": simulate_events, "pulses": simulate_pulses}
 
 
+class SecretRate:
+    """What the statistics of every kind of run (decoy-state, entanglement-based) derive
+    from their ``secret_bits`` and ``pulses``."""
+
+    @property
+    def secret_bits_per_pulse(self) -> float:
+        """Final key bits per emitted pulse."""
+        return self.secret_bits / self.pulses if self.pulses else 0.0
+
+    def as_dict(self) -> dict:
+        """JSON-ready dict, including the derived per-pulse rate."""
+        return dataclasses.asdict(self) | {"secret_bits_per_pulse": self.secret_bits_per_pulse}
+
+
 @dataclasses.dataclass(frozen=True)
-class LinkStats:
+class KeyRun:
+    """A run's statistics and each party's final key (never printed: repr=False)."""
+
+    stats: SecretRate
+    alice_key: bytes = dataclasses.field(default=b"", repr=False)
+    bob_key: bytes = dataclasses.field(default=b"", repr=False)
+
+    @property
+    def keys_match(self) -> bool:
+        return keys_match(self.alice_key, self.bob_key)
+
+
+@dataclasses.dataclass(frozen=True)
+class LinkStats(SecretRate):
     """Everything measured in a run; contains no key material."""
 
     length_km: float
@@ -68,27 +95,12 @@ class LinkStats:
     aborted: bool = False
     abort_reason: str | None = None
 
-    @property
-    def secret_bits_per_pulse(self) -> float:
-        """Final key bits per emitted pulse."""
-        return self.secret_bits / self.pulses if self.pulses else 0.0
-
-    def as_dict(self) -> dict:
-        """JSON-ready dict, including the derived per-pulse rate."""
-        return dataclasses.asdict(self) | {"secret_bits_per_pulse": self.secret_bits_per_pulse}
-
 
 @dataclasses.dataclass(frozen=True)
-class LinkRun:
-    """A run's statistics and each party's final key (never printed: repr=False)."""
+class LinkRun(KeyRun):
+    """A decoy-state link's run."""
 
     stats: LinkStats
-    alice_key: bytes = dataclasses.field(default=b"", repr=False)
-    bob_key: bytes = dataclasses.field(default=b"", repr=False)
-
-    @property
-    def keys_match(self) -> bool:
-        return keys_match(self.alice_key, self.bob_key)
 
 
 def keys_match(alice_key: bytes, bob_key: bytes) -> bool:

@@ -16,7 +16,7 @@ import dataclasses
 
 import numpy as np
 
-from adapters.qkd_sim.engine import keys_match
+from adapters.qkd_sim.engine import KeyRun, SecretRate
 from adapters.qkd_sim.postprocessing import privacy_amplification, reconcile_frames, split_frames
 from adapters.qkd_sim.toeplitz import ToeplitzHash
 from adapters.quantum_internet.bbm92_model import (CLASSICAL_CHSH_BOUND, Bbm92Params, asymptotic_rate,
@@ -26,7 +26,7 @@ from adapters.quantum_internet.finite_key import phase_error_upper, secret_lengt
 
 
 @dataclasses.dataclass(frozen=True)
-class Bbm92Stats:
+class Bbm92Stats(SecretRate):
     """What a run measured; no key material."""
 
     length_km: float
@@ -46,25 +46,12 @@ class Bbm92Stats:
     aborted: bool = False
     abort_reason: str | None = None
 
-    @property
-    def secret_bits_per_pulse(self) -> float:
-        return self.secret_bits / self.pulses if self.pulses else 0.0
-
-    def as_dict(self) -> dict:
-        return dataclasses.asdict(self) | {"secret_bits_per_pulse": self.secret_bits_per_pulse}
-
 
 @dataclasses.dataclass(frozen=True)
-class Bbm92Run:
-    """Statistics and each side's final key (never shown in repr)."""
+class Bbm92Run(KeyRun):
+    """An entanglement-based link's run (each side's final key never shown in repr)."""
 
     stats: Bbm92Stats
-    alice_key: bytes = dataclasses.field(default=b"", repr=False)
-    bob_key: bytes = dataclasses.field(default=b"", repr=False)
-
-    @property
-    def keys_match(self) -> bool:
-        return keys_match(self.alice_key, self.bob_key)
 
 
 def abort_reason(s: float, x_qber: float, sifted: int, params: Bbm92Params) -> str | None:
