@@ -8,10 +8,12 @@ once per connection), idle keep-alive connections closed after ``keepalive_s``, 
 limits on clients that connect and stall (config/README.md, "Connections that never
 authenticate"): a deadline for the TLS handshake, a cap on handshakes in progress
 per source address, a deadline for each request's line and headers, and one for the
-whole request (``request_timeout_s``: a 503 when it passes). TLS contexts come from
-:class:`kms.pki.tls.ServerTls`, which follows the CRL file: a new CRL applies to the
-next connection, and a connection whose certificate it revokes gets a 401 and is
-closed at its next request. Request framing is checked by ``qkms.http_framing``.
+whole request (``request_timeout_s``: a 503 when it passes). A stopping worker ends
+its idle keep-alive connections at once and finishes the requests in progress. TLS
+contexts come from :class:`kms.pki.tls.ServerTls`, which follows the CRL file: a new
+CRL applies to the next connection, and a connection whose certificate it revokes
+gets a 401 and is closed at its next request. Request framing is checked by
+``qkms.http_framing``.
 """
 
 from __future__ import annotations
@@ -72,6 +74,17 @@ class _NodeServer(PyWSGIServer):
         self.tls = ServerTls(tls.cert, tls.key, tls.ca, tls.crl) if tls is not None else None
         self._handshakes: Counter[str] = Counter()
         self._quiet_log = RateLimitedLog(log)
+        #: The greenlets of connections idle between requests (waiting for the next one).
+        self.idle_connections: set[gevent.Greenlet] = set()
+
+    def close(self) -> None:
+        """Stop accepting and end the idle keep-alive connections at once; requests in
+        progress finish (gunicorn's ``graceful_timeout``), then their connections close.
+        Without this, a client's idle connection (a peer's KM-channel pool, an SAE's)
+        holds a stopping worker for the whole graceful timeout."""
+        super().close()
+        for greenlet in list(self.idle_connections):
+            greenlet.kill(block=False)
 
     def wrap_socket_and_handle(self, client_socket, address):
         source = address[0]
@@ -143,8 +156,15 @@ class _NodeHandler(FramingHandler):
         # The whole request, body and application included, gets request_timeout_s: its
         # expiry raises RequestTimedOut (an Unavailable) wherever the request waits, so
         # the application's own error handling answers 503 and undoes what it started.
-        if not self.rfile.peek(1):
-            return ""
+        if self.server.closed:
+            return ""  # the worker is stopping: no next request on this connection
+        idle, current = self.server.idle_connections, gevent.getcurrent()
+        idle.add(current)
+        try:
+            if not self.rfile.peek(1):
+                return ""
+        finally:
+            idle.discard(current)
         self._header_deadline = gevent.Timeout.start_new(self.header_timeout_s)
         self._request_deadline = gevent.Timeout.start_new(
             self.request_timeout_s, RequestTimedOut(f"request not completed within {self.request_timeout_s:g} s"))

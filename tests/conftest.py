@@ -11,6 +11,7 @@ import redis
 import yaml
 
 from adapters.etsi014_client import Etsi014Client
+from kms.config import load_config
 from kms.storage.embedded_redis import EmbeddedRedis
 from kms.storage.redis_client import redis_client
 from kms.sealing import KEK_SIZE_BYTES
@@ -139,6 +140,17 @@ class SingleNode:
 
     def close_clients(self) -> None:
         for client in self._clients:
+            client.close()
+
+    def requests_in_progress(self, sae_id: str) -> int:
+        """How many of ``sae_id``'s requests the node counts as in progress (with
+        ``limits.concurrent_requests_per_sae`` set): the tickets in its admission set
+        (layout: kms/storage/redis_admission.py)."""
+        config = load_config(self.config_path)
+        client = redis_client(f"unix://{config.redis.data_dir / 'redis.sock'}")
+        try:
+            return client.zcard(f"qkms:{{{config.kme_id}}}:adm:sae:{sae_id}:busy")
+        finally:
             client.close()
 
 

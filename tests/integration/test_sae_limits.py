@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import pytest
 
-from kms.config import load_config
-from kms.storage.redis_client import redis_client
 from tests.support.conditions import wait_until
 from tests.support.raw_connections import Sockets, parse_response
 from tests.support.tls_probes import python_client
@@ -27,17 +25,6 @@ def new_connection_status(node, sae_id: str) -> int | None:
     sae = node.manifest["saes"][sae_id]
     answer = python_client(int(node.url.rsplit(":", 1)[1]), node.manifest["ca"], sae["cert"], sae["key"]).answer
     return int(answer.split()[1]) if answer else None
-
-
-def requests_in_progress(node, sae_id: str) -> int:
-    """How many of ``sae_id``'s requests the node counts as in progress: the tickets in
-    its admission set (layout: kms/storage/redis_admission.py)."""
-    config = load_config(node.config_path)
-    client = redis_client(f"unix://{config.redis.data_dir / 'redis.sock'}")
-    try:
-        return client.zcard(f"qkms:{{{config.kme_id}}}:adm:sae:{sae_id}:busy")
-    finally:
-        client.close()
 
 
 def test_the_rate_per_sae_holds_across_workers(make_node) -> None:
@@ -65,7 +52,7 @@ def test_requests_in_progress_per_sae_hold_across_workers(make_node, sockets) ->
                  b"application/json\r\nContent-Length: %d\r\n\r\n" % len(body) + body[:5])
     # Only once it is counted: a request sent meanwhile could take the one place first
     # (a fresh worker's first admission is slower) and the held one would get the 503.
-    wait_until(lambda: requests_in_progress(node, "sae-1") == 1, "the held request to be admitted", 30)
+    wait_until(lambda: node.requests_in_progress("sae-1") == 1, "the held request to be admitted", 30)
     busy = node.client("sae-1").request("GET", "sae-2/status")
     assert (busy.status_code, busy.json()["message"]) == (
         503, "too many requests from this SAE in progress (limits.concurrent_requests_per_sae); retry later")

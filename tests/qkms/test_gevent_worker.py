@@ -1,6 +1,6 @@
 """The node's gevent workers (qkms.gevent_worker, qkms.server) as a real node process:
-idle keep-alive connections are closed, busy ones are kept, each worker listens on its
-own SO_REUSEPORT socket so the kernel spreads connections over the workers;
+idle keep-alive connections are closed (at once when the node stops, while requests
+in progress finish), busy ones are kept, each worker listens on its own SO_REUSEPORT socket so the kernel spreads connections over the workers;
 connections that never authenticate and slow request headers cannot hold the node,
 and malformed HTTP framing is refused before it changes anything.
 
@@ -15,6 +15,7 @@ import http.client
 import json
 import re
 import select
+import signal
 import time
 from pathlib import Path
 
@@ -24,7 +25,7 @@ from adapters.etsi014_client import client_tls_context
 from kms.pki import CertificateAuthority
 from tests.conftest import SingleNode
 from tests.support.raw_connections import (Sockets, closed_by_peer, ensure_open_files, etsi_error, exchange,
-                                           node_port, still_open, wait_until_closed)
+                                           node_port, parse_response, still_open, wait_until_closed)
 from tests.support.conditions import wait_until
 
 pytestmark = pytest.mark.integration
@@ -283,3 +284,24 @@ def test_malformed_http_is_400_with_an_etsi_error_and_changes_nothing(one_worker
     status, error = etsi_error(exchange(sockets.tls(one_worker_node, "sae-1"), request_bytes))
     assert (status, error["message"]) == (400, message)
     assert master.status("sae-2")["stored_key_count"] == before
+
+
+def test_a_stopping_node_ends_idle_connections_at_once_and_finishes_requests_in_progress(make_node, sockets):
+    node = make_node(saes=("sae-1", "sae-2"), config_overrides={
+        "server": {"workers": 1}, "limits": {"concurrent_requests_per_sae": 4}})
+    idle = connect(node)
+    status_over(idle)  # now idle, kept alive, between requests
+    body = b'{"number": 1}'
+    held = sockets.tls(node, "sae-1")
+    held.sendall(b"POST /api/v1/keys/sae-2/enc_keys HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: "
+                 b"application/json\r\nContent-Length: %d\r\n\r\n" % len(body) + body[:5])
+    wait_until(lambda: node.requests_in_progress("sae-1") == 1, "the held request to be in progress", 30)
+
+    node.process.process.send_signal(signal.SIGTERM)
+    idle.sock.settimeout(CLOSE_TIMEOUT_S)
+    assert idle.sock.recv(1) == b"", "the stopping node sent data on an idle connection"
+    # The request in progress is still served, then its connection closed.
+    status, _, answer = parse_response(exchange(held, body[5:]))
+    assert status == 200 and len(json.loads(answer)["keys"]) == 1
+    node.process.process.wait(timeout=60)
+    assert "graceful timeout" not in node.process.log_text()  # no connection held the worker
