@@ -84,7 +84,6 @@ def measure_faults(net: LocalNetwork, fault: str, device: str, repeats: int) -> 
     detect, recover, reasons, recovering = [], [], [], set()
     for _ in range(repeats):
         wait_for(lambda: half_state(net)[0] == "up", "the link up", 120, 0.2)
-        t0 = time.monotonic()
         pair.set_faults(device, fault)
         detect.append(wait_for(lambda: half_state(net)[0] != "up", "the link degraded", 60))
         reasons.append(half_state(net)[1])

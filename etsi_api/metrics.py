@@ -23,12 +23,16 @@ import stat
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from flask import Blueprint, Flask, Response, current_app, g, request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 
 from etsi_api.auth import calling_metrics_reader
 from kms.errors import ConfigError
+
+if TYPE_CHECKING:
+    from etsi_api.state_metrics import NodeStateCollector
 
 MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
 LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -83,7 +87,7 @@ class ApiMetrics:
         self.redis_ping = Histogram("qkms_redis_ping_seconds", "Round trip of a Redis PING", ["process"],
                                     buckets=REDIS_PING_BUCKETS_S, registry=r)
 
-    def exposition(self, state: "NodeStateCollector | None") -> bytes:
+    def exposition(self, state: NodeStateCollector | None) -> bytes:
         """The text format of every process's events (or this process's, outside
         multiprocess mode) and of the node's state now."""
         registry = CollectorRegistry(auto_describe=False)

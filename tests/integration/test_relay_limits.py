@@ -25,7 +25,6 @@ from adapters.etsi014_client import Etsi014Error, client_tls_context
 from etsi_api.km_client import HttpPeerTransport
 from kms.config import load_config
 from kms.errors import Unavailable
-from kms.pools import Segment
 from kms.relay import HopKey, RelayRequest
 from kms.routing import Hop
 from tests.support.network import LocalNetwork

@@ -5,7 +5,6 @@ changes."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest

@@ -16,7 +16,6 @@ import random
 from collections.abc import Sequence
 
 import pytest
-import redis
 
 from kms.storage.embedded_redis import EmbeddedRedis
 from kms.errors import StoreError, Unavailable

@@ -16,7 +16,6 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 
 import pytest
-import redis
 
 from kms.storage.embedded_redis import EmbeddedRedis
 from kms.errors import (

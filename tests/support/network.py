@@ -16,7 +16,7 @@ from kms.storage.redis_pool import RedisPoolStore
 from kms.storage.redis_store import RedisKeyStore
 from kms.sealing import Sealer, load_kek
 from qkms.cli import link_plan
-from qkms.layout import LinkPlan, NodePlan, free_port, write_layout
+from qkms.layout import NodePlan, free_port, write_layout
 from qkms.link_status import fetch_link_state, link_manager_line
 from qkms.runner import RunningNode, sae_client, start_node, stop_all, wait_for_keys, wait_listening
 from tests.support.devices import MockDevicePair

@@ -8,7 +8,6 @@ from __future__ import annotations
 import itertools
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -123,12 +122,11 @@ def test_require_names_what_is_missing() -> None:
 # --- liboqs on a machine without the native library ------------------------------------------------
 
 
-def test_the_liboqs_probe_answers_unavailable_within_a_second() -> None:
-    started = time.monotonic()
+@pytest.mark.timeout(60)  # liboqs-python left to itself would try to fetch and build liboqs for minutes
+def test_the_liboqs_probe_answers_unavailable_without_trying_to_install_it() -> None:
     found = probe()
     backend = kem_backend("liboqs")
     ok, reason = backend.available()
-    assert time.monotonic() - started < 1.0
     assert not found.available and not ok and "liboqs" in reason
     assert backend.algorithms() == ()
     with pytest.raises(KemUnavailable, match="backend: liboqs is unavailable"):
@@ -138,12 +136,9 @@ def test_the_liboqs_probe_answers_unavailable_within_a_second() -> None:
 def test_probing_liboqs_never_imports_oqs() -> None:
     """In a fresh interpreter (so nothing else imported it): the probe, the backend's
     availability and the source's validation leave ``oqs`` unimported."""
-    code = ("import sys, time\n"
-            "t = time.monotonic()\n"
+    code = ("import sys\n"
             "from adapters.pqc.kem import kem_backend, available_backends\n"
             "b = kem_backend('liboqs'); b.available(); b.algorithms(); available_backends()\n"
-            "assert 'oqs' not in sys.modules, 'oqs was imported'\n"
-            "print(round(time.monotonic() - t, 3))\n")
+            "assert 'oqs' not in sys.modules, 'oqs was imported'\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert float(result.stdout.strip()) < 5.0

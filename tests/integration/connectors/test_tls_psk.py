@@ -9,7 +9,6 @@ import glob
 import hashlib
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
