@@ -84,7 +84,7 @@ def test_after_a_failover_nothing_confirmed_is_lost_and_nothing_claimed_comes_ba
     assert len(storage.store.claim(claimed, SLAVE, MASTER)) == 8
     old_master = sentinels.current_master_port()
     sentinels.master.kill()
-    wait_until(lambda: sentinels.current_master_port() != old_master, "Sentinel to promote the replica", 60)
+    wait_until(lambda: sentinels.failed_over_from(old_master), "every sentinel to hold the promoted replica as a healthy master", 60)
     after = open_on(sentinels)
     assert after.store.pending_count() == 12
     for key_id in claimed:

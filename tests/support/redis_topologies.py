@@ -101,6 +101,20 @@ class SentinelSet:
         with self.sentinels[0].client() as client:
             return int(client.execute_command("SENTINEL", "get-master-addr-by-name", MASTER_NAME)[1])
 
+    def failed_over_from(self, old_port: int) -> bool:
+        """True once every sentinel names a new master it holds healthy, which is what a
+        Sentinel client checks before it connects (redis-py's ``check_master_state``).
+        ``get-master-addr-by-name`` alone turns to the promoted replica while the failover
+        is still running and the master record is still flagged down, and a sentinel that
+        has not caught up would still hand out the dead master."""
+        for sentinel in self.sentinels:
+            with sentinel.client() as client:
+                state = client.sentinel_master(MASTER_NAME)
+            if (int(state["port"]) == old_port or not state["is_master"]
+                    or state["is_sdown"] or state["is_odown"]):
+                return False
+        return True
+
     def nodes(self) -> list[RedisNode]:
         return [self.master, self.replica]
 
