@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import redis
 import yaml
+from hypothesis import settings
 
 from adapters.etsi014_client import Etsi014Client
 from kms.config import load_config
@@ -19,6 +20,11 @@ from qkms.layout import NodePlan, free_port, write_layout
 from tests.support.backends import Backend, MemoryBackend, RedisBackend
 from tests.support.processes import NodeProcess, RedisServerProcess
 from tests.support.redis_topologies import ClusterSet, SentinelSet
+
+# Property tests check what is computed, never how fast: on a loaded machine one example
+# can be descheduled past Hypothesis's default 200 ms deadline.
+settings.register_profile("qkms", deadline=None)
+settings.load_profile("qkms")
 
 
 @pytest.fixture

@@ -25,6 +25,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 KME, MASTER, SLAVE = "KME-1", "sae-1", "sae-2"
 KEK = os.urandom(KEK_SIZE_BYTES)
+#: Where a write must reach the replica: long enough for a loaded machine's replica to
+#: be scheduled and fsync (the node's default, 200 ms, is for a quiet one).
+ACK_TIMEOUT_MS = 5000
 
 
 def keys(count: int) -> list[Key]:
@@ -50,7 +53,7 @@ def open_on(topology: SentinelSet, **settings) -> Storage:
 
 
 def test_with_a_replica_to_confirm_writes_go_through(sentinels: SentinelSet) -> None:
-    storage = open_on(sentinels, min_replicas_acked=1)
+    storage = open_on(sentinels, min_replicas_acked=1, replica_ack_timeout_ms=ACK_TIMEOUT_MS)
     ids = reserve(storage, keys(3))
     assert len(storage.store.claim(ids, SLAVE, MASTER)) == 3
     storage.pools.add_blocks("A-B", KME, [KeyBlock("A-B:0", os.urandom(64), 0)])
@@ -78,7 +81,7 @@ def test_an_unreplicated_claim_or_carve_hands_nothing_out(sentinels: SentinelSet
 
 
 def test_after_a_failover_nothing_confirmed_is_lost_and_nothing_claimed_comes_back(sentinels: SentinelSet) -> None:
-    storage = open_on(sentinels, min_replicas_acked=1, replica_ack_timeout_ms=1000)
+    storage = open_on(sentinels, min_replicas_acked=1, replica_ack_timeout_ms=ACK_TIMEOUT_MS)
     confirmed = reserve(storage, keys(20))
     claimed = confirmed[:8]
     assert len(storage.store.claim(claimed, SLAVE, MASTER)) == 8

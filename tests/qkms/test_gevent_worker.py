@@ -113,7 +113,10 @@ def worker_pids(master_pid: int) -> list[int]:
     return [int(pid) for pid in children if b"redis-server" not in Path(f"/proc/{pid}/cmdline").read_bytes()]
 
 
-def test_each_worker_listens_on_its_own_socket_and_gets_connections(node):
+def test_each_worker_listens_on_its_own_socket_and_gets_connections(make_node):
+    # A keep-alive long enough that none of the 32 connections is closed as idle while
+    # the others are made and used (the other tests' 2 s is for watching idle closes).
+    node = make_node(saes=("sae-1", "sae-2"), config_overrides={"server": {"workers": WORKERS, "keepalive_s": 60}})
     port = int(node.url.rsplit(":", 1)[1])
 
     def listening() -> dict[int, set[str]]:

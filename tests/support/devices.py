@@ -59,7 +59,7 @@ class MockDevicePair:
         for kme_id in started:
             urls = [self._mock(kme_id)["control_url"]] + ([] if "down" in faults else [self._mock(kme_id)["url"]])
             for url in urls:
-                wait_for_port("127.0.0.1", int(url.rsplit(":", 1)[1]), 30, self.processes[kme_id])
+                wait_for_port("127.0.0.1", int(url.rsplit(":", 1)[1]), NODE_START_TIMEOUT_S, self.processes[kme_id])
         return self
 
     def stop(self, *kme_ids: str) -> None:

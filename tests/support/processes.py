@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from qkms.runner import open_log, stop_process, wait_for_port
+from qkms.layout import free_port  # noqa: F401 (tests import it from here)
+from qkms.runner import NODE_START_TIMEOUT_S, open_log, stop_process, wait_for_port
 from tests.support.conditions import wait_until
 
 
@@ -27,7 +28,7 @@ class NodeProcess:
     process: subprocess.Popen | None = None
     env: dict[str, str] = field(default_factory=dict)
 
-    def start(self, timeout_s: float = 30) -> "NodeProcess":
+    def start(self, timeout_s: float = NODE_START_TIMEOUT_S) -> "NodeProcess":
         log = open_log(self.log_path)
         self.process = subprocess.Popen(
             [sys.executable, "-m", "qkms", "serve", "--config", str(self.config_path)],
@@ -75,7 +76,7 @@ class RedisServerProcess:
              "--dir", str(self.data_dir), "--appendonly", "yes", "--appendfsync", "always",
              "--save", "", "--protected-mode", "yes"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_until(self._answers, f"redis-server to answer on port {self.port}", 30)
+        wait_until(self._answers, f"redis-server to answer on port {self.port}", 60)
         return self
 
     def _answers(self) -> bool:
@@ -100,10 +101,6 @@ def external_redis_binary() -> str:
     return path
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def child_pids(parent: int) -> list[int]:

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 
 
-def race(target: Callable, args: tuple, workers: int, timeout_s: float = 60) -> list:
+def race(target: Callable, args: tuple, workers: int, timeout_s: float = 180) -> list:
     """Start ``workers`` spawned processes running ``target(*args, seed, barrier, results)``
     (they wait on the barrier, then race), and return everything they put on ``results``.
     Fails if any worker did not exit cleanly."""

@@ -87,7 +87,18 @@ class SentinelSet:
                      f"sentinel down-after-milliseconds {MASTER_NAME} 1000",
                      f"sentinel failover-timeout {MASTER_NAME} 5000"]
             self.sentinels.append(RedisNode(free_port(), self.root / f"sentinel-{index}", rules, sentinel=True).start())
+        wait_until(self._sentinels_see_everyone, "every sentinel to know the replica and the other sentinels", 60)
         return self
+
+    def _sentinels_see_everyone(self) -> bool:
+        """A sentinel learns the replica from the master's INFO and its peers from their
+        hello messages; one that has not yet could not take part in a failover."""
+        for sentinel in self.sentinels:
+            with sentinel.client() as client:
+                state = client.sentinel_master(MASTER_NAME)
+            if state["num-slaves"] < 1 or state["num-other-sentinels"] < len(self.sentinels) - 1:
+                return False
+        return True
 
     def _replica_in_sync(self) -> bool:
         with self.replica.client() as client:

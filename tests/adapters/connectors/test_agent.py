@@ -171,15 +171,17 @@ def test_malformed_announcements_are_400_and_fail_closed(pair, change, message):
 
 
 def test_the_responder_fails_closed_when_no_new_key_comes(tmp_path, credentials):
-    pair = make_pair(tmp_path, credentials, interval_s=0.2, grace_s=0.2, serve=False)
+    # The key is valid for interval + grace = 4 s: time enough for the rotation's reply,
+    # its check and the initiator's fsynced install before the state is read.
+    pair = make_pair(tmp_path, credentials, interval_s=2, grace_s=2, serve=False)
     stop = threading.Event()
     thread = threading.Thread(target=pair.responder.run, args=(stop, pair.server))
     try:
         thread.start()
-        wait_until(lambda: pair.responder.status()["state"] == "fail-closed", "starting fails closed", 5)
+        wait_until(lambda: pair.responder.status()["state"] == "fail-closed", "starting fails closed", 30)
         assert pair.initiator.rotate()
         assert pair.responder.status()["state"] == "keyed"
-        wait_until(lambda: pair.responder.status()["state"] == "fail-closed", "expiry fails closed", 5)
+        wait_until(lambda: pair.responder.status()["state"] == "fail-closed", "expiry fails closed", 30)
         assert "in time" in pair.responder.status()["reason"]
     finally:
         stop.set()
