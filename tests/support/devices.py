@@ -19,7 +19,7 @@ from kms.pki import CertificateAuthority
 from kms.sources import KeySource
 from qkms.device_layout import MockPairPlan, device_section, plan_mock_pair, write_mock_pair
 from qkms.layout import free_port
-from qkms.runner import start_mock_device, stop_process, wait_for_port
+from qkms.runner import NODE_START_TIMEOUT_S, start_mock_device, stop_process, wait_for_port
 
 
 class MockDevicePair:
