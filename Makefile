@@ -7,6 +7,11 @@ PYTEST_ARGS ?=
 
 .PHONY: demo demo-dashboard demo-devices demo-tls test test-fast bench lock system-deps clean
 
+# Compiled modules are cached (__pycache__, git-ignored): with PYTHONDONTWRITEBYTECODE set
+# (as on our CI machines) every test run, and every node process it starts, compiled
+# every module again (collecting the unit tier alone took 5.9 s instead of 2.4 s).
+unexport PYTHONDONTWRITEBYTECODE
+
 # Exact versions from constraints.txt. A -c on the command line adds to a `constraint`
 # set in pip's own configuration (both hold); PIP_CONSTRAINT would replace that one.
 $(VENV)/.installed: pyproject.toml constraints.txt

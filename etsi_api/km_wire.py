@@ -94,7 +94,8 @@ def halves_to_json(halves: list[LinkHalf], link_manager: LinkManagerStatus | Non
                    "state": h.state, "reason": h.reason, "metrics": h.metrics,
                    "observed_at": h.observed_at, "sources": list(h.sources),
                    "algorithms": list(h.algorithms),
-                   "held_peer_sequences": list(h.held_peer_sequences)} for h in halves],
+                   "held_peer_sequences": list(h.held_peer_sequences),
+                   "owner_observed_at": h.version} for h in halves],
         "now": time.time() if now is None else now}
     if link_manager is not None:
         body["link_manager"] = link_manager.to_dict()
@@ -109,8 +110,15 @@ def halves_from_json(data: Any, received_at: float | None = None) -> list[LinkHa
     shift = 0.0 if received_at is None or "now" not in data else received_at - float(data["now"])
     return [LinkHalf(h["link"], h["owner"], int(h["available_bits"]), h["state"], h["reason"],
                      dict(h["metrics"]), float(h["observed_at"]) + shift, tuple(h.get("sources", ())),
-                     tuple(h.get("algorithms", ())), tuple(int(s) for s in h.get("held_peer_sequences", ())))
+                     tuple(h.get("algorithms", ())), tuple(int(s) for s in h.get("held_peer_sequences", ())),
+                     _owner_time(h, float(h["observed_at"]) + shift))
             for h in data["links"]]
+
+
+def _owner_time(half: dict, observed_at: float) -> float | None:
+    """The half's version on its owner's clock; None when it is ``observed_at`` itself."""
+    owner = float(half.get("owner_observed_at", half["observed_at"]))
+    return None if owner == observed_at else owner
 
 
 def link_manager_from_json(data: Any) -> LinkManagerStatus | None:
@@ -123,9 +131,10 @@ def halves_push_from_json(data: Any, sender: str) -> list[LinkHalf]:
     """The halves of a POST /links push from neighbour ``sender``; BadRequest if it is
     malformed (nothing is kept). The sender's own halves are moved onto this node's
     clock by the push's ``now`` (so a neighbour whose clock is off is neither stale nor
-    fresh too long); halves it passes on keep their times, because ``observed_at`` is
-    also a half's version, and shifting it at every hop would make a half look newer
-    each time it went round a cycle of the network."""
+    fresh too long); halves it passes on keep their times, because shifting them at
+    every hop would make a half look fresher each time it went round a cycle of the
+    network. Every half keeps its owner's own time as its version (``owner_observed_at``),
+    which is what orders it against the copy this node holds."""
     try:
         shifted = {(h.link_id, h.owner): h for h in halves_from_json(data, time.time())}
         return [shifted[(h.link_id, h.owner)] if h.owner == sender else h for h in halves_from_json(data)]

@@ -30,9 +30,20 @@ class LinkHalf:
     #: Recent block sequences of the *other* end's half that this owner holds; the
     #: other end uses a block of its own half only once it is listed here.
     held_peer_sequences: tuple[int, ...] = ()
+    #: ``observed_at`` on the owner's own clock when a reader moved ``observed_at`` onto
+    #: its clock to judge freshness (None: not moved).
+    owner_observed_at: float | None = None
 
     def fresh(self, now: float | None = None) -> bool:
         return (now or time.time()) - self.observed_at <= STALE_AFTER_S
+
+    @property
+    def version(self) -> float:
+        """What orders the observations of one half: its owner's clock when it observed
+        it. Never moved by a reader: a move includes the message's transit time, so a
+        push delayed by d seconds would otherwise outrank its owner's next d seconds of
+        newer pushes (and hold back the blocks they confirm)."""
+        return self.observed_at if self.owner_observed_at is None else self.owner_observed_at
 
 
 class LinkBoard(ABC):

@@ -6,7 +6,7 @@ whenever one changed noticeably (state, reason, sources, confirmed blocks, or po
 level by more than ``SIGNIFICANT_CHANGE``) and at least every ``REFRESH_S`` so they
 stay fresh; and other nodes' halves it has learnt and not yet passed on (flooding,
 as OSPF floods link-state advertisements: a half travels each edge at most once per
-version, its owner's ``observed_at``). A push is one message per neighbour per round,
+version, its owner's ``observed_at`` on its own clock: ``LinkHalf.version``). A push is one message per neighbour per round,
 whatever it carries, so the messages a network sends grow with its links, not with the
 square of its nodes (docs/operations.md, "How far link-state gossip scales").
 
@@ -82,9 +82,9 @@ class Gossip:
         neighbour's own."""
         sent = self._sent.get(neighbour, {})
         out = [half if other_end(half.link_id) == neighbour else replace(half, held_peer_sequences=())
-               for key, half in self._advertised.items() if sent.get(key, -1.0) < half.observed_at]
+               for key, half in self._advertised.items() if sent.get(key, -1.0) < half.version]
         out += [replace(half, held_peer_sequences=()) for key, half in board.items()
-                if half.owner not in (self.kme_id, neighbour) and sent.get(key, -1.0) < half.observed_at]
+                if half.owner not in (self.kme_id, neighbour) and sent.get(key, -1.0) < half.version]
         return out
 
     def delivered(self, neighbour: str, halves: Iterable[LinkHalf]) -> None:
@@ -93,7 +93,7 @@ class Gossip:
         self._last_push[neighbour] = self._clock()
         sent = self._sent.setdefault(neighbour, {})
         for half in halves:
-            sent[_key(half)] = max(sent.get(_key(half), -1.0), half.observed_at)
+            sent[_key(half)] = max(sent.get(_key(half), -1.0), half.version)
 
     def refresh_due(self, neighbour: str) -> bool:
         """Whether ``neighbour`` should hear from this node now even with nothing new

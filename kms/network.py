@@ -190,8 +190,8 @@ class KeyNetwork:
             if not from_owner:
                 half = replace(half, held_peer_sequences=())
             known = board.get((half.link_id, half.owner))
-            if known is None or half.observed_at > known.observed_at or (
-                    from_owner and half.observed_at == known.observed_at):
+            if known is None or half.version > known.version or (
+                    from_owner and half.version == known.version):
                 kept.append(half)
         self._board.publish(kept)
         return len(kept)

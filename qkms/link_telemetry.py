@@ -60,7 +60,7 @@ class LinkRecorder:
         for half in halves:
             key = (half.link_id, half.owner)
             previous = self._last.get(key)
-            if previous is not None and previous.observed_at >= half.observed_at:
+            if previous is not None and previous.version >= half.version:
                 continue  # a peer's half polled again before it changed
             samples.append(LinkSample.of(half))
             raised = alarms_between(previous, half, key in self._alarmed)

@@ -185,13 +185,15 @@ def test_link_halves_are_written_with_these_field_names() -> None:
     (first,) = halves_to_json(HALVES[:1])["links"]
     assert first == {"link": "A--B", "owner": "KME-A", "available_bits": 123_456, "state": "up", "reason": "",
                      "metrics": {"qber": 0.021, "key_rate_bps": 1500.0}, "observed_at": 1_700_000_000.5,
-                     "sources": ["qkd-sim"], "algorithms": ["decoy-bb84"], "held_peer_sequences": [1, 3, 5]}
+                     "sources": ["qkd-sim"], "algorithms": ["decoy-bb84"], "held_peer_sequences": [1, 3, 5],
+                     "owner_observed_at": 1_700_000_000.5}
 
 
 def test_link_halves_from_an_older_peer_default_the_optional_fields() -> None:
     wire = halves_to_json(HALVES[:1])
-    for name in ("sources", "algorithms", "held_peer_sequences"):
+    for name in ("sources", "algorithms", "held_peer_sequences", "owner_observed_at"):
         del wire["links"][0][name]
     (half,) = halves_from_json(wire)
     assert (half.sources, half.algorithms, half.held_peer_sequences) == ((), (), ())
+    assert half.version == half.observed_at == HALVES[0].observed_at
     assert half.available_bits == 123_456 and half.metrics == HALVES[0].metrics

@@ -68,10 +68,10 @@ def test_a_refusal_for_concurrency_takes_no_token(counters) -> None:
 
 
 def test_a_forgotten_ticket_stops_counting_after_its_lease(counters) -> None:
-    assert admit(counters, "crashed", max_in_progress=1, lease_s=2) == "ok"
-    assert admit(counters, "next", max_in_progress=1, lease_s=2) == "busy"
-    wait_until(lambda: admit(counters, "next", max_in_progress=1, lease_s=2) == "ok",
-               "the forgotten ticket's 2 s lease to end", 30, poll_s=0.05)
+    assert admit(counters, "crashed", max_in_progress=1, lease_s=1) == "ok"
+    assert admit(counters, "next", max_in_progress=1, lease_s=1) == "busy"
+    wait_until(lambda: admit(counters, "next", max_in_progress=1, lease_s=1) == "ok",
+               "the forgotten ticket's 1 s lease to end", 30, poll_s=0.05)
 
 
 def test_accounts_and_nodes_are_counted_apart(backend: Backend, counters) -> None:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from etsi_api import km_wire
 from kms.config import parse_config
 from kms.errors import BadRequest, Conflict, KeysNotFound, QkmsError, QuotaExceeded, Unavailable
 from kms.keys import Key, KeyBlock, KeyOrder
@@ -215,6 +216,24 @@ def zero_usage() -> dict[str, int]:
 
 
 # --- delivery --------------------------------------------------------------------------
+
+
+def test_a_delayed_push_does_not_hold_back_its_owners_newer_ones(net: Network) -> None:
+    """A push that spent 5 s in transit is moved onto the receiver's clock 5 s further than
+    its owner's next push, sent at once; the owner's own times order the two, so the newer
+    one (with the blocks it confirms) is kept, not refused as older."""
+    pool, owner, receiver = f"{link_id('A', 'B')}#pqc", kme("A"), net.nodes["B"]
+    now = time.time()
+    late = km_wire.halves_to_json([LinkHalf(pool, owner, 1024, observed_at=now - 6, held_peer_sequences=(1,))],
+                                  now=now - 5)
+    prompt = km_wire.halves_to_json([LinkHalf(pool, owner, 2048, observed_at=now - 2, held_peer_sequences=(1, 2))],
+                                    now=now)
+    for body in (late, prompt):
+        receiver.network.accept_halves(km_wire.halves_push_from_json(body, owner), owner)
+    held = receiver.board.read()[(pool, owner)]
+    assert (held.available_bits, held.held_peer_sequences) == (2048, (1, 2))
+    receiver.network.accept_halves(km_wire.halves_push_from_json(late, owner), owner)
+    assert receiver.board.read()[(pool, owner)].held_peer_sequences == (1, 2), "the late push came again"
 
 
 def test_adjacent_delivery_reserves_exactly_the_masters_bytes(net: Network) -> None:

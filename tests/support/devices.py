@@ -56,10 +56,14 @@ class MockDevicePair:
         for kme_id in started:
             entry = self._mock(kme_id)
             self.processes[kme_id] = start_mock_device(entry["config"], self.log_dir / f"{entry['name']}.log", faults)
-        for kme_id in started:
-            urls = [self._mock(kme_id)["control_url"]] + ([] if "down" in faults else [self._mock(kme_id)["url"]])
-            for url in urls:
-                wait_for_port("127.0.0.1", int(url.rsplit(":", 1)[1]), NODE_START_TIMEOUT_S, self.processes[kme_id])
+        try:
+            for kme_id in started:
+                urls = [self._mock(kme_id)["control_url"]] + ([] if "down" in faults else [self._mock(kme_id)["url"]])
+                for url in urls:
+                    wait_for_port("127.0.0.1", int(url.rsplit(":", 1)[1]), NODE_START_TIMEOUT_S, self.processes[kme_id])
+        except BaseException:  # a failed start leaves nothing running
+            self.stop(*started)
+            raise
         return self
 
     def stop(self, *kme_ids: str) -> None:

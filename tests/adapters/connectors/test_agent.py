@@ -171,9 +171,9 @@ def test_malformed_announcements_are_400_and_fail_closed(pair, change, message):
 
 
 def test_the_responder_fails_closed_when_no_new_key_comes(tmp_path, credentials):
-    # The key is valid for interval + grace = 4 s: time enough for the rotation's reply,
+    # The key is valid for interval + grace = 2 s: time enough for the rotation's reply,
     # its check and the initiator's fsynced install before the state is read.
-    pair = make_pair(tmp_path, credentials, interval_s=2, grace_s=2, serve=False)
+    pair = make_pair(tmp_path, credentials, interval_s=1, grace_s=1, serve=False)
     stop = threading.Event()
     thread = threading.Thread(target=pair.responder.run, args=(stop, pair.server))
     try:
