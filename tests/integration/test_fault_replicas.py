@@ -31,8 +31,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 MASTER, SLAVE, STRANGER = "sae-m", "sae-s", "sae-x"
 CLIENTS = 4
-#: How long after the kill requests may still fail (health checks run every 200 ms).
-FAILURE_WINDOW_S = 5.0
+#: Each client thread's keep-alive connections through the balancer: master, slave, stranger.
+CONNECTIONS_PER_CLIENT = 3
 
 
 @dataclass
@@ -189,11 +189,13 @@ def test_a_replica_killed_behind_the_load_balancer_loses_nothing(site: Site) -> 
         failures, lost = len(traffic.failed_at), traffic.outcomes["keys lost in flight"]
     issued, fetched = len(ledger.material), sum(ledger.fetches.values())
     orphans = site.store().pending_count()
-    # Only requests in flight on the killed replica, or sent to it before HAProxy's
-    # health check (every 200 ms) took it out, may fail.
+    # Only the client connections HAProxy had bound to the killed replica fail, each once
+    # (in flight or on its next use); a new connection is never sent there (a failed
+    # connect is redispatched, and the health check takes the replica out). No limit in
+    # time: a loaded machine may take long to use a connection again.
     with traffic.lock:
         last_failure_s = max(traffic.failed_at, default=killed_at) - killed_at
-    assert last_failure_s < FAILURE_WINDOW_S, f"a request failed {last_failure_s:.1f} s after the kill"
+    assert failures <= CONNECTIONS_PER_CLIENT * CLIENTS, f"{failures} requests failed"
     assert fetched + lost == issued, "a key the master received was neither fetched nor lost in flight"
     assert lost <= 2 * CLIENTS and orphans <= 2 * CLIENTS
     print(f"replica killed: {failures} request(s) failed, the last {last_failure_s:.2f} s after the kill, every client served again within "

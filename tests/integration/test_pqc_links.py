@@ -112,7 +112,7 @@ def mixed(tmp_path_factory):
                        [("A", "B"), ("B", "C")], FAST_LINK, policies={("A", "B"): "hybrid", ("B", "C"): "pqc-only"})
     try:
         net.start()
-        net.wait_for_keys(net.client("sae-a"), "sae-c", 8, timeout_s=120)
+        net.wait_for_keys(net.client("sae-a"), "sae-c", 8, timeout_s=180)
         yield net
     finally:
         net.close()
@@ -143,6 +143,7 @@ def test_a_relay_over_a_mixed_route_reports_each_hops_provenance(mixed: LocalNet
 
 def test_an_sae_demands_qkd_or_pqc_and_a_refusal_consumes_nothing(mixed: LocalNetwork) -> None:
     master = mixed.client("sae-a")
+    mixed.wait_for_keys(master, "sae-c", 2)  # a route to C: else the refusal is a 503, not the 400 tested
     carved = {pool: mixed.pools("A").usage_bits(pool, "A")["carved_bits"] for pool in ("A-B", "A-B#pqc")}
     with pytest.raises(Etsi014Error) as refused:
         master.enc_keys("sae-c", extension_mandatory=[{"qkms_require_qkd": True}])
@@ -159,8 +160,11 @@ def test_an_sae_demands_qkd_or_pqc_and_a_refusal_consumes_nothing(mixed: LocalNe
 
 
 #: How far ahead of the wall clock (so of node A's offers) the test's own offers are:
-#: even, so that the parity (the half they fill) is the clock's.
-OFFER_LEAD_US = 2_000_000
+#: more than the test's first exchange can take on a loaded machine (a fresh mutual-TLS
+#: connection to a busy B), and even, so that the parity (the half they fill) is the
+#: clock's. B then refuses A's own offers for that long: the test using it comes last
+#: of those on the ``mixed`` network.
+OFFER_LEAD_US = 10_000_000
 
 
 def offer_sender(net: LocalNetwork, signer: str | None = None):

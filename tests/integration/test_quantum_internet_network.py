@@ -38,9 +38,13 @@ def net(tmp_path_factory):
     network.close()
 
 
-def between_passes(margin_s: float = 10.0) -> bool:
+def between_passes(settled_s: float = 8.0, margin_s: float = 10.0) -> bool:
+    """Well inside a gap: the last pass ended ``settled_s`` ago (its last blocks are
+    confirmed by the other end and pooled, which takes gossip rounds) and the next one
+    is more than ``margin_s`` away."""
     now = time.time()
-    return pass_fraction(PASSES, now) is None and seconds_to_next_pass(PASSES, now) > margin_s
+    since_pass_end = (now - PASSES.pass_offset_s) % PASSES.pass_interval_s - PASSES.scheduled_pass_s
+    return since_pass_end >= settled_s and seconds_to_next_pass(PASSES, now) > margin_s
 
 
 def test_keys_travel_end_to_end_over_all_three_kinds(net):

@@ -34,7 +34,7 @@ from adapters.etsi014_client import client_tls_context
 #: request on the path is answered; delay: forward after DELAY_S; reorder: hold the
 #: request until the next one on its path has been forwarded (at most HOLD_S).
 ACTIONS = ("pass", "drop", "lose_answer", "duplicate", "late_duplicate", "delay", "reorder")
-DELAY_S = 1.5
+DELAY_S = 3.0
 HOLD_S = 3.0
 
 Plan = Callable[[str, str, int], str]

@@ -56,8 +56,9 @@ def test_wireguard_runs_on_qkms_keys_and_fails_closed(qnet, tunnel):
             assert tunnel.passes_traffic(6), f"no handshake with the PSK of rotation {sequence}"
         assert len(seen) == 3
 
-        # a forced mismatch: B alone gets another PSK (as a failing responder would)
-        done = init.status()["sequence"]
+        # a forced mismatch: B alone gets another PSK (as a failing responder would), at
+        # the start of a rotation interval so that no rotation mends it during the probe
+        done = init.wait_for(60, "a fresh rotation", state="keyed", sequence=init.status()["sequence"] + 1)["sequence"]
         WireGuardInstaller(b.name, a.public_key).fail_closed()
         assert not tunnel.passes_traffic(2.5)
         init.wait_for(60, "the next rotation", state="keyed", sequence=done + 1)
