@@ -68,7 +68,7 @@ def roundtrip_sections(root: Path, clients: int, seconds: float) -> dict:
                              f"appendfsync always). {common}", "rows": workers},
         "replicas": {"setup": "Two `qkms serve` replicas of one node (1 or 2 gevent workers each) sharing one "
                               "Debian redis-server (TCP, appendfsync always), behind HAProxy in mode tcp (TLS "
-                              f"passed through to the replicas, round robin). {common} 2 replicas x 1 worker "
+                              f"passed through to the replicas, round robin; HAProxy's CPU is not counted). {common} 2 replicas x 1 worker "
                               "compares with the 2-worker node above, 2 x 2 with the 4-worker one.",
                      "rows": spread},
         "stores": {"setup": "One node with 2 gevent workers on a Debian redis-server (`url`), on a Sentinel "
@@ -180,7 +180,9 @@ def main() -> None:
                    "The machine is shared with other test runs and its speed varies from hour to hour; clients "
                    "and servers run on the same cores. Read the figures as one sample of this machine at this "
                    "time, to compare the configurations with each other, not as capacities.",
-                   "Latencies include the clients' own queueing on the shared cores."]}
+                   "Latencies include the clients' own queueing on the shared cores.",
+                   "Each point is one run; repeated runs of one point have differed by up to about 30 % on "
+                   "this machine (README, Performance), so smaller differences between rows say little."]}
     report = write_report(args.out, sections, context)
     (args.out / "figures.json").write_text(json.dumps({"context": context, "sections": sections}, indent=1) + "\n")
     print(f"report: {os.path.relpath(report)}")

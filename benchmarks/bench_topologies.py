@@ -66,7 +66,7 @@ def replicas(root: Path, count: int, workers: int) -> Iterator[Target]:
     manifest = one_node_layout(root / "net")
     node_config = Path(manifest["nodes"]["KME-1"]["config"])
     with ExitStack() as stack:
-        (root / "redis").mkdir()
+        (root / "redis").mkdir(parents=True)
         redis_server = _started(stack, RedisServerProcess(free_port(), root / "redis"))
         nodes = []
         for index in range(count):
