@@ -73,8 +73,11 @@ test: $(VENV)/.installed system-deps
 test-fast: $(VENV)/.installed
 	$(PY) -m pytest -q -m "not slow and not integration" $(PYTEST_ARGS)
 
-bench: $(VENV)/.installed
-	$(PY) benchmarks/bench_etsi_roundtrip.py
+# docs/bench/report.md and its plots: round trips by workers, replicas and store,
+# adjacent and relayed keys, simulation and post-processing (about 3 minutes; matplotlib
+# comes with the dev install). Debian's redis-server and haproxy run the replicated stores.
+bench: $(VENV)/.installed system-deps
+	$(PY) benchmarks/bench_report.py
 
 clean:
 	rm -rf .demo .demo-devices .demo-tls .pytest_cache build *.egg-info

@@ -160,27 +160,50 @@ def tree_cpu_s(root_pid: int) -> dict[str, float]:
     return used
 
 
+def trees_cpu_s(root_pids: list[int]) -> dict[str, float]:
+    """``tree_cpu_s`` summed over several process trees (the replicas of a node)."""
+    used: dict[str, float] = {}
+    for pid in root_pids:
+        for name, cpu_s in tree_cpu_s(pid).items():
+            used[name] = used.get(name, 0.0) + cpu_s
+    return used
+
+
 def client_process(manifest: dict, kind: str, threads: int, seconds: float, start_at: float, out: mp.Queue) -> None:
     import threading
 
     latencies: list[float] = []
+    failures = [0]
     lock = threading.Lock()
 
-    def run() -> None:
-        mine: list[float] = []
+    def connect():
         master, slave = (CLIENTS[kind](manifest, sae) for sae in ("sae-1", "sae-2"))
         master.call("GET", "sae-2/status")
         slave.call("GET", "sae-1/status")
+        return master, slave
+
+    def run() -> None:
+        mine: list[float] = []
+        failed = 0
+        master, slave = connect()
         while time.time() < start_at:
             time.sleep(0.001)
         while time.time() < start_at + seconds:
             t0 = time.perf_counter()
-            key_id = master.enc_key_id("sae-2")
-            t1 = time.perf_counter()
-            slave.dec_key("sae-1", key_id)
+            try:
+                key_id = master.enc_key_id("sae-2")
+                t1 = time.perf_counter()
+                slave.dec_key("sae-1", key_id)
+            except (RuntimeError, OSError):
+                # An error status or a lost connection: counted, and the pair reconnects
+                # (a connection left mid-response cannot be reused).
+                failed += 1
+                master, slave = _reconnect(connect)
+                continue
             mine.append((time.perf_counter() - t0, t1 - t0, time.perf_counter() - t1))
         with lock:
             latencies.extend(mine)
+            failures[0] += failed
 
     workers = [threading.Thread(target=run) for _ in range(threads)]
     for worker in workers:
@@ -189,10 +212,22 @@ def client_process(manifest: dict, kind: str, threads: int, seconds: float, star
     cpu_start_s = time.process_time()
     for worker in workers:
         worker.join()
-    out.put((latencies, time.process_time() - cpu_start_s))
+    out.put((latencies, time.process_time() - cpu_start_s, failures[0]))
 
 
-def measure(manifest: dict, kind: str, clients: int, processes: int | None, seconds: float, node_pid: int) -> dict:
+def _reconnect(connect):
+    """A new SAE pair from ``connect``, retried while the node does not answer."""
+    while True:
+        try:
+            return connect()
+        except (RuntimeError, OSError):
+            time.sleep(0.05)
+
+
+def measure(manifest: dict, kind: str, clients: int, processes: int | None, seconds: float,
+            node_pids: list[int]) -> dict:
+    """Round trips through the node of ``manifest`` (its URL may be a load balancer's) by
+    ``clients`` SAE pairs for ``seconds``; CPU counted for ``node_pids`` and their children."""
     processes = min(processes or clients, clients)
     per_process = [clients // processes + (i < clients % processes) for i in range(processes)]
     out: mp.Queue = mp.get_context("fork").Queue()
@@ -202,32 +237,59 @@ def measure(manifest: dict, kind: str, clients: int, processes: int | None, seco
     for proc in procs:
         proc.start()
     time.sleep(max(0.0, start_at - time.time()))
-    node_cpu_before = tree_cpu_s(node_pid)
+    node_cpu_before = trees_cpu_s(node_pids)
     time.sleep(seconds)
-    node_cpu_after = tree_cpu_s(node_pid)
+    node_cpu_after = trees_cpu_s(node_pids)
     reports = [out.get() for _ in procs]
     for proc in procs:
         proc.join()
-    samples = np.concatenate([np.asarray(latencies, dtype=float).reshape(-1, 3) for latencies, _ in reports])
+    samples = np.concatenate([np.asarray(latencies, dtype=float).reshape(-1, 3) for latencies, _, _ in reports])
     round_trip, per_request = samples[:, 0], samples[:, 1:].ravel()
     node_cpu_s = {name: node_cpu_after[name] - node_cpu_before.get(name, 0.0) for name in node_cpu_after}
     redis_cpu_s = sum(used for name, used in node_cpu_s.items() if name.startswith("redis"))
     return {"clients": clients, "round_trips": int(round_trip.size),
+            "failures": sum(failed for _, _, failed in reports),
             "round_trips_per_s": round(round_trip.size / seconds, 1),
             "p50_ms": _ms(round_trip, 50), "p99_ms": _ms(round_trip, 99),
             "request_p50_ms": _ms(per_request, 50), "request_p99_ms": _ms(per_request, 99),
             "cpu_ms_per_round_trip": {
                 "node": _per(sum(node_cpu_s.values()) - redis_cpu_s, round_trip.size),
                 "redis": _per(redis_cpu_s, round_trip.size),
-                "clients": _per(sum(client_cpu for _, client_cpu in reports), round_trip.size)}}
+                "clients": _per(sum(client_cpu for _, client_cpu, _ in reports), round_trip.size)}}
 
 
 def _per(cpu_s: float, round_trips: int) -> float:
     return round(cpu_s * 1e3 / max(round_trips, 1), 3)
 
 
-def _ms(values: np.ndarray, percentile: float) -> float:
-    return round(float(np.percentile(values, percentile)) * 1e3, 2)
+def _ms(values: np.ndarray, percentile: float) -> float | None:
+    return round(float(np.percentile(values, percentile)) * 1e3, 2) if values.size else None
+
+
+def one_node_layout(root: Path) -> dict:
+    """The manifest of node KME-1 with SAEs sae-1 and sae-2, written under ``root``."""
+    return write_layout(root, [NodePlan("KME-1", ("sae-1", "sae-2"), free_port())]).to_dict()
+
+
+def configure_node(config_path: Path, server: dict, redis: dict | None = None, appendfsync: str = "always",
+                   port: int | None = None) -> int:
+    """Rewrite the layout's node config: gunicorn ``server`` settings, the config ``redis``
+    section (default: the embedded Redis with ``appendfsync``), ``port`` (default: as
+    written). Returns the port the node will listen on."""
+    config = yaml.safe_load(config_path.read_text())
+    config["server"] = server
+    if redis is None:
+        config["redis"]["appendfsync"] = appendfsync
+    else:
+        config["redis"] = redis
+    if port is not None:
+        config["listen"]["port"] = port
+    # Every client process is the same SAE pair: per-SAE limits stay on (their cost
+    # is measured) but far above what the node can serve.
+    config["limits"] = {"requests_per_s_per_sae": 1e6, "request_burst_per_sae": 10**6,
+                        "concurrent_requests_per_sae": 10_000}
+    config_path.write_text(yaml.safe_dump(config))
+    return config["listen"]["port"]
 
 
 def main() -> None:
@@ -243,21 +305,14 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="qkms-bench-") as tmp:
         root = Path(tmp)
-        manifest = write_layout(root, [NodePlan("KME-1", ("sae-1", "sae-2"), free_port())]).to_dict()
+        manifest = one_node_layout(root)
         config_path = Path(manifest["nodes"]["KME-1"]["config"])
-        config = yaml.safe_load(config_path.read_text())
-        config["server"] = {"worker_class": args.worker_class, "workers": args.workers, "threads": args.threads}
-        config["redis"]["appendfsync"] = args.appendfsync
-        # Every client process is the same SAE pair: per-SAE limits stay on (their cost
-        # is measured) but far above what the node can serve.
-        config["limits"] = {"requests_per_s_per_sae": 1e6, "request_burst_per_sae": 10**6,
-                            "concurrent_requests_per_sae": 10_000}
-        config_path.write_text(yaml.safe_dump(config))
-        port = int(manifest["nodes"]["KME-1"]["url"].rsplit(":", 1)[1])
+        server = {"worker_class": args.worker_class, "workers": args.workers, "threads": args.threads}
+        port = configure_node(config_path, server, appendfsync=args.appendfsync)
         node = NodeProcess(config_path, port, root / "node.log").start()
         try:
             for clients in args.clients:
-                result = measure(manifest, args.client, clients, args.processes, args.seconds, node.process.pid)
+                result = measure(manifest, args.client, clients, args.processes, args.seconds, [node.process.pid])
                 result.update(worker_class=args.worker_class, workers=args.workers, threads=args.threads,
                               appendfsync=args.appendfsync, client=args.client,
                               client_processes=min(args.processes or clients, clients))

@@ -58,7 +58,9 @@ def warm_up(frames: int) -> None:
     privacy_amplification(rec.alice, seed, rec.alice.size // 2)
 
 
-def throughput(frames: int, qber: float) -> None:
+def throughput(frames: int, qber: float) -> dict:
+    """Sifted bits per CPU second through reconciliation, verification and privacy
+    amplification of ``frames`` frames at ``qber``, and the parts' CPU times."""
     alice, bob = bsc_frames(frames, qber, seed=99)
     rec_s, rec = _timed(reconcile_frames, alice, bob, qber, 1e-15, np.random.default_rng(2))
     out_bits = rec.alice.size // 2
@@ -68,14 +70,22 @@ def throughput(frames: int, qber: float) -> None:
     pa_bob_s, bob_key = _timed(privacy_amplification, rec.bob, pa, out_bits)
     assert alice_key == bob_key
     shared = rec_s + seed_s + pa_alice_s + pa_bob_s
-    separate = shared + seed_s
-    mbps = lambda seconds: alice.size / seconds / 1e6
-    print(f"QBER {qber:.0%}, {alice.size} sifted bits: reconciliation+verification {rec_s:.3f} s, "
-          f"PA seed transform {seed_s:.3f} s, PA {pa_alice_s:.3f} / {pa_bob_s:.3f} s (Alice / Bob); "
-          f"both parties on one core {mbps(shared):.2f} Mbit/s (shared seed), "
-          f"{mbps(separate):.2f} Mbit/s (seed per party); one party "
-          f"{mbps(rec_s + seed_s + pa_alice_s):.2f} Mbit/s (f {rec.efficiency:.4f}, "
-          f"failed frames {rec.frames_failed})", flush=True)
+    mbps = lambda seconds: round(alice.size / seconds / 1e6, 2)
+    return {"qber": qber, "sifted_bits": int(alice.size), "reconciliation_s": round(rec_s, 3),
+            "seed_transform_s": round(seed_s, 3), "pa_alice_s": round(pa_alice_s, 3), "pa_bob_s": round(pa_bob_s, 3),
+            "both_parties_mbps": mbps(shared), "seed_per_party_mbps": mbps(shared + seed_s),
+            "one_party_mbps": mbps(rec_s + seed_s + pa_alice_s), "efficiency": round(rec.efficiency, 4),
+            "failed_frames": int(rec.frames_failed)}
+
+
+def throughput_line(result: dict) -> str:
+    return (f"QBER {result['qber']:.0%}, {result['sifted_bits']} sifted bits: reconciliation+verification "
+            f"{result['reconciliation_s']:.3f} s, PA seed transform {result['seed_transform_s']:.3f} s, "
+            f"PA {result['pa_alice_s']:.3f} / {result['pa_bob_s']:.3f} s (Alice / Bob); "
+            f"both parties on one core {result['both_parties_mbps']:.2f} Mbit/s (shared seed), "
+            f"{result['seed_per_party_mbps']:.2f} Mbit/s (seed per party); one party "
+            f"{result['one_party_mbps']:.2f} Mbit/s (f {result['efficiency']:.4f}, "
+            f"failed frames {result['failed_frames']})")
 
 
 def _timed(fn, *args):
@@ -92,7 +102,7 @@ def main() -> None:
         efficiency(args.frames, qber)
     warm_up(args.frames)
     for qber in QBERS:
-        throughput(args.frames, qber)
+        print(throughput_line(throughput(args.frames, qber)), flush=True)
 
 
 if __name__ == "__main__":

@@ -86,6 +86,14 @@ def run_route(net: LocalNetwork, slave: str, clients: int, duration_s: float, si
             "link_bits_per_key_bit": round(consumed / max(1, finish.size * size_bits), 3)}
 
 
+def chain_network(root: Path, length: int, source: dict) -> LocalNetwork:
+    """Nodes A, B, ... (``length`` of them, SAE sae-a at A, sae-b at B, ...) linked in a
+    chain, every link fed by ``source``; not started."""
+    kme_ids = [chr(ord("A") + index) for index in range(length)]
+    return LocalNetwork(root, {kme_id: (f"sae-{kme_id.lower()}",) for kme_id in kme_ids},
+                        list(zip(kme_ids, kme_ids[1:])), source)
+
+
 def link_report(net: LocalNetwork) -> list[dict]:
     """Each link end's measured speedup and secret rates, from /km/v1/links of node A."""
     from qkms.link_status import fetch_link_state
@@ -106,9 +114,7 @@ def main() -> None:
     parser.add_argument("--pulses-per-frame", type=int, default=DEMO_LINK_SOURCE["pulses_per_frame"])
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="qkms-relay-bench-") as tmp:
-        net = LocalNetwork(Path(tmp), {"A": ("sae-a",), "B": ("sae-b",), "C": ("sae-c",), "D": ("sae-d",)},
-                           [("A", "B"), ("B", "C"), ("C", "D")],
-                           {**DEMO_LINK_SOURCE, "pulses_per_frame": args.pulses_per_frame})
+        net = chain_network(Path(tmp), 4, {**DEMO_LINK_SOURCE, "pulses_per_frame": args.pulses_per_frame})
         try:
             net.start()
             for slave in ("sae-b", "sae-d"):
