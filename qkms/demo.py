@@ -92,6 +92,10 @@ def _half(manifest: dict, owner: str):
     return next(h for h in fetch_link_state(manifest, owner).halves if h.link_id == "A-B" and h.owner == owner)
 
 
+#: How long the device demo waits for link A-B to be up again once the device is healed.
+RECOVERY_TIMEOUT_S = 240
+
+
 def _await_state(manifest: dict, wanted, what: str, console: Console, timeout_s: float = 90):
     """Poll A's half of A-B until ``wanted(half)``; returns (half, seconds waited)."""
     started = time.monotonic()
@@ -113,9 +117,12 @@ def _device_fault(directory: Path, manifest: dict, sae_a: Etsi014Client, sae_b: 
     console.print(f"A reports link A-B [bold]{half.state}[/] after {seconds:.1f} s: {half.reason}")
     console.print(link_table(fetch_link_state(manifest, "A")))
     change_mock_faults(directory, device, clear="all")
+    # Up means a delivery since the fault and no problem for the health window (30 s),
+    # after the breaker's cooldown (15 s) if it had opened: on a loaded machine, minutes.
     half, seconds = _await_state(manifest, lambda h: h.state == "up", "device healed; waiting for recovery ...",
-                                 console)
-    console.print(f"device healed: link A-B [bold]{half.state}[/] again after {seconds:.1f} s")
+                                 console, timeout_s=RECOVERY_TIMEOUT_S)
+    console.print(f"device healed: link A-B [bold]{half.state}[/] again after {seconds:.1f} s"
+                  + ("" if half.state == "up" else f": {half.reason}"))
     return half.state == "up" and _exchange(sae_a, sae_b, "sae-b", console)
 
 

@@ -62,7 +62,7 @@ def test_keep_running_serves_the_dashboard_until_ctrl_c(tmp_path):
 def test_demo_with_devices_shows_a_device_fault_and_the_recovery(tmp_path):
     result = subprocess.run([sys.executable, "-m", "qkms", "demo", "--devices", str(tmp_path / "demo")],
                             capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    assert result.returncode == 0, result.stdout[-8000:] + result.stderr[-2000:]
     out = result.stdout
     assert "A-B fed by a pair of mock QKD devices" in out and "A-B qkd: qkd-device" in out
     assert "B-C hybrid: qkd-sim+ml-kem" in out and "C-D pqc: ml-kem" in out
