@@ -6,9 +6,10 @@ whenever one changed noticeably (state, reason, sources, confirmed blocks, or po
 level by more than ``SIGNIFICANT_CHANGE``) and at least every ``REFRESH_S`` so they
 stay fresh; and other nodes' halves it has learnt and not yet passed on (flooding,
 as OSPF floods link-state advertisements: a half travels each edge at most once per
-version, its owner's ``observed_at`` on its own clock: ``LinkHalf.version``). A push is one message per neighbour per round,
-whatever it carries, so the messages a network sends grow with its links, not with the
-square of its nodes (docs/operations.md, "How far link-state gossip scales").
+version, its owner's ``observed_at`` on its own clock: ``LinkHalf.version``). A push is
+one message per neighbour per round, whatever it carries, so the messages a network
+sends grow with its links, not with the square of its nodes (docs/operations.md, "How
+far link-state gossip scales").
 
 ``held_peer_sequences`` (which of the other end's blocks this owner holds) only
 matter to the link's other end: an owner sends them there and nowhere else, and a
