@@ -117,8 +117,8 @@ def _device_fault(directory: Path, manifest: dict, sae_a: Etsi014Client, sae_b: 
     console.print(f"A reports link A-B [bold]{half.state}[/] after {seconds:.1f} s: {half.reason}")
     console.print(link_table(fetch_link_state(manifest, "A")))
     change_mock_faults(directory, device, clear="all")
-    # Up means a delivery since the fault and no problem for the health window (30 s),
-    # after the breaker's cooldown (15 s) if it had opened: on a loaded machine, minutes.
+    # Up means a delivery since the fault and no problem for the health window
+    # (DEMO_DEVICE_SETTINGS), after the breaker's cooldown if it had opened.
     half, seconds = _await_state(manifest, lambda h: h.state == "up", "device healed; waiting for recovery ...",
                                  console, timeout_s=RECOVERY_TIMEOUT_S)
     console.print(f"device healed: link A-B [bold]{half.state}[/] again after {seconds:.1f} s"

@@ -7,7 +7,9 @@ backoff between attempts, and a window of recent problems.
 While closed, each failure delays the next attempt (exponential backoff from
 ``backoff_initial_s``, capped at ``backoff_max_s``; a device's Retry-After is
 honoured up to that cap, and a throttling device, alive but asking for a pause, does
-not count towards opening the breaker). Reported health:
+not count towards opening the breaker). A drained device, alive but out of keys for the
+moment, is no failure either: it neither counts towards the breaker nor degrades health;
+only a drain that outlasts ``stall_after_s`` shows, as a stall naming it. Reported health:
 
 - ``down``: the breaker is open, the last attempt failed with a severe fault (the
   device says it has no QKD connection), or nothing was ever delivered;
@@ -74,6 +76,7 @@ class DeviceHealth:
         self._next_attempt_at = clock()
         self._problem: _Problem | None = None
         self._last_success_at: float | None = None
+        self._drained_reason: str | None = None
         self._started_at = clock()
         self._counts = _Counts()
 
@@ -99,13 +102,27 @@ class DeviceHealth:
         """An attempt went through: close the breaker, forget the failure streak.
         ``delivered`` False for an attempt that only showed the device alive (a probe)."""
         with self._lock:
-            now = self._clock()
-            self._state = "closed"
-            self._consecutive = 0
-            self._next_attempt_at = now
+            now = self._alive()
             if delivered:
                 self._last_success_at = now
+                self._drained_reason = None
                 self._counts.successes += 1
+
+    def drained(self, reason: str) -> None:
+        """The device answered but had no keys to give (an ETSI 014 503 to enc_keys right
+        after its status counted enough): it is alive, so the breaker closes as after a
+        probe; ``reason`` is kept for the stall report should the drain last."""
+        with self._lock:
+            self._alive()
+            self._drained_reason = reason
+            self._counts.by_kind["drained"] = self._counts.by_kind.get("drained", 0) + 1
+
+    def _alive(self) -> float:
+        now = self._clock()
+        self._state = "closed"
+        self._consecutive = 0
+        self._next_attempt_at = now
+        return now
 
     def failed(self, fault: DeviceFault) -> float:
         """An attempt failed; returns the seconds until the next one may go. A device that
@@ -171,9 +188,10 @@ class DeviceHealth:
                            f"retrying in {max(0.0, self._next_attempt_at - now):.1f} s)")
         if problem and now - problem.at <= self._policy.window_s:
             return "degraded", f"{problem.reason} ({now - problem.at:.0f} s ago)"
+        drain = f"; the device has no keys to give ({self._drained_reason})" if self._drained_reason else ""
         if self._last_success_at is None:
-            return "down", "nothing delivered yet" + (f"; last: {last}" if problem else "")
+            return "down", "nothing delivered yet" + (f"; last: {last}" if problem else "") + drain
         idle = now - self._last_success_at
         if idle > self._policy.stall_after_s:
-            return "degraded", f"nothing delivered for {idle:.0f} s"
+            return "degraded", f"nothing delivered for {idle:.0f} s" + drain
         return "up", summary or f"last delivery {idle:.0f} s ago"

@@ -89,7 +89,13 @@ class Etsi014DeviceSource(PairedDeviceSource):
             self._health.succeeded(delivered=False)
             return False
         while len(self._gathered) < per_block:
-            self._gather(min(batch, per_block - len(self._gathered)))
+            try:
+                self._gather(min(batch, per_block - len(self._gathered)))
+            except DeviceFault as fault:
+                if fault.kind != "unavailable":
+                    raise
+                self._health.drained(fault.message)  # it just answered status: alive, out of keys
+                return False
         keys, self._gathered = self._gathered, []
         key_ids = [key.key_id for key in keys]
         self._offer(b"".join(key.material for key in keys), block_id(self._link_id, key_ids), {"key_IDs": key_ids})

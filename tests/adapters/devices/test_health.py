@@ -111,3 +111,28 @@ def test_metrics_count_faults_by_kind(health: DeviceHealth) -> None:
     health.failed(DeviceFault("timeout", "slow"))
     metrics = health.report().metrics
     assert metrics["faults_unavailable"] == 1 and metrics["faults_timeout"] == 1 and metrics["failures"] == 2
+
+
+def test_a_drained_device_is_alive_and_never_opens_the_breaker(health: DeviceHealth, clock: SteppedClock) -> None:
+    health.succeeded()
+    for _ in range(3 * POLICY.breaker_failures):
+        health.drained(UNAVAILABLE.message)
+        assert health.breaker == "closed" and health.wait_s() == 0
+    report = health.report()
+    assert report.state == "up" and report.metrics["failures"] == 0 and report.metrics["faults_drained"] == 9
+    clock.advance(POLICY.stall_after_s + 1)
+    report = health.report()
+    assert report.state == "degraded" and "nothing delivered for 61 s; the device has no keys" in report.reason
+    health.succeeded()
+    assert "no keys" not in health.report().reason
+
+
+def test_a_drain_closes_a_half_open_breaker(health: DeviceHealth, clock: SteppedClock) -> None:
+    for _ in range(POLICY.breaker_failures):
+        health.failed(UNAVAILABLE)
+    clock.advance(POLICY.breaker_cooldown_s)
+    assert health.breaker == "half-open"
+    health.drained(UNAVAILABLE.message)
+    report = health.report()
+    assert health.breaker == "closed" and health.wait_s() == 0 and "circuit" not in report.reason
+    assert report.state == "down" and "nothing delivered yet" in report.reason

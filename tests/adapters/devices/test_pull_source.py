@@ -190,3 +190,21 @@ def test_an_offer_to_the_master_end_is_refused(link: DeviceLink) -> None:
 
     with pytest.raises(BadRequest, match="master"):
         link.master.respond({"op": "block"})
+
+
+def test_a_device_drained_between_status_and_enc_keys_is_alive_not_failing(tmp_path: Path) -> None:
+    """Each half holds 640 bits: the status counts 5 keys of 256, but 4 keys cannot be
+    carved from either half, so the device answers enc_keys with 503 (as one racing its
+    own buffer would). Before the fix three such rounds opened the breaker."""
+    link = build_device_link(tmp_path, **SETTINGS)
+    link.feed(2, size_bytes=80)
+    for _ in range(2 * SETTINGS["breaker_failures"]):
+        assert not link.master.step()
+        link.clock.advance(SETTINGS["backoff_max_s"])
+    health = link.master.health()
+    assert health.metrics["failures"] == 0 and health.metrics["faults_drained"] == 6 and health.metrics["breaker_open"] == 0
+    assert health.state == "down" and "nothing delivered yet; the device has no keys to give" in health.reason
+    assert link.transports["KME-A"].calls[:2] == [("GET", "status"), ("POST", "enc_keys")]
+    link.feed(4)
+    a, b = deliver(link, 1)
+    assert len(a) == len(b) == 1 and link.master.health().state == "up"
