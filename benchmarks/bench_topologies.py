@@ -25,8 +25,6 @@ from tests.support.haproxy import LoadBalancer
 from tests.support.processes import NodeProcess, RedisServerProcess
 from tests.support.redis_topologies import ClusterSet, SentinelSet
 
-#: How long a node may take to listen (imports on a busy shared machine are slow).
-START_TIMEOUT_S = 90
 STORES = ("redis", "sentinel", "cluster")
 
 
@@ -57,7 +55,7 @@ def one_node(root: Path, workers: int) -> Iterator[Target]:
     config_path = Path(manifest["nodes"]["KME-1"]["config"])
     port = configure_node(config_path, _gevent(workers))
     with ExitStack() as stack:
-        node = _started(stack, NodeProcess(config_path, port, root / "node.log"), START_TIMEOUT_S)
+        node = _started(stack, NodeProcess(config_path, port, root / "node.log"))
         yield Target(manifest, [node.process.pid])
 
 
@@ -73,8 +71,7 @@ def replicas(root: Path, count: int, workers: int) -> Iterator[Target]:
             config_path = node_config.with_name(f"replica-{index}.yaml")
             shutil.copyfile(node_config, config_path)
             port = configure_node(config_path, _gevent(workers), {"url": redis_server.url}, port=free_port())
-            nodes.append(_started(stack, NodeProcess(config_path, port, root / f"replica-{index}.log"),
-                                  START_TIMEOUT_S))
+            nodes.append(_started(stack, NodeProcess(config_path, port, root / f"replica-{index}.log")))
         balancer = _started(stack, LoadBalancer(free_port(), [node.port for node in nodes], root))
         manifest["nodes"]["KME-1"]["url"] = balancer.url
         yield Target(manifest, [node.process.pid for node in nodes])
@@ -87,7 +84,7 @@ def node_on_store(root: Path, store: str, workers: int) -> Iterator[Target]:
     with ExitStack() as stack:
         redis = _started(stack, _store(root / store, store))
         port = configure_node(config_path, _gevent(workers), _redis_section(redis))
-        node = _started(stack, NodeProcess(config_path, port, root / "node.log"), START_TIMEOUT_S)
+        node = _started(stack, NodeProcess(config_path, port, root / "node.log"))
         yield Target(manifest, [node.process.pid])
 
 
