@@ -4,7 +4,9 @@ never acted on. Real redis-server processes: a master, a replica and three senti
 
 A fault test kills the master with SIGKILL between writes: after Sentinel promotes the
 replica, every reservation the store confirmed is still there and no claimed key can
-be claimed again."""
+be claimed again. Another cuts the replication link first (tests/support/replication_link.py),
+so the replica lags for certain: without WAIT the master confirms writes a failover then
+loses; with it those writes are refused and nothing confirmed is lost."""
 
 from __future__ import annotations
 
@@ -42,6 +44,16 @@ def reserve(storage: Storage, batch: list[Key]) -> list[str]:
 @pytest.fixture
 def sentinels(tmp_path) -> Iterator[SentinelSet]:
     topology = SentinelSet(tmp_path / "sentinel")
+    try:
+        yield topology.start()
+    finally:
+        topology.stop()
+
+
+@pytest.fixture
+def lagging(tmp_path) -> Iterator[SentinelSet]:
+    """A Sentinel set whose replica replicates through a link the test can cut."""
+    topology = SentinelSet(tmp_path / "sentinel", cuttable_link=True)
     try:
         yield topology.start()
     finally:
@@ -94,3 +106,24 @@ def test_after_a_failover_nothing_confirmed_is_lost_and_nothing_claimed_comes_ba
         with pytest.raises(KeysNotFound):
             after.store.claim([key_id], SLAVE, MASTER)
     assert len(after.store.claim(confirmed[8:], SLAVE, MASTER)) == 12
+
+
+def test_a_lagging_replica_loses_unwaited_writes_at_failover_and_waited_ones_are_refused(lagging: SentinelSet) -> None:
+    strict = open_on(lagging, min_replicas_acked=1, replica_ack_timeout_ms=ACK_TIMEOUT_MS)
+    replicated = reserve(strict, keys(10))
+    lagging.link.cut()
+    refused = keys(2)
+    with pytest.raises(Unavailable):
+        reserve(open_on(lagging, min_replicas_acked=1, replica_ack_timeout_ms=300), refused)
+    unwaited = reserve(open_on(lagging), keys(3))  # confirmed by the master alone
+    assert open_on(lagging).store.pending_count() == 13
+    old_master = lagging.current_master_port()
+    lagging.master.kill()
+    lagging.link.close()
+    wait_until(lambda: lagging.failed_over_from(old_master), "every sentinel to hold the promoted replica as a healthy master", 60)
+    after = open_on(lagging)
+    assert after.store.pending_count() == 10
+    for key_id in unwaited + [key.key_id for key in refused]:
+        with pytest.raises(KeysNotFound):
+            after.store.claim([key_id], SLAVE, MASTER)
+    assert len(after.store.claim(replicated, SLAVE, MASTER)) == 10

@@ -16,6 +16,7 @@ from kms.config import ClusterConfig, RedisConfig, SentinelConfig
 from qkms.runner import stop_process
 from tests.support.conditions import wait_until
 from tests.support.processes import external_redis_binary, free_port
+from tests.support.replication_link import ReplicationLink
 
 MASTER_NAME = "qkms-test"
 
@@ -70,20 +71,27 @@ class RedisNode:
 
 @dataclass
 class SentinelSet:
-    """A master, one replica and three sentinels (quorum 2)."""
+    """A master, one replica and three sentinels (quorum 2). With ``cuttable_link``
+    everyone reaches the master through a :class:`ReplicationLink` (``link``) whose
+    replication traffic a test can cut."""
 
     root: Path
+    cuttable_link: bool = False
     master: RedisNode = field(init=False)
     replica: RedisNode = field(init=False)
+    link: ReplicationLink | None = field(init=False, default=None)
     sentinels: list[RedisNode] = field(default_factory=list)
 
     def start(self) -> "SentinelSet":
         self.master = RedisNode(free_port(), self.root / "master", []).start()
-        self.replica = RedisNode(free_port(), self.root / "replica",
-                                 [f"replicaof 127.0.0.1 {self.master.port}"]).start()
+        upstream = self.master.port
+        if self.cuttable_link:
+            self.link = ReplicationLink(self.master.port)
+            upstream = self.link.port
+        self.replica = RedisNode(free_port(), self.root / "replica", [f"replicaof 127.0.0.1 {upstream}"]).start()
         wait_until(self._replica_in_sync, "the replica to sync", 30)
         for index in range(3):
-            rules = [f"sentinel monitor {MASTER_NAME} 127.0.0.1 {self.master.port} 2",
+            rules = [f"sentinel monitor {MASTER_NAME} 127.0.0.1 {upstream} 2",
                      f"sentinel down-after-milliseconds {MASTER_NAME} 1000",
                      f"sentinel failover-timeout {MASTER_NAME} 5000"]
             self.sentinels.append(RedisNode(free_port(), self.root / f"sentinel-{index}", rules, sentinel=True).start())
@@ -137,6 +145,8 @@ class SentinelSet:
     def stop(self) -> None:
         for node in [*self.sentinels, self.replica, self.master]:
             node.stop()
+        if self.link is not None:
+            self.link.close()
 
 
 @dataclass
