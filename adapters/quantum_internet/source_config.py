@@ -79,7 +79,7 @@ class SatelliteSettings(_Section):
     pulse_rate_hz: float = Field(1e8, gt=0.0)
     pass_interval_s: float = Field(86_400.0, gt=0.0)
     pass_duration_s: float | None = Field(None, gt=0.0)
-    pass_offset_s: float = 0.0
+    pass_offset_s: float = Field(0.0, ge=0.0)
 
     def model(self) -> SatelliteParams:
         return SatelliteParams(**self.model_dump(exclude={"frame_interval_s", "seed_file", "max_queued_blocks"}))

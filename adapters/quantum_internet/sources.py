@@ -214,6 +214,12 @@ class SatelliteSource(FrameSource):
     kind = "satellite"
     settings_class = SatelliteSettings
 
+    @classmethod
+    def conflict_at_node(cls, sections) -> tuple[int, str] | None:
+        """A node has one optical terminal: its downlinks share the orbit's period and
+        their passes never overlap (the satellite relays between stations it sees in turn)."""
+        return satellite.first_conflict([parse(SatelliteSettings, section, cls.kind)[1] for section in sections])
+
     def make_frame(self, index: int, seed: int) -> Frame:
         interval = self._settings.frame_interval_s
         when = index * interval
