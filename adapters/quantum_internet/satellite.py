@@ -28,6 +28,7 @@ import math
 
 from adapters.qkd_sim.analytic import vacuum_weak_decoy_rate
 from adapters.qkd_sim.params import LinkParams
+from adapters.quantum_internet.pass_schedule import PassSchedule
 
 EARTH_RADIUS_KM = 6371.0
 GM_KM3_PER_S2 = 398_600.4418
@@ -35,10 +36,8 @@ GM_KM3_PER_S2 = 398_600.4418
 
 @dataclasses.dataclass(frozen=True)
 class SatelliteParams:
-    """A downlink and its schedule: a pass of ``scheduled_pass_s`` starts at
-    ``pass_offset_s`` (in [0, pass_interval_s)) plus every multiple of ``pass_interval_s``
-    on the Unix clock; downlinks of one satellite share the interval and differ in the
-    offset (the satellite reaches each station at its own point of the orbit).  Cited: the altitude (Micius, Liao et al. 2017) and
+    """A downlink and its schedule (:class:`PassSchedule`: a pass of ``scheduled_pass_s``
+    from ``pass_offset_s`` on, every ``pass_interval_s``).  Cited: the altitude (Micius, Liao et al. 2017) and
     the 100 MHz decoy-state source with mu 0.8 / nu 0.1 of that experiment's kind; the
     optics, atmosphere and detector figures are assumptions of this model (settings)."""
 
@@ -59,12 +58,7 @@ class SatelliteParams:
     pass_offset_s: float = 0.0
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.pass_offset_s < self.pass_interval_s:
-            raise ValueError(f"pass_offset_s: must be in [0, pass_interval_s = {self.pass_interval_s:g}) "
-                             f"(got {self.pass_offset_s!r})")
-        if self.scheduled_pass_s > self.pass_interval_s:
-            raise ValueError(f"pass_duration_s: a pass of {self.scheduled_pass_s:g} s does not fit in "
-                             f"pass_interval_s = {self.pass_interval_s:g}")
+        _ = self.schedule  # its checks name a bad schedule setting
 
     @property
     def angular_speed_rad_s(self) -> float:
@@ -84,6 +78,10 @@ class SatelliteParams:
     @property
     def scheduled_pass_s(self) -> float:
         return self.pass_duration_s or self.geometric_pass_s
+
+    @property
+    def schedule(self) -> PassSchedule:
+        return PassSchedule(self.pass_interval_s, self.scheduled_pass_s, self.pass_offset_s)
 
     def replace(self, **changes) -> "SatelliteParams":
         return dataclasses.replace(self, **changes)
@@ -110,45 +108,6 @@ def secret_bits_per_pulse(params: SatelliteParams, transmittance: float) -> floa
                       dark_count_prob=params.dark_count_prob, misalignment_error=params.misalignment_error,
                       mu=params.mu, nu=params.nu, pulse_rate_hz=params.pulse_rate_hz)
     return vacuum_weak_decoy_rate(link)
-
-
-def pass_fraction(params: SatelliteParams, unix_s: float) -> float | None:
-    """Where in a scheduled pass ``unix_s`` falls (0 rise .. 1 set), None between passes."""
-    into = (unix_s - params.pass_offset_s) % params.pass_interval_s
-    return into / params.scheduled_pass_s if into < params.scheduled_pass_s else None
-
-
-def seconds_to_next_pass(params: SatelliteParams, unix_s: float) -> float:
-    into = (unix_s - params.pass_offset_s) % params.pass_interval_s
-    return 0.0 if into < params.scheduled_pass_s else params.pass_interval_s - into
-
-
-def passes_overlap(a: SatelliteParams, b: SatelliteParams) -> bool:
-    """Whether two schedules of one period ever have a pass at the same moment (the
-    windows [offset, offset + pass) repeat every ``pass_interval_s``)."""
-    shift_s = (b.pass_offset_s - a.pass_offset_s) % a.pass_interval_s
-    return shift_s < a.scheduled_pass_s or shift_s + b.scheduled_pass_s > a.pass_interval_s
-
-
-def staggered_offsets_s(pass_interval_s: float, count: int) -> list[float]:
-    """Pass offsets spreading ``count`` downlinks of one satellite evenly over its period:
-    as far apart as the orbit allows (non-overlapping while each pass is shorter than
-    ``pass_interval_s / count``)."""
-    return [index * pass_interval_s / count for index in range(count)]
-
-
-def first_conflict(schedules: list[SatelliteParams]) -> tuple[int, str] | None:
-    """The first of one terminal's downlink schedules that cannot run beside the earlier
-    ones (a different period, or a pass overlapping theirs) and why; None if all can."""
-    for later, b in enumerate(schedules):
-        for earlier, a in enumerate(schedules[:later]):
-            if b.pass_interval_s != a.pass_interval_s:
-                return later, (f"pass_interval_s: {b.pass_interval_s:g} s differs from {a.pass_interval_s:g} s "
-                               f"of satellite link #{earlier + 1} at this node (one orbit, one period)")
-            if passes_overlap(a, b):
-                return later, (f"pass_offset_s: its passes overlap those of satellite link #{earlier + 1} at "
-                               f"this node (offset {a.pass_offset_s:g} s); one terminal serves one pass at a time")
-    return None
 
 
 def link_at(params: SatelliteParams, fraction: float) -> dict[str, float]:
