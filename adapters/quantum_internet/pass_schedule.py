@@ -13,6 +13,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+#: One pass a day: a ground station sees a low-orbit satellite at night about once a day
+#: (Micius's passes over one station were nightly, Liao et al., Nature 549, 43 (2017)).
+DEFAULT_PASS_INTERVAL_S = 86_400.0
+
 
 @dataclass(frozen=True)
 class PassSchedule:

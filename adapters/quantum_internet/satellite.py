@@ -28,7 +28,7 @@ import math
 
 from adapters.qkd_sim.analytic import vacuum_weak_decoy_rate
 from adapters.qkd_sim.params import LinkParams
-from adapters.quantum_internet.pass_schedule import PassSchedule
+from adapters.quantum_internet.pass_schedule import DEFAULT_PASS_INTERVAL_S, PassSchedule
 
 EARTH_RADIUS_KM = 6371.0
 GM_KM3_PER_S2 = 398_600.4418
@@ -53,7 +53,7 @@ class SatelliteParams:
     nu: float = 0.1
     dark_count_prob: float = 1e-6
     misalignment_error: float = 0.01
-    pass_interval_s: float = 86_400.0
+    pass_interval_s: float = DEFAULT_PASS_INTERVAL_S
     pass_duration_s: float | None = None
     pass_offset_s: float = 0.0
 
