@@ -57,6 +57,7 @@ class RepeaterChainSettings(_Section):
     segments: int = Field(8, ge=1)
     link_fidelity: float = Field(0.99, ge=0.25, le=1.0)
     memory_t2_s: float = Field(1.0, gt=0.0)
+    memory_t1_s: float = Field(math.inf, gt=0.0)
     cutoff_s: float = Field(math.inf, gt=0.0)
     swap: str = "deterministic"
     purify: bool = False
