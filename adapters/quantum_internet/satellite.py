@@ -37,9 +37,10 @@ GM_KM3_PER_S2 = 398_600.4418
 @dataclasses.dataclass(frozen=True)
 class SatelliteParams:
     """A downlink and its schedule (:class:`PassSchedule`: a pass of ``scheduled_pass_s``
-    from ``pass_offset_s`` on, every ``pass_interval_s``).  Cited: the altitude (Micius, Liao et al. 2017) and
-    the 100 MHz decoy-state source with mu 0.8 / nu 0.1 of that experiment's kind; the
-    optics, atmosphere and detector figures are assumptions of this model (settings)."""
+    from ``pass_offset_s`` on, every ``pass_interval_s``).  Cited: the altitude (Micius,
+    Liao et al. 2017) and the 100 MHz decoy-state source with mu 0.8 / nu 0.1 of that
+    experiment's kind; the optics, atmosphere and detector figures are assumptions of
+    this model (settings)."""
 
     altitude_km: float = 500.0
     divergence_urad: float = 10.0
