@@ -90,6 +90,14 @@ class KeySource(ABC):
         section alone."""
         cls.from_config(section, context)
 
+    @classmethod
+    def conflict_at_node(cls, sections: Sequence[dict[str, Any]]) -> tuple[int, str] | None:
+        """Whether this kind's sections of one node's links (in config order, each valid
+        on its own) can run side by side: None, or the index of the first that cannot
+        beside the earlier ones and why, naming its setting (``pass_offset_s: ...``).
+        ``qkms serve`` asks once per kind; the default finds no conflict."""
+        return None
+
     @abstractmethod
     def fetch(self, max_bits: int) -> list[KeyBlock]:
         """Blocks ready now, totalling at most ``max_bits`` (possibly none).

@@ -26,6 +26,7 @@ from qkms.cli_mock_device import mock_device
 from qkms.cli_pki import pki
 from qkms.device_layout import KINDS, MOCK_SIMULATION, plan_mock_pair
 from qkms.layout import LINK_POLICIES, LINK_SOURCES, LinkPlan, NodePlan, free_port, write_layout
+from qkms.pass_offsets import stagger_satellite_passes
 
 DEFAULT_SAES = ("sae-1", "sae-2")
 #: --link-source kinds fed by a pair of mock QKD devices (started by `qkms up`), and the
@@ -168,7 +169,7 @@ def plan_network(node_ids, link_specs, sae_specs,
         saes.update(defaults)
     plans = [NodePlan(node, tuple(saes[node]), free_port()) for node in node_ids]
     urls = {plan.kme_id: f"https://127.0.0.1:{plan.port}" for plan in plans}
-    return plans, [_link_plan(spec, node_ids, link_defaults, urls) for spec in link_specs]
+    return plans, stagger_satellite_passes([_link_plan(spec, node_ids, link_defaults, urls) for spec in link_specs])
 
 
 def _link_plan(spec: str, node_ids, link_defaults: LinkDefaults, node_urls: dict[str, str],

@@ -143,7 +143,9 @@ def _link_params(preset_name, protocol, bound, changes, fixed_values, pulses) ->
 @click.option("--link-fidelity", type=click.FloatRange(0.25, 1.0), default=0.99, show_default=True,
               help="repeater-chain: Werner fidelity of a fresh elementary pair.")
 @click.option("--memory-t2-s", type=click.FloatRange(min=0.0, min_open=True), default=1.0, show_default=True,
-              help="repeater-chain: memory dephasing time T2.")
+              help="repeater-chain: memory coherence time T2 (all decay of coherence, at most 2 T1).")
+@click.option("--memory-t1-s", type=click.FloatRange(min=0.0, min_open=True), default=math.inf,
+              help="repeater-chain: memory amplitude-damping time T1 (default: infinite, no damping).")
 @click.option("--rounds", type=click.IntRange(min=1), default=20_000, show_default=True,
               help="repeater-chain: Monte Carlo rounds.")
 @click.option("--deviation-bound", type=click.Choice(sorted(DEVIATIONS)), default="chernoff", show_default=True,
@@ -157,7 +159,7 @@ def _link_params(preset_name, protocol, bound, changes, fixed_values, pulses) ->
 @click.option("--sweep", "sweep_prefix", default=None, metavar="OUT_PREFIX",
               help="Write a rate-vs-distance plot to OUT_PREFIX.png and OUT_PREFIX.svg.")
 def simulate(preset_name, length_km, mu, nu, pulses, seed, eve, eve_fraction, protocol, segments, link_fidelity,
-             memory_t2_s, rounds, deviation_bound, fixed_values, show_choice, as_json, as_analytic, sweep_prefix):
+             memory_t2_s, memory_t1_s, rounds, deviation_bound, fixed_values, show_choice, as_json, as_analytic, sweep_prefix):
     """Simulate a decoy-state BB84 link and report QBER, decoy bounds and key length.
 
     Intensities, their probabilities and the basis bias are optimised for the length and
@@ -166,7 +168,8 @@ def simulate(preset_name, length_km, mu, nu, pulses, seed, eve, eve_fraction, pr
     pulses = PROTOCOLS[protocol].default_pulses if pulses is None else pulses
     if not PROTOCOLS[protocol].decoy_bb84:
         _run_other_protocol(protocol, SimulationRequest(length_km, pulses, seed, eve, eve_fraction, segments,
-                                                        link_fidelity, memory_t2_s, rounds), as_json)
+                                                        link_fidelity, memory_t2_s, rounds, memory_t1_s),
+                            as_json)
         return
     changes = {k: v for k, v in dict(length_km=length_km, mu=mu, nu=nu).items() if v is not None}
     try:

@@ -42,7 +42,7 @@ from kms.link_manager_state import HEARTBEAT_INTERVAL_S, LinkManagerState, heart
 from kms.pools import PoolStore, owner_of
 from kms.relay import PeerTransport
 from kms.runtime_config import RuntimeConfig, RuntimeView
-from kms.source_registry import build_source, require_known_kind, validate_source
+from kms.source_registry import build_source, require_known_kind, source_class, validate_source
 from kms.sources import KeySource, SourceContext
 from kms.storage.embedded_redis import die_with_parent
 from qkms.failure_log import FailureLog
@@ -110,7 +110,11 @@ def _at_link(index: int, role: PoolRole, check: Callable[..., Any], *args: Any) 
     try:
         return check(*args)
     except ConfigError as exc:
-        raise ConfigError(f"links[{index}].{'source' if role == 'qkd' else 'pqc'}.{exc.message}") from None
+        raise ConfigError(f"{_section_path(index, role)}.{exc.message}") from None
+
+
+def _section_path(index: int, role: PoolRole) -> str:
+    return f"links[{index}].{'source' if role == 'qkd' else 'pqc'}"
 
 
 def build_link_end(config: NodeConfig, link: LinkConfig, role: PoolRole, transport: PeerTransport | None = None,
@@ -141,6 +145,22 @@ def validate_link_sources(config: NodeConfig) -> None:
                 _at_link(index, role, validate_source, *source_settings(config, link, role))
             else:
                 _at_link(index, role, require_known_kind, link.section(role)["kind"])
+    _check_side_by_side(config)
+
+
+def _check_side_by_side(config: NodeConfig) -> None:
+    """ConfigError naming ``links[i].source.<setting>`` if sources of one kind at this
+    node cannot run together (KeySource.conflict_at_node), e.g. overlapping satellite passes."""
+    by_kind: dict[str, list[tuple[int, PoolRole, dict[str, Any]]]] = {}
+    for index, link in enumerate(config.links):
+        for role in link.roles if config.kme_id in link.nodes else ():
+            kind, section, _ = source_settings(config, link, role)
+            by_kind.setdefault(kind, []).append((index, role, section))
+    for kind, ends in by_kind.items():
+        conflict = source_class(kind).conflict_at_node([section for _, _, section in ends]) if len(ends) > 1 else None
+        if conflict is not None:
+            index, role, _ = ends[conflict[0]]
+            raise ConfigError(f"{_section_path(index, role)}.{conflict[1]}")
 
 
 EndBuilder = Callable[[NodeConfig, LinkConfig, PoolRole], LinkEnd]

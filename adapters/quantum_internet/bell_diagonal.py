@@ -59,6 +59,38 @@ def dephase(state: np.ndarray, stored_s: np.ndarray | float, t2_s: float) -> np.
     return (1.0 - flip) * state + flip * state[..., np.arange(4) ^ _Z]
 
 
+def amplitude_damp(state: np.ndarray, stored_a_s, stored_b_s, t1_s: float) -> np.ndarray:
+    """The Bell-diagonal part of ``state`` after its qubits decayed (T1) for ``stored_a_s``
+    and ``stored_b_s``: gamma = 1 - exp(-t/T1) each, populations P = p_I + p_Z (|00>, |11>)
+    and Q = p_X + p_Y (|01>, |10>), coherences D = p_I - p_Z and E = p_X - p_Y scaled by
+    r = sqrt((1 - gamma_a)(1 - gamma_b)) (derivation: docs/quantum-internet.md)."""
+    g_a, g_b = (-np.expm1(-np.asarray(t, dtype=float) / t1_s)[..., None] for t in (stored_a_s, stored_b_s))
+    p_i, p_x, p_z, p_y = (state[..., i:i + 1] for i in range(4))
+    big, small = p_i + p_z, p_x + p_y
+    same = (big * (2.0 - g_a - g_b + 2.0 * g_a * g_b) + small * (g_a + g_b)) / 4.0
+    crossed = (small * (2.0 - g_a - g_b) + big * (g_a + g_b - 2.0 * g_a * g_b)) / 4.0
+    r = np.sqrt((1.0 - g_a) * (1.0 - g_b)) / 2.0
+    return np.concatenate([same + r * (p_i - p_z), crossed + r * (p_x - p_y),
+                           same - r * (p_i - p_z), crossed - r * (p_x - p_y)], axis=-1)
+
+
+def pure_dephasing_s(t1_s: float, t2_s: float) -> float:
+    """T_phi of the dephasing beside amplitude damping that leaves coherences decaying
+    as exp(-t/T2) in all: 1/T_phi = 1/T2 - 1/(2 T1) (needs T2 <= 2 T1)."""
+    rate = 1.0 / t2_s - 0.5 / t1_s
+    return np.inf if rate <= 0.0 else 1.0 / rate
+
+
+def store(state: np.ndarray, stored_a_s, stored_b_s, t1_s: float, t2_s: float) -> np.ndarray:
+    """``state`` after qubit A waited ``stored_a_s`` and qubit B ``stored_b_s`` in memories
+    of times T1 (amplitude damping) and T2 (all decay of coherence, T2 <= 2 T1); with
+    T1 infinite exactly :func:`dephase` over the qubit-seconds they waited."""
+    stored_s = np.asarray(stored_a_s, dtype=float) + np.asarray(stored_b_s, dtype=float)
+    if np.isinf(t1_s):
+        return dephase(state, stored_s, t2_s)
+    return dephase(amplitude_damp(state, stored_a_s, stored_b_s, t1_s), stored_s, pure_dephasing_s(t1_s, t2_s))
+
+
 def fidelity(state: np.ndarray) -> np.ndarray | float:
     return state[..., 0]
 

@@ -9,8 +9,10 @@ one BBPSSW round purifies two such pairs into one (the first waits in memory for
 second; on failure both are lost).  The chain waits until every link holds a pair; a
 pair older than the cut-off is dropped and regenerated.  Then all N - 1 repeater nodes
 swap at once (deterministic, or linear optics succeeding with 1/2 each; one failure
-loses the round).  Memories dephase with T2 while a pair waits; the end nodes measure
-their qubits at once (BB84 needs no storage there) unless purification holds them.
+loses the round).  Memories decay while a pair waits: amplitude damping (T1, infinite by
+default) and loss of coherence (T2 in all, T2 <= 2 T1), :func:`bell_diagonal.store`; the
+end nodes measure their qubits at once (BB84 needs no storage there) unless
+purification holds them.
 
 Monte Carlo: many independent rounds side by side (NumPy arrays trials x links); the
 only Python loop is over cut-off regenerations, each vectorised over all rounds.
@@ -44,6 +46,7 @@ class ChainParams:
     segments: int = 8
     link_fidelity: float = 0.99
     memory_t2_s: float = 1.0
+    memory_t1_s: float = math.inf
     cutoff_s: float = math.inf
     alpha_db_per_km: float = 0.2
     memory_efficiency: float = 0.9
@@ -57,7 +60,9 @@ class ChainParams:
     def __post_init__(self) -> None:
         checks = [("length_km", self.length_km > 0.0, "> 0"), ("segments", self.segments >= 1, ">= 1"),
                   ("link_fidelity", 0.25 <= self.link_fidelity <= 1.0, "in [0.25, 1]"),
-                  ("memory_t2_s", self.memory_t2_s > 0.0, "> 0"), ("cutoff_s", self.cutoff_s > 0.0, "> 0"),
+                  ("memory_t2_s", self.memory_t2_s > 0.0, "> 0"),
+                  ("memory_t1_s", self.memory_t1_s >= self.memory_t2_s / 2.0, "> 0 and >= memory_t2_s / 2"),
+                  ("cutoff_s", self.cutoff_s > 0.0, "> 0"),
                   ("swap", self.swap in SWAP_SUCCESS, f"one of {sorted(SWAP_SUCCESS)}"),
                   ("multiplexed_modes", self.multiplexed_modes >= 1, ">= 1")]
         for name, ok, rule in checks:
@@ -141,7 +146,7 @@ def generate_links(params: ChainParams, rng: np.random.Generator, shape) -> tupl
     todo = np.arange(elapsed.size)
     while todo.size:
         first, second = (_attempts(rng, params.attempt_success, todo.size) * params.attempt_s for _ in range(2))
-        waited = bd.fidelity(bd.dephase(bd.werner(params.link_fidelity), 2.0 * second, params.memory_t2_s))
+        waited = bd.fidelity(_store(params, bd.werner(params.link_fidelity), second, second))
         success, purified = bd.bbpssw(waited, params.link_fidelity)
         ok = rng.random(todo.size) < success
         elapsed.flat[todo] += first + second
@@ -164,6 +169,10 @@ def _wait_for_all(params: ChainParams, rng, made: np.ndarray, states: np.ndarray
     raise RuntimeError("cut-off too short: rounds never complete (raise cutoff_s)")
 
 
+def _store(params: ChainParams, states: np.ndarray, stored_a_s, stored_b_s) -> np.ndarray:
+    return bd.store(states, stored_a_s, stored_b_s, params.memory_t1_s, params.memory_t2_s)
+
+
 def stored_qubits(params: ChainParams) -> np.ndarray:
     """Qubits of each link that wait in memory: inner nodes' always, end nodes' only
     when they purify (otherwise they measure at once)."""
@@ -179,7 +188,8 @@ def simulate_chain(params: ChainParams, rounds: int, seed: int) -> ChainResult:
     rng = np.random.default_rng(seed)
     made, states = generate_links(params, rng, (rounds, params.segments))
     ready = _wait_for_all(params, rng, made, states)
-    states = bd.dephase(states, (ready[:, None] - made) * stored_qubits(params), params.memory_t2_s)
+    waited, stored = ready[:, None] - made, stored_qubits(params)
+    states = _store(params, states, waited * (stored >= 1.0), waited * (stored >= 2.0))
     pair = states[:, 0]
     for link in range(1, params.segments):
         pair = bd.swap(pair, states[:, link])

@@ -28,6 +28,7 @@ import math
 
 from adapters.qkd_sim.analytic import vacuum_weak_decoy_rate
 from adapters.qkd_sim.params import LinkParams
+from adapters.quantum_internet.pass_schedule import DEFAULT_PASS_INTERVAL_S, PassSchedule
 
 EARTH_RADIUS_KM = 6371.0
 GM_KM3_PER_S2 = 398_600.4418
@@ -35,9 +36,11 @@ GM_KM3_PER_S2 = 398_600.4418
 
 @dataclasses.dataclass(frozen=True)
 class SatelliteParams:
-    """A downlink and its schedule.  Cited: the altitude (Micius, Liao et al. 2017) and
-    the 100 MHz decoy-state source with mu 0.8 / nu 0.1 of that experiment's kind; the
-    optics, atmosphere and detector figures are assumptions of this model (settings)."""
+    """A downlink and its schedule (:class:`PassSchedule`: a pass of ``scheduled_pass_s``
+    from ``pass_offset_s`` on, every ``pass_interval_s``).  Cited: the altitude (Micius,
+    Liao et al. 2017) and the 100 MHz decoy-state source with mu 0.8 / nu 0.1 of that
+    experiment's kind; the optics, atmosphere and detector figures are assumptions of
+    this model (settings)."""
 
     altitude_km: float = 500.0
     divergence_urad: float = 10.0
@@ -51,9 +54,12 @@ class SatelliteParams:
     nu: float = 0.1
     dark_count_prob: float = 1e-6
     misalignment_error: float = 0.01
-    pass_interval_s: float = 86_400.0
+    pass_interval_s: float = DEFAULT_PASS_INTERVAL_S
     pass_duration_s: float | None = None
     pass_offset_s: float = 0.0
+
+    def __post_init__(self) -> None:
+        _ = self.schedule  # its checks name a bad schedule setting
 
     @property
     def angular_speed_rad_s(self) -> float:
@@ -73,6 +79,10 @@ class SatelliteParams:
     @property
     def scheduled_pass_s(self) -> float:
         return self.pass_duration_s or self.geometric_pass_s
+
+    @property
+    def schedule(self) -> PassSchedule:
+        return PassSchedule(self.pass_interval_s, self.scheduled_pass_s, self.pass_offset_s)
 
     def replace(self, **changes) -> "SatelliteParams":
         return dataclasses.replace(self, **changes)
@@ -99,17 +109,6 @@ def secret_bits_per_pulse(params: SatelliteParams, transmittance: float) -> floa
                       dark_count_prob=params.dark_count_prob, misalignment_error=params.misalignment_error,
                       mu=params.mu, nu=params.nu, pulse_rate_hz=params.pulse_rate_hz)
     return vacuum_weak_decoy_rate(link)
-
-
-def pass_fraction(params: SatelliteParams, unix_s: float) -> float | None:
-    """Where in a scheduled pass ``unix_s`` falls (0 rise .. 1 set), None between passes."""
-    into = (unix_s - params.pass_offset_s) % params.pass_interval_s
-    return into / params.scheduled_pass_s if into < params.scheduled_pass_s else None
-
-
-def seconds_to_next_pass(params: SatelliteParams, unix_s: float) -> float:
-    into = (unix_s - params.pass_offset_s) % params.pass_interval_s
-    return 0.0 if into < params.scheduled_pass_s else params.pass_interval_s - into
 
 
 def link_at(params: SatelliteParams, fraction: float) -> dict[str, float]:

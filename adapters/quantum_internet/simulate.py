@@ -31,6 +31,7 @@ class SimulationRequest:
     link_fidelity: float = 0.99
     memory_t2_s: float = 1.0
     rounds: int = 20_000
+    memory_t1_s: float = math.inf
 
 
 def _finite(value: float) -> float | None:
@@ -54,7 +55,9 @@ def simulate_bbm92(request: SimulationRequest) -> dict:
 def simulate_repeater_chain(request: SimulationRequest) -> dict:
     """``rounds`` Monte Carlo rounds of a chain with the stated default hardware."""
     params = ChainParams(length_km=request.length_km, segments=request.segments,
-                         link_fidelity=request.link_fidelity, memory_t2_s=request.memory_t2_s)
+                         link_fidelity=request.link_fidelity, memory_t2_s=request.memory_t2_s,
+                         memory_t1_s=request.memory_t1_s)
     result = simulate_chain(params, request.rounds, request.seed)
     return {"protocol": "repeater-chain", "length_km": params.length_km, "segments": params.segments,
-            "link_fidelity": params.link_fidelity, "memory_t2_s": params.memory_t2_s, **result.as_dict()}
+            "link_fidelity": params.link_fidelity, "memory_t2_s": params.memory_t2_s,
+            "memory_t1_s": _finite(params.memory_t1_s), **result.as_dict()}

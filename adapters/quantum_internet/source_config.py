@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pathlib import Path
 
 from adapters.quantum_internet.bbm92_model import Bbm92Params
+from adapters.quantum_internet.pass_schedule import DEFAULT_PASS_INTERVAL_S
 from adapters.quantum_internet.repeater import ChainParams
 from adapters.quantum_internet.satellite import SatelliteParams
 from kms.config import describe_validation_error
@@ -56,6 +57,7 @@ class RepeaterChainSettings(_Section):
     segments: int = Field(8, ge=1)
     link_fidelity: float = Field(0.99, ge=0.25, le=1.0)
     memory_t2_s: float = Field(1.0, gt=0.0)
+    memory_t1_s: float = Field(math.inf, gt=0.0)
     cutoff_s: float = Field(math.inf, gt=0.0)
     swap: str = "deterministic"
     purify: bool = False
@@ -77,9 +79,9 @@ class SatelliteSettings(_Section):
     receiver_efficiency: float = Field(0.1, gt=0.0, le=1.0)
     min_elevation_deg: float = Field(10.0, ge=0.0, lt=90.0)
     pulse_rate_hz: float = Field(1e8, gt=0.0)
-    pass_interval_s: float = Field(86_400.0, gt=0.0)
+    pass_interval_s: float = Field(DEFAULT_PASS_INTERVAL_S, gt=0.0)
     pass_duration_s: float | None = Field(None, gt=0.0)
-    pass_offset_s: float = 0.0
+    pass_offset_s: float = Field(0.0, ge=0.0)
 
     def model(self) -> SatelliteParams:
         return SatelliteParams(**self.model_dump(exclude={"frame_interval_s", "seed_file", "max_queued_blocks"}))

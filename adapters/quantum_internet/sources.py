@@ -33,6 +33,7 @@ from adapters.qkd_sim.source import take_whole_blocks
 from adapters.qkd_sim.source_config import frame_seed, link_identity, shared_secret
 from adapters.quantum_internet import satellite
 from adapters.quantum_internet.bbm92 import run_bbm92
+from adapters.quantum_internet.pass_schedule import first_conflict
 from adapters.quantum_internet.repeater import ChainResult, simulate_chain
 from adapters.quantum_internet.source_config import (EntangledSettings, RepeaterChainSettings, SatelliteSettings,
                                                      parse)
@@ -214,12 +215,18 @@ class SatelliteSource(FrameSource):
     kind = "satellite"
     settings_class = SatelliteSettings
 
+    @classmethod
+    def conflict_at_node(cls, sections) -> tuple[int, str] | None:
+        """A node has one optical terminal: its downlinks share the orbit's period and
+        their passes never overlap (the satellite relays between stations it sees in turn)."""
+        return first_conflict([parse(SatelliteSettings, section, cls.kind)[1].schedule for section in sections])
+
     def make_frame(self, index: int, seed: int) -> Frame:
         interval = self._settings.frame_interval_s
         when = index * interval
-        fraction = satellite.pass_fraction(self._model, when)
+        fraction = self._model.schedule.fraction_at(when)
         if fraction is None:
-            wait = satellite.seconds_to_next_pass(self._model, when)
+            wait = self._model.schedule.seconds_to_next(when)
             return Frame(index, None, {"in_pass": 0.0, "secret_rate_bps": 0.0},
                          f"between passes, next pass in {wait:.0f} s")
         link = satellite.link_at(self._model, fraction)

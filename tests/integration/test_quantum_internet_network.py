@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from adapters.quantum_internet.satellite import SatelliteParams, pass_fraction, seconds_to_next_pass
+from adapters.quantum_internet.pass_schedule import PassSchedule
 from tests.support.conditions import wait_until
 from tests.support.network import FAST_LINK, LocalNetwork
 
@@ -26,7 +26,7 @@ SOURCES = {
     ("B", "C"): {"kind": "repeater-chain", "length_km": 300, "frame_interval_s": 1.0, "rounds": 2000},
     ("C", "D"): {"kind": "satellite", "frame_interval_s": 1.0, **SCHEDULE},
 }
-PASSES = SatelliteParams(**SCHEDULE)
+PASSES = PassSchedule(SCHEDULE["pass_interval_s"], SCHEDULE["pass_duration_s"])
 
 
 @pytest.fixture(scope="module")
@@ -43,8 +43,8 @@ def between_passes(settled_s: float = 8.0, margin_s: float = 10.0) -> bool:
     confirmed by the other end and pooled, which takes gossip rounds) and the next one
     is more than ``margin_s`` away."""
     now = time.time()
-    since_pass_end = (now - PASSES.pass_offset_s) % PASSES.pass_interval_s - PASSES.scheduled_pass_s
-    return since_pass_end >= settled_s and seconds_to_next_pass(PASSES, now) > margin_s
+    since_pass_end = PASSES.seconds_since_end(now)
+    return since_pass_end is not None and since_pass_end >= settled_s and PASSES.seconds_to_next(now) > margin_s
 
 
 def test_keys_travel_end_to_end_over_all_three_kinds(net):
@@ -67,8 +67,8 @@ def test_satellite_pools_buffer_key_between_passes(net):
         keys = net.client("sae-c").enc_keys("sae-d", number=4, size_bits=256)
         net.client("sae-d").dec_keys("sae-c", [k.key_id for k in keys])
         after = pools.available_bits("C-D", "C") + pools.available_bits("C-D", "D")
-        if pass_fraction(PASSES, time.time()) is None:
+        if PASSES.fraction_at(time.time()) is None:
             break
-    assert pass_fraction(PASSES, time.time()) is None, "every attempt overlapped a pass"
+    assert PASSES.fraction_at(time.time()) is None, "every attempt overlapped a pass"
     assert after <= before - 4 * 256  # served from what earlier passes left, nothing added
     assert {"satellite"} == set(keys[0].extension["qkms_provenance"]["sources"])

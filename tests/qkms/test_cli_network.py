@@ -15,9 +15,11 @@ from click.testing import CliRunner
 
 from cryptography.hazmat.primitives import serialization
 
+from adapters.quantum_internet.pass_schedule import DEFAULT_PASS_INTERVAL_S
 from kms.config import load_config
 from kms.pki import admin_identity_from_der, read_certificate
 from qkms.cli import main
+from qkms.linkd import validate_link_sources
 from tests.support.conditions import wait_until
 
 
@@ -52,6 +54,24 @@ def test_init_gives_links_the_default_source_or_their_own_and_the_policy(tmp_pat
     assert a_b.source["kind"] == "entangled" and a_b.source["length_km"] == 5
     assert b_c.source["kind"] == "satellite" and "length_km" not in b_c.source  # a downlink has no fibre
     assert {a_b.policy, b_c.policy} == {"qkd-then-pqc"} and a_b.pqc["kind"] == b_c.pqc["kind"] == "ml-kem"
+
+
+def test_init_gives_two_downlinks_of_one_satellite_passes_half_an_orbit_apart(tmp_path):
+    result = CliRunner().invoke(main, ["init", str(tmp_path / "net"), "--node", "G1", "--node", "SAT", "--node", "G2",
+                                       "--link", "G1-SAT=satellite", "--link", "SAT-G2=satellite", "--json"])
+    assert result.exit_code == 0, result.output
+    sat = load_config(json.loads(result.output)["nodes"]["SAT"]["config"])
+    offsets = [link.source.get("pass_offset_s") for link in sat.local_links()]
+    assert offsets == [0.0, DEFAULT_PASS_INTERVAL_S / 2]
+    validate_link_sources(sat)  # qkms serve accepts them: the passes never overlap
+
+
+def test_init_leaves_a_lone_satellite_link_on_its_default_schedule(tmp_path):
+    result = CliRunner().invoke(main, ["init", str(tmp_path / "net"), "--node", "A", "--node", "B", "--node", "C",
+                                       "--link", "A-B=satellite", "--link", "B-C", "--json"])
+    assert result.exit_code == 0, result.output
+    b = load_config(json.loads(result.output)["nodes"]["B"]["config"])
+    assert "pass_offset_s" not in b.local_links()[0].source
 
 
 @pytest.mark.parametrize("args, message", [

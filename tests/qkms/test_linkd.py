@@ -336,6 +336,23 @@ def test_links_between_other_nodes_need_only_a_known_kind():
         validate_link_sources(node_config([unknown]))
 
 
+def satellite_link(link_id: str, offset_s: float, **schedule) -> dict:
+    section = {"kind": "satellite", "pass_interval_s": 100, "pass_duration_s": 10, "pass_offset_s": offset_s}
+    return {"id": link_id, "nodes": link_id.split("-"), "source": {**section, **schedule}}
+
+
+def test_two_downlinks_of_one_satellite_node_must_not_overlap():
+    apart = [satellite_link("G1-SAT", 0), satellite_link("SAT-G2", 50)]
+    validate_link_sources(node_config(apart, kme_id="SAT"))
+    overlapping = [satellite_link("G1-SAT", 0), satellite_link("SAT-G2", 5)]
+    with pytest.raises(ConfigError, match=r"^links\[1\]\.source\.pass_offset_s: its passes overlap"):
+        validate_link_sources(node_config(overlapping, kme_id="SAT"))
+    other_period = [satellite_link("G1-SAT", 0), satellite_link("SAT-G2", 50, pass_interval_s=200)]
+    with pytest.raises(ConfigError, match=r"^links\[1\]\.source\.pass_interval_s: "):
+        validate_link_sources(node_config(other_period, kme_id="SAT"))
+    validate_link_sources(node_config(overlapping, kme_id="G1"))  # one downlink each at the stations
+
+
 def test_valid_sources_are_built_but_not_started():
     config = node_config([{"id": "A-B", "nodes": ["A", "B"], "source": {"kind": "simulated"}}])
     threads = threading.active_count()

@@ -40,3 +40,12 @@ def test_repeater_chain_reports_rates_against_plob() -> None:
     assert {"fidelity", "qber", "pairs_per_s", "secret_bits_per_s", "plob_bits_per_s"} <= set(data)
     assert 0.9 < data["fidelity"] < 0.99 and data["qber"] < 0.06
     assert data["secret_bits_per_s"] > data["plob_bits_per_s"] > 0
+
+
+def test_repeater_chain_takes_a_memory_t1() -> None:
+    args = ("--protocol", "repeater-chain", "--length-km", "500", "--memory-t2-s", "1", "--rounds", "2000")
+    plain, damped = _json(*args), _json(*args, "--memory-t1-s", "0.5")
+    assert plain["memory_t1_s"] is None and damped["memory_t1_s"] == 0.5
+    assert damped["fidelity"] < plain["fidelity"]
+    result = CliRunner().invoke(simulate, [*args, "--memory-t1-s", "0.4", "--json"])
+    assert result.exit_code == 2 and "memory_t1_s" in result.output

@@ -56,23 +56,42 @@ def test_a_single_link_delivers_at_the_heralding_rate_without_storage() -> None:
     assert result.qber == pytest.approx(2 * (1 - 0.97) / 3)
 
 
-def test_two_links_against_a_small_exact_calculation() -> None:
+@pytest.mark.parametrize("t1", [math.inf, 0.015])
+def test_two_links_against_a_small_exact_calculation(t1: float) -> None:
     """Two links, deterministic swap: a round ends at max(G1, G2) attempts; the earlier
-    pair's repeater-side qubit waits |G1 - G2| attempts, the end nodes measure at once."""
+    pair's repeater-side qubit waits |G1 - G2| attempts, the end nodes measure at once.
+    One qubit of a Werner pair stored t: F = (1 + w e^(-t/T1)) / 4 + w e^(-t/T2) / 2."""
     f, t2 = 0.98, 0.02
-    params = ChainParams(length_km=200.0, segments=2, link_fidelity=f, memory_t2_s=t2, multiplexed_modes=1)
+    params = ChainParams(length_km=200.0, segments=2, link_fidelity=f, memory_t2_s=t2, memory_t1_s=t1,
+                         multiplexed_modes=1)
     p, tau = params.attempt_success, params.attempt_s
     mean_attempts = 2 / p - 1 / (1 - (1 - p) ** 2)  # E[max of two geometric(p)]
     k = np.arange(0, 20_000)
     gap = np.where(k == 0, p / (2 - p), 2 * p * (1 - p) ** k / (2 - p))  # law of |G1 - G2|
-    o = (1 - f) / 3
-    q = (1 - np.exp(-k * tau / t2)) / 2
-    waited_fidelity = (1 - q) * f + q * o
+    o, w = (1 - f) / 3, (4 * f - 1) / 3
+    waited_fidelity = (1 + w * np.exp(-k * tau / t1)) / 4 + w * np.exp(-k * tau / t2) / 2
     expected_fidelity = float(np.sum(gap * (o + waited_fidelity * (f - o))))
     result = simulate_chain(params, 60_000, seed=2)
     assert result.pairs_per_s == pytest.approx(1 / (mean_attempts * tau), rel=0.02)
     assert result.fidelity == pytest.approx(expected_fidelity, abs=0.003)
     assert expected_fidelity < bd.werner_swap_fidelity(f, f) - 0.01  # the memory mattered
+
+
+def test_infinite_t1_reproduces_the_chain_before_t1_existed() -> None:
+    """Figures of these chains (3000 rounds, seed 7) computed before memories had a T1."""
+    plain, purified = (simulate_chain(ChainParams(purify=purify), 3000, seed=7) for purify in (False, True))
+    assert (plain.fidelity, plain.qber_z, plain.qber_x) == (0.9221301936649765, 0.05090972036279315,
+                                                            0.052414946153631826)
+    assert (purified.fidelity, purified.qber_z, purified.qber_x) == (0.9440664575511049, 0.03542600440986204,
+                                                                     0.0382205402439794)
+
+
+def test_amplitude_damping_lowers_the_fidelity_and_is_validated() -> None:
+    base = ChainParams(length_km=600.0, segments=4, memory_t2_s=0.05)
+    dephased, damped = (simulate_chain(base.replace(memory_t1_s=t1), 5000, seed=8) for t1 in (math.inf, 0.03))
+    assert damped.fidelity < dephased.fidelity and damped.pairs_per_s == dephased.pairs_per_s
+    with pytest.raises(ValueError, match=r"^memory_t1_s: must be > 0 and >= memory_t2_s / 2"):
+        base.replace(memory_t1_s=0.02)
 
 
 def test_linear_optics_swaps_lose_half_the_rounds_each() -> None:
