@@ -205,7 +205,7 @@ class PeerConfig(_Frozen):
 
     kme_id: str = Field(pattern=ENTITY_ID_PATTERN)
     url: str = Field(pattern=r"^https://")
-    saes: tuple[str, ...] = ()
+    saes: tuple[Annotated[str, Field(pattern=ENTITY_ID_PATTERN)], ...] = ()
 
     @field_validator("url")
     @classmethod
