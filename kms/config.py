@@ -7,6 +7,7 @@ directory of the configuration file.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -194,12 +195,38 @@ class ServerConfig(_Frozen):
         return self
 
 
+#: A peer's base URL, as ``PeerConfig._usable_url`` reads it.
+PEER_URL = re.compile(r"https://(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*)"
+                      r"(?::(?P<port>[0-9]{1,5}))?(?:/[A-Za-z0-9._~/-]*)?")
+
+
 class PeerConfig(_Frozen):
     """Another node of the network: where its KM channel answers and which SAEs it serves."""
 
     kme_id: str = Field(pattern=ENTITY_ID_PATTERN)
     url: str = Field(pattern=r"^https://")
-    saes: tuple[str, ...] = ()
+    saes: tuple[Annotated[str, Field(pattern=ENTITY_ID_PATTERN)], ...] = ()
+
+    @field_validator("url")
+    @classmethod
+    def _usable_url(cls, url: str) -> str:
+        # Once stored (an admin change), a URL the KM channel's client cannot parse would
+        # fail every request of the node, so it is refused here like any bad setting.
+        match = PEER_URL.fullmatch(url)
+        if match is None:
+            raise ValueError("must be https://HOST[:PORT][/PATH], HOST a DNS name, an IPv4 address or "
+                             "[an IPv6 address], PATH of letters, digits and ._~/-")
+        host, port = match["host"], match["port"]
+        try:
+            if host.startswith("["):
+                ipaddress.IPv6Address(host[1:-1])
+            elif re.fullmatch(r"[0-9.]+", host):
+                ipaddress.IPv4Address(host)
+        except ValueError:
+            raise ValueError(f"{host} is not an IP address") from None
+        if port is not None and not 0 < int(port) < 65536:
+            raise ValueError(f"port {port} is not between 1 and 65535")
+        return url
 
 
 class LinkConfig(_Frozen):

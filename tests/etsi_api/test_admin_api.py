@@ -177,6 +177,13 @@ def test_callers_without_the_admin_role_get_401_and_change_nothing(doc, node, ca
     ("POST", "/saes", {"id": "sae-x", "colour": "blue"}, r"^colour: unknown field"),
     ("DELETE", "/saes/sae-nobody", None, r"^id: no SAE sae-nobody in the network"),
     ("POST", "/nodes", {"kme_id": "D", "url": "http://127.0.0.1:3"}, r"^url: String should match pattern"),
+    # Found by fuzzing the admin API: stored, a URL the KM client cannot parse failed every later request.
+    ("POST", "/nodes", {"kme_id": "D", "url": "https://\u00a0"}, r"^url: must be https://HOST\[:PORT\]"),
+    ("POST", "/nodes", {"kme_id": "D", "url": "https://1.2.3.999"}, r"^url: 1\.2\.3\.999 is not an IP address"),
+    ("POST", "/nodes", {"kme_id": "D", "url": "https://[::1]:70000"}, r"^url: port 70000 is not between"),
+    # Found by fuzzing too: a new node's SAE_IDs follow the one ID grammar of the rest of the config.
+    ("POST", "/nodes", {"kme_id": "D", "url": "https://127.0.0.1:3", "saes": ["sae\u0007"]},
+     r"^saes\[0\]: String should match"),
     ("POST", "/links", {"link": {"id": "A-Q", "nodes": ["A", "Q"]}}, r"^links\[2\]\.nodes: unknown node Q"),
     ("POST", "/links", {"link": {"id": "A-C", "nodes": ["A", "C"], "policy": "hybrid"}},
      r"^link\.pqc: a hybrid link needs a pqc section"),

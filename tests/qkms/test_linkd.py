@@ -14,12 +14,15 @@ from dataclasses import replace
 from typing import Any
 
 import httpx
+import hypothesis.strategies as st
+import pydantic
 import pytest
 import redis
+from hypothesis import given, settings
 
 from etsi_api import km_wire
 from etsi_api.km_client import HttpPeerTransport
-from kms.config import load_config, parse_config
+from kms.config import PEER_URL, PeerConfig, load_config, parse_config
 from kms.errors import ConfigError, Unavailable
 from kms.keys import KeyBlock, Provenance
 from kms.link_board import LinkHalf
@@ -299,6 +302,23 @@ def test_a_push_carries_the_halves_and_returns_the_peers_digest(two_node_config)
     body = json.loads(seen[0].content)
     assert seen[0].method == "POST" and seen[0].url.path == "/km/v1/links"
     assert km_wire.halves_from_json(body) == [half] and body["changes_digest"] == "mine"
+
+
+@settings(max_examples=300, derandomize=True, deadline=None)
+@given(url=st.from_regex(PEER_URL, fullmatch=True) | st.text().map("https://".__add__))
+def test_every_peer_url_the_configuration_accepts_gets_a_km_client(two_node_config, url):
+    """The admin API's fuzzing stored a peer at ``https://\\xa0``: the KM client then
+    failed every request of the node. A URL gets in only if the transport can call it."""
+    try:
+        peer = PeerConfig(kme_id="B", url=url)
+    except pydantic.ValidationError:
+        return
+    answer = httpx.MockTransport(lambda request: httpx.Response(200, json={"accepted": 0, "changes_digest": "theirs"}))
+    transport = HttpPeerTransport(two_node_config.model_copy(update={"peers": (peer,)}), http_transport=answer)
+    try:
+        assert transport.push_halves("B", [], "mine") == "theirs"
+    finally:
+        transport.close()
 
 
 @pytest.mark.parametrize("peer_clock_offset_s", [-1000.0, 0.0, 1000.0])

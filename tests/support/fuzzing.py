@@ -30,7 +30,7 @@ class Interface:
     name: str
     document: str
     base_path: str
-    caller: str  # "sae" or "node"
+    caller: str  # "sae", "node" or "admin"
 
     def schema(self):
         return schemathesis.openapi.from_path(DOCUMENTS / self.document)
@@ -40,6 +40,7 @@ INTERFACES = (
     Interface("etsi014", "openapi.yaml", "/api/v1", "sae"),
     Interface("km", "km_openapi.yaml", "/km/v1", "node"),
     Interface("skip", "skip_openapi.yaml", "", "sae"),
+    Interface("admin", "admin_openapi.yaml", "/admin/v1", "admin"),
 )
 
 
