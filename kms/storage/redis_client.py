@@ -46,7 +46,14 @@ def _secret(env: str | None) -> str | None:
 
 class Replication:
     """After a write, wait until ``min_acked`` replicas hold it (Redis WAIT); fewer within
-    the timeout is Unavailable. With ``min_acked`` 0 it does nothing."""
+    the timeout is Unavailable. With ``min_acked`` 0 it does nothing.
+
+    WAIT counts only the writes of the connection it is sent on, and the write being
+    confirmed went out on whatever pooled connection was free then: another thread may
+    hold that one now, and a connection with no write of its own would be "acknowledged"
+    at once. So the check writes a tick of its own (``INCR``, in the key's hash slot) and
+    sends WAIT after it on the same connection; the master's replication offset only
+    grows, so once the tick is replicated so is every write made before it."""
 
     def __init__(self, client: redis.Redis | RedisCluster, min_acked: int = 0, timeout_ms: int = 200):
         self._redis = client
@@ -54,17 +61,28 @@ class Replication:
         self._timeout_ms = timeout_ms
 
     def confirm(self, key: str) -> None:
-        """Unavailable unless the write to ``key`` (just made on this connection's server)
-        reached enough replicas."""
+        """Unavailable unless the write to ``key``, made on any connection before this
+        call, reached enough replicas."""
         if not self._min_acked:
             return
         try:
             if isinstance(self._redis, RedisCluster):
-                node = self._redis.get_node_from_key(key)
-                acked = self._redis.execute_command("WAIT", self._min_acked, self._timeout_ms, target_nodes=node)
+                server = self._redis.get_redis_connection(self._redis.get_node_from_key(key))
             else:
-                acked = self._redis.execute_command("WAIT", self._min_acked, self._timeout_ms)
+                server = self._redis
+            pipe = server.pipeline(transaction=False)  # one connection for both commands
+            pipe.incr(_tick_key(key))
+            pipe.execute_command("WAIT", self._min_acked, self._timeout_ms)
+            _, acked = pipe.execute()
         except redis.RedisError as exc:
             raise Unavailable("the key store could not confirm replication") from exc
         if int(acked) < self._min_acked:
             raise Unavailable("the key store could not replicate the change in time")
+
+
+def _tick_key(key: str) -> str:
+    """The replication tick in ``key``'s hash slot (its ``{tag}``, or the key itself)."""
+    start = key.find("{")
+    end = key.find("}", start + 1)
+    tag = key[start + 1:end] if start != -1 and end > start + 1 else key
+    return f"qkms:{{{tag}}}:replication-tick"

@@ -19,6 +19,7 @@ import pytest
 from kms.errors import KeysNotFound, Unavailable
 from kms.keys import Key, KeyBlock, Provenance, Reservation
 from kms.storage import Storage, open_storage
+from kms.storage.redis_client import Replication, redis_client
 from kms.sealing import KEK_SIZE_BYTES, Sealer
 from tests.support.conditions import wait_until
 from tests.support.redis_topologies import SentinelSet
@@ -127,3 +128,20 @@ def test_a_lagging_replica_loses_unwaited_writes_at_failover_and_waited_ones_are
         with pytest.raises(KeysNotFound):
             after.store.claim([key_id], SLAVE, MASTER)
     assert len(after.store.claim(replicated, SLAVE, MASTER)) == 10
+
+
+def test_the_check_covers_a_write_made_on_another_connection(lagging: SentinelSet) -> None:
+    """WAIT counts the writes of its own connection only; a pooled client can send it on
+    another one than the write's (another thread took that back). The check must still
+    wait for the write, not pass at once on a connection that wrote nothing."""
+    key = f"qkms:{{{KME}}}:res:{uuid.uuid4()}"
+    writer, checker = redis_client(lagging.settings()), redis_client(lagging.settings())
+    replication = Replication(checker, min_acked=1, timeout_ms=ACK_TIMEOUT_MS)
+    writer.set(key, b"decided")
+    replication.confirm(key)  # the replica follows: confirmed
+    lagging.link.cut()
+    writer.set(key, b"decided again")
+    with pytest.raises(Unavailable):
+        Replication(checker, min_acked=1, timeout_ms=300).confirm(key)
+    writer.close()
+    checker.close()
