@@ -17,6 +17,7 @@ import math
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +29,9 @@ from kms.relay import PeerTransport
 from kms.runtime_config import RuntimeConfig, RuntimeView, check_change
 
 log = logging.getLogger("qkms.admin")
+
+#: Most pushes of one change in flight at once (each to another peer).
+MAX_PARALLEL_PUSHES = 16
 
 #: How far ahead a policy switch is set, so both ends of the link have it before it applies.
 ACTIVATION_DELAY_S = 2.0
@@ -172,21 +176,26 @@ class NetworkAdmin:
     # --- propagation ----------------------------------------------------------------------
 
     def _push(self, change: Change, config: NodeConfig) -> tuple[Propagation, ...]:
-        """Push ``change`` to the nodes that must know it now; the others hear of it from
-        their neighbours (anti-entropy on the link-state exchange), so a change costs a
-        few messages whatever the size of the network."""
-        outcomes = []
-        for peer in sorted(nodes_that_must_know(config, change)):
-            try:
-                if self._transport is None:
-                    raise BadRequest("this node has no KM channel")
-                self._transport.reconfigure(config)
-                self._transport.push_changes(peer, [change])
-            except QkmsError as exc:
-                outcomes.append(Propagation(peer, True, False, exc.message))
-            else:
-                outcomes.append(Propagation(peer, True, True))
-        return tuple(outcomes)
+        """Push ``change`` to the nodes that must know it now, all at once (a peer that is
+        down costs its timeout once, not once per peer before it); the others hear of it
+        from their neighbours (anti-entropy on the link-state exchange), so a change costs
+        a few messages whatever the size of the network."""
+        peers = sorted(nodes_that_must_know(config, change))
+        if not peers:
+            return ()
+        if self._transport is None:
+            return tuple(Propagation(peer, True, False, "this node has no KM channel") for peer in peers)
+        self._transport.reconfigure(config)
+        workers = min(MAX_PARALLEL_PUSHES, len(peers))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="qkms admin push") as pool:
+            return tuple(pool.map(lambda peer: self._push_to(peer, change), peers))
+
+    def _push_to(self, peer: str, change: Change) -> Propagation:
+        try:
+            self._transport.push_changes(peer, [change])
+        except QkmsError as exc:
+            return Propagation(peer, True, False, exc.message)
+        return Propagation(peer, True, True)
 
 
 def nodes_that_must_know(config: NodeConfig, change: Change) -> frozenset[str]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import threading
 from pathlib import Path
 
 import pytest
@@ -71,11 +72,24 @@ def certs():
     return {name: cert.certificate.public_bytes(serialization.Encoding.DER) for name, cert in issued.items()}
 
 
+class MeetingTransport(RecordingTransport):
+    """Every push waits until the pushes to all ``peers`` have begun: pushes made one
+    after another never meet (the first one's wait times out and breaks the barrier)."""
+
+    def __init__(self, peers: int):
+        super().__init__()
+        self.barrier = threading.Barrier(peers, timeout=30)
+
+    def push_changes(self, peer, changes):
+        self.barrier.wait()
+        self.pushed += [(peer, change.op) for change in changes]
+
+
 class AdminNode:
-    def __init__(self, certs):
+    def __init__(self, certs, transport=None):
         self.config = parse_config(BASE, Path("/nonexistent"))
         self.storage = open_memory_storage("A")
-        self.transport = RecordingTransport()
+        self.transport = transport or RecordingTransport()
         self.runtime = NodeRuntime(self.config, self.storage, self.transport)
         view, node = self.runtime.current()
         self.app = create_app(view.config, node.service, self.storage.store, node.network, node.responders, None,
@@ -244,6 +258,14 @@ def test_a_change_is_pushed_to_the_nodes_that_must_know_it(doc, node):
                                    {"node": "C", "required": True, "acknowledged": False,
                                     "reason": "peer C did not accept the request"}]
     assert node.transport.pushed == [("B", "set-link-state"), ("B", "remove-sae")]
+
+
+def test_a_change_is_pushed_to_every_peer_at_once(certs):
+    """A peer that is down costs its timeout once per change, not once per peer before it."""
+    node = AdminNode(certs, MeetingTransport(peers=2))
+    body = node.call("POST", "/saes", json={"id": "sae-a2", "node": "A"}).get_json()
+    assert [(p["node"], p["acknowledged"]) for p in body["propagation"]] == [("B", True), ("C", True)]
+    assert sorted(node.transport.pushed) == [("B", "put-sae"), ("C", "put-sae")]
 
 
 def test_a_new_node_is_pushed_to_itself_and_every_peer(node):
