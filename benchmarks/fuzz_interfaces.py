@@ -72,5 +72,6 @@ def main() -> int:
         args.summary.write_text(json.dumps(summary, indent=2) + "\n")
     return max(exit_codes)
 
+
 if __name__ == "__main__":
     sys.exit(main())

@@ -159,7 +159,8 @@ def _link_params(preset_name, protocol, bound, changes, fixed_values, pulses) ->
 @click.option("--sweep", "sweep_prefix", default=None, metavar="OUT_PREFIX",
               help="Write a rate-vs-distance plot to OUT_PREFIX.png and OUT_PREFIX.svg.")
 def simulate(preset_name, length_km, mu, nu, pulses, seed, eve, eve_fraction, protocol, segments, link_fidelity,
-             memory_t2_s, memory_t1_s, rounds, deviation_bound, fixed_values, show_choice, as_json, as_analytic, sweep_prefix):
+             memory_t2_s, memory_t1_s, rounds, deviation_bound, fixed_values, show_choice, as_json, as_analytic,
+             sweep_prefix):
     """Simulate a decoy-state BB84 link and report QBER, decoy bounds and key length.
 
     Intensities, their probabilities and the basis bias are optimised for the length and

@@ -115,7 +115,7 @@ class DeviceHealth:
         with self._lock:
             self._alive()
             self._drained_reason = reason
-            self._counts.by_kind["drained"] = self._counts.by_kind.get("drained", 0) + 1
+            self._count("drained")
 
     def _alive(self) -> float:
         now = self._clock()
@@ -155,6 +155,9 @@ class DeviceHealth:
 
     def _record(self, now: float, kind: str, reason: str, severe: bool = False) -> None:
         self._problem = _Problem(now, kind, reason, severe)
+        self._count(kind)
+
+    def _count(self, kind: str) -> None:
         self._counts.by_kind[kind] = self._counts.by_kind.get(kind, 0) + 1
 
     def _backoff_s(self, retry_after_s: float | None) -> float:
