@@ -13,7 +13,7 @@ import click
 
 from kms.config import load_config
 from kms.errors import QkmsError
-from kms.rotation import RotationReport, rotate
+from kms.rotation import RotationReport, SoftwareKeyringFile, rotate
 from kms.storage import open_sealed_items
 from kms.storage.embedded_redis import EmbeddedRedis
 
@@ -68,7 +68,7 @@ def rotate_command(config_path: Path, batch_size: int, grace_s: float) -> None:
             raise click.ClickException("kek: rotation needs kek.file (a KEK in kek.env cannot be rewritten)")
         with _node_redis(config) as settings:
             items = open_sealed_items(settings, config.kme_id)
-            report = rotate(config.kek.file, items, config.kme_id, batch_size, grace_s, _checkpoint)
+            report = rotate(SoftwareKeyringFile(config.kek.file), items, config.kme_id, batch_size, grace_s, _checkpoint)
     except QkmsError as exc:
         raise click.ClickException(exc.message) from None
     click.echo(f"KEK rotated{' (resumed)' if report.resumed else ''}: {report.resealed} values re-sealed, "
