@@ -25,6 +25,7 @@ correct use of it).
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import secrets
@@ -39,6 +40,8 @@ from kms.extras import optional_dependency
 from kms.keyring import KEK_ID_BYTES, KEK_SIZE_BYTES, Kek, Keyring, KeyringFile, KeyringSource
 from kms.pki.files import write_atomic
 from kms.rotation import KEYRING_FILE_MODE, RotatableKeyring
+
+log = logging.getLogger("qkms.hsm")
 
 HSM_KEYRING_HEADER = "qkms-hsm-keyring-v1"
 SETTING = "kek.pkcs11"
@@ -69,6 +72,16 @@ class _Opened:
 _registry_lock = threading.Lock()
 _initialised_in: dict[str, int] = {}
 _opened: dict[tuple[str, str], _Opened] = {}
+
+
+def _new_registry_lock() -> None:
+    """A forked child gets a lock of its own (the parent's may have been held by a thread
+    that the child does not have)."""
+    global _registry_lock
+    _registry_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_new_registry_lock)
 
 
 def reopen_all() -> None:
@@ -198,6 +211,7 @@ class Pkcs11Kek(Kek):
             except pkcs11.PKCS11Error as exc:
                 failure = type(exc).__name__
         if failure in _SESSION_LOST:
+            log.warning("%s: HSM session failed (%s); the next operation opens a new one", self.token, failure)
             self.token.forget(opened)
             raise StoreError(f"kek: the HSM session failed ({failure}); the next operation opens a new one")
         if operation == "decrypt":
