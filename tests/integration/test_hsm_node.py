@@ -1,8 +1,10 @@
-"""A node whose KEKs live in an HSM (SoftHSM2, a token of each test's own): `qkms kek
+"""Nodes whose KEKs live in an HSM (SoftHSM2, a token of each test's own): `qkms kek
 init-hsm` makes the first key, a real `qkms serve` (gunicorn workers forked from the
 master) seals and unseals through the token, and `qkms kek rotate` generates a new key
 in the token and re-seals everything, the node serving throughout; killed mid-way, the
-rotation loses nothing and a rerun finishes. The PIN appears in no output."""
+rotation loses nothing and a rerun finishes. Two nodes with a QKD link between them
+fill their pools through their link managers under their own HSM keys. The PIN appears
+in no output."""
 
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ from kms.sealing import kek_id_of
 from kms.storage import open_sealed_items, open_storage
 from tests.integration.test_kek_rotation import Rotation
 from tests.support.conditions import wait_until
+from tests.support.network import FAST_LINK, LocalNetwork
 from tests.support.sealed_fill import digest, fill, stored_digests
 from tests.support.softhsm import SoftHsm, make_softhsm, point_this_process_at
 
@@ -34,15 +37,15 @@ def softhsm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> SoftHsm:
     reopen_all()
 
 
-def use_hsm(config_path: Path, hsm: SoftHsm) -> None:
+def use_hsm(config_path: Path, hsm: SoftHsm, label: str = "kek-first") -> None:
     """The node's kek section switched to the token, its first key made by `qkms kek init-hsm`."""
     data = yaml.safe_load(config_path.read_text())
     data["kek"] = hsm.settings(Path("hsm-keyring"))
     config_path.write_text(yaml.safe_dump(data, sort_keys=False))
     (config_path.parent / "kek.hex").unlink()
-    made = qkms("kek", "init-hsm", "--config", str(config_path), "--label", "kek-first")
+    made = qkms("kek", "init-hsm", "--config", str(config_path), "--label", label)
     assert made.returncode == 0, made.stdout + made.stderr
-    assert "KEK kek-first generated in token qkms-test" in made.stdout and hsm.pin not in made.stdout
+    assert f"KEK {label} generated in token qkms-test" in made.stdout and hsm.pin not in made.stdout
 
 
 def qkms(*args: str) -> subprocess.CompletedProcess:
@@ -148,3 +151,26 @@ def test_bad_hsm_settings_stop_serve_and_init_hsm_with_one_line(make_node, softh
     made = qkms("kek", "init-hsm", "--config", str(node.config_path))
     assert (made.returncode, made.stderr) == (1, "Error: kek.pkcs11.token_label: no token with this label\n")
     assert softhsm.pin not in served.stdout + served.stderr + made.stdout + made.stderr
+
+
+def test_two_nodes_fill_their_link_pools_under_their_own_hsm_keys(tmp_path: Path, softhsm: SoftHsm) -> None:
+    net = LocalNetwork(tmp_path / "net", {"A": ("sae-a",), "B": ("sae-b",)}, [("A", "B")], FAST_LINK)
+    configs = {kme_id: Path(entry["config"]) for kme_id, entry in net.manifest["nodes"].items()}
+    for kme_id, config_path in configs.items():
+        use_hsm(config_path, softhsm, f"kek-{kme_id}")
+    try:
+        net.start()
+        master, slave = net.client("sae-a"), net.client("sae-b")
+        net.wait_for_keys(master, "sae-b", 1, 180)
+        (key,) = master.enc_keys("sae-b")
+        assert [k.material for k in slave.dec_keys("sae-a", [key.key_id])] == [key.material]
+        for kme_id, config_path in configs.items():
+            config = load_config(config_path)
+            redis = config.redis.reached_at(f"unix://{config.redis.data_dir / 'redis.sock'}")
+            items = open_sealed_items(redis, kme_id)
+            sealed_by = {kek_id_of(item.sealed) for batch in items.batches(50) for item in batch}
+            assert sealed_by == {HsmKeyringFile.from_config(config.kek.pkcs11).current_alone().current.kek_id}
+        logs = "".join(path.read_text() for path in (net.root / "logs").iterdir() if path.is_file())
+        assert softhsm.pin not in logs
+    finally:
+        net.close()
