@@ -55,7 +55,6 @@ def qkms(*args: str) -> subprocess.CompletedProcess:
 def test_a_node_with_its_kek_in_an_hsm_serves_and_is_rotated_without_loss(make_node, softhsm: SoftHsm) -> None:
     node = make_node(saes=("sae-1", "sae-2"), config_overrides={"server": {"workers": 2}}, start=False)
     use_hsm(node.config_path, softhsm)
-    node.process.env = softhsm.env()
     node.process.start()
     master, slave = node.client("sae-1"), node.client("sae-2")
     waiting = {key.key_id: digest(key.material) for key in master.enc_keys("sae-2", number=20)}
