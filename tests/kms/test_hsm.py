@@ -230,3 +230,25 @@ def test_without_the_hsm_extra_the_error_names_it(monkeypatch: pytest.MonkeyPatc
     with pytest.raises(MissingExtra) as raised:
         Pkcs11Token("/m.so", "t", "PIN").opened()
     assert raised.value.message == "a KEK in an HSM (kek.pkcs11) needs pkcs11: pip install 'qkms[hsm]'"
+
+
+def test_a_lost_session_fails_one_operation_and_the_next_opens_a_new_one(softhsm: SoftHsm, tmp_path: Path,
+                                                                          caplog: pytest.LogCaptureFixture) -> None:
+    sealer = Sealer(initialised(softhsm, tmp_path).source(), "KME-1")
+    sealed = sealer.seal(b"material", KEY_ID)
+    token = token_of(softhsm)
+    token.opened().session.close()  # as if the HSM dropped it (and logged the process out)
+    with pytest.raises(StoreError, match="HSM session failed"):
+        sealer.seal(b"material", KEY_ID)
+    assert sealer.unseal(sealed, KEY_ID) == b"material"
+    assert "HSM session failed (SessionHandleInvalid)" in caplog.text and softhsm.pin not in caplog.text
+
+
+def test_a_session_forgotten_while_logged_in_is_reopened_without_a_second_login(softhsm: SoftHsm,
+                                                                                tmp_path: Path) -> None:
+    sealer = Sealer(initialised(softhsm, tmp_path).source(), "KME-1")
+    sealed = sealer.seal(b"material", KEY_ID)
+    token = token_of(softhsm)
+    first = token.opened()
+    token.forget(first)  # the process is still logged in: a new login would be refused
+    assert token.opened() is not first and sealer.unseal(sealed, KEY_ID) == b"material"
