@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kms.config import Pkcs11KekConfig
 from kms.errors import ConfigError, StoreError
 from kms.extras import optional_dependency
 from kms.keyring import KEK_ID_BYTES, KEK_SIZE_BYTES, Kek, Keyring, KeyringFile, KeyringSource
@@ -267,8 +268,8 @@ class HsmKeyringFile(RotatableKeyring):
         self.path, self.token = Path(path), token
 
     @classmethod
-    def from_config(cls, settings: Any) -> "HsmKeyringFile":
-        """From a kms.config.Pkcs11KekConfig."""
+    def from_config(cls, settings: Pkcs11KekConfig) -> "HsmKeyringFile":
+        """The keyring file and token of a node's ``kek.pkcs11`` settings."""
         return cls(settings.keyring, Pkcs11Token(settings.module, settings.token_label, settings.pin_env))
 
     def labels(self) -> KeyLabels:
