@@ -39,11 +39,12 @@ lock:
 
 # Debian packages the integration tiers use: redis-server, openssl and haproxy; for the
 # connector tests strongSwan's charon and swanctl, wireguard-go and wg, iproute2 (ip netns);
-# for the dashboard's browser test chromium and chromedriver. Each command is probed
+# for the dashboard's browser test chromium and chromedriver; for KEKs in an HSM SoftHSM2
+# (its PKCS#11 module /usr/lib/softhsm/libsofthsm2.so). Each command is probed
 # first, so apt-get runs only when something is missing.
 SYSTEM_COMMANDS := redis-server:redis-server openssl:openssl haproxy:haproxy ip:iproute2 wg:wireguard-tools \
 	wireguard-go:wireguard-go swanctl:strongswan-swanctl /usr/lib/ipsec/charon:strongswan-charon \
-	chromium:chromium chromedriver:chromium-driver
+	chromium:chromium chromedriver:chromium-driver softhsm2-util:softhsm2
 system-deps:
 	@missing=$$(for pair in $(SYSTEM_COMMANDS); do command -v "$${pair%%:*}" >/dev/null 2>&1 || \
 	  echo "$${pair#*:}"; done); \

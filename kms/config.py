@@ -156,14 +156,26 @@ class RedisConfig(_Frozen):
         return self.model_copy(update={"url": embedded_url}) if embedded_url else self
 
 
+class Pkcs11KekConfig(_Frozen):
+    """KEKs in an HSM (kms.hsm): the PKCS#11 ``module`` (passed to the loader as given),
+    the token, the environment variable holding the user PIN (never the PIN itself) and
+    the ``keyring`` file naming the labels of the current and previous keys."""
+
+    module: Path
+    token_label: str = Field(min_length=1, max_length=32)
+    pin_env: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    keyring: Path
+
+
 class KekConfig(_Frozen):
     file: Path | None = None
     env: str | None = None
+    pkcs11: Pkcs11KekConfig | None = None
 
     @model_validator(mode="after")
     def _exactly_one(self) -> "KekConfig":
-        if (self.file is None) == (self.env is None):
-            raise ValueError("give exactly one of file or env")
+        if sum(x is not None for x in (self.file, self.env, self.pkcs11)) != 1:
+            raise ValueError("give exactly one of file, env or pkcs11")
         return self
 
 
@@ -407,7 +419,8 @@ def _resolve_paths(config: NodeConfig, base: Path) -> NodeConfig:
 
     tls = config.tls.model_copy(update={k: resolve(getattr(config.tls, k)) for k in ("cert", "key", "ca", "crl")})
     redis = config.redis.model_copy(update={"data_dir": resolve(config.redis.data_dir)})
-    kek = config.kek.model_copy(update={"file": resolve(config.kek.file)})
+    pkcs11 = config.kek.pkcs11 and config.kek.pkcs11.model_copy(update={"keyring": resolve(config.kek.pkcs11.keyring)})
+    kek = config.kek.model_copy(update={"file": resolve(config.kek.file), "pkcs11": pkcs11})
     audit = config.audit.model_copy(update={"file": resolve(config.audit.file) or redis.data_dir / "audit.jsonl"})
     resolved = config.model_copy(update={"tls": tls, "redis": redis, "kek": kek, "audit": audit})
     resolved._config_dir = base
@@ -435,6 +448,9 @@ def check_files(config: NodeConfig) -> None:
         _check_crl(config.tls)
     if config.kek.file is not None and not config.kek.file.is_file():
         raise ConfigError(f"kek.file: file not found: {config.kek.file}")
+    if config.kek.pkcs11 is not None and not config.kek.pkcs11.keyring.is_file():
+        raise ConfigError(f"kek.pkcs11.keyring: file not found: {config.kek.pkcs11.keyring} "
+                          "(qkms kek init-hsm makes the first key and writes it)")
 
 
 def _check_crl(tls: TlsConfig) -> None:

@@ -21,6 +21,7 @@ import hmac
 import logging
 import os
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -179,21 +180,29 @@ def _file_version_or_none(path: Path) -> tuple[int, int, int] | None:
         return None
 
 
+def _software_keyring(text: bytes) -> Keyring:
+    return parse_keyring(text, "kek.file").keyring()
+
+
 class KeyringFile(KeyringSource):
     """The keyring in a file, re-read whenever the file changes (inode, mtime, size):
-    a rotation's new keyring is used from the next seal on, in every process."""
+    a rotation's new keyring is used from the next seal on, in every process.
 
-    def __init__(self, path: Path):
+    ``load`` turns the file's bytes into a keyring (by default KEKs written in it; an HSM
+    keyring file names key labels instead, kms.hsm); ``setting`` names it in errors."""
+
+    def __init__(self, path: Path, load: Callable[[bytes], Keyring] = _software_keyring, setting: str = "kek.file"):
         self.path = Path(path)
+        self._load, self._setting = load, setting
         self._version, self._keyring = self._read()
 
     def _read(self) -> tuple[tuple[int, int, int], Keyring]:
         try:
             version = _file_version(self.path)
-            keys = parse_keyring(self.path.read_bytes(), "kek.file")
+            text = self.path.read_bytes()
         except OSError as exc:
-            raise ConfigError(f"kek.file: cannot read ({exc.strerror})") from None
-        return version, keys.keyring()
+            raise ConfigError(f"{self._setting}: cannot read ({exc.strerror})") from None
+        return version, self._load(text)
 
     def keyring(self) -> Keyring:
         try:

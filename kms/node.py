@@ -24,8 +24,15 @@ log = logging.getLogger("qkms.node")
 
 def node_sealer(config: NodeConfig) -> Sealer:
     """The sealer of the node's key material, under the keyring its config names (a
-    ``kek.file`` is re-read when a rotation rewrites it)."""
-    return Sealer(keyring_source(config.kek.file, config.kek.env), config.kme_id)
+    ``kek.file`` or ``kek.pkcs11.keyring`` is re-read when a rotation rewrites it)."""
+    return Sealer(keyring_source(config.kek.file, config.kek.env, config.kek.pkcs11), config.kme_id)
+
+
+def check_kek(config: NodeConfig) -> None:
+    """Fail early, naming the setting, when the node's keyring cannot be read: a bad KEK
+    file or variable, or an HSM whose module, token, PIN or keys are wrong (tried once
+    here, not once per worker: an HSM may lock its PIN after a few wrong ones)."""
+    node_sealer(config).current_kek_id
 
 
 def storage_limits(config: NodeConfig) -> StorageLimits:

@@ -2,8 +2,9 @@
 while the node serves, then the old KEK retired, with a crash at any point leaving
 every value readable and a rerun finishing the job.
 
-The keyring file (kms.keyring) goes through three states, each written atomically
-(a new file renamed over the old, fsynced):
+The keyring file (kms.keyring: the KEKs themselves; kms.hsm: labels of keys in an HSM)
+goes through three states, each written atomically (a new file renamed over the old,
+fsynced):
 
   1. {current: OLD}                      before
   2. {current: NEW, previous: [OLD]}     every process seals under NEW from its next
@@ -25,13 +26,14 @@ import fcntl
 import logging
 import os
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from kms.errors import QkmsError, StoreError
-from kms.keyring import KEK_SIZE_BYTES, KeyringFile, KeyringKeys, read_keyring_keys
+from kms.keyring import KEK_SIZE_BYTES, Keyring, KeyringFile, KeyringKeys, KeyringSource, read_keyring_keys
 from kms.pki.files import write_atomic
 from kms.sealed_items import SealedItems
 from kms.sealing import Sealer
@@ -77,15 +79,53 @@ def _locked(keyring_path: Path):
         yield
 
 
-def start(keyring_path: Path) -> tuple[KeyringKeys, bool]:
-    """State 2 of the keyring file: a new current KEK with the old ones behind it, or
-    the state a crashed rotation left (resumed: True)."""
-    keys = read_keyring_keys(keyring_path)
-    if keys.previous:
-        return keys, True
-    rotated = KeyringKeys(os.urandom(KEK_SIZE_BYTES), (keys.current,))
-    write_atomic(keyring_path, rotated.to_text(), KEYRING_FILE_MODE)
-    return rotated, False
+class RotatableKeyring(ABC):
+    """A keyring file that a rotation drives through its three states."""
+
+    path: Path
+
+    @abstractmethod
+    def start(self) -> bool:
+        """Write state 2 (a new current KEK, the old ones behind it) unless the file is
+        already there (a crashed rotation): True if it was (the rotation resumes)."""
+
+    @abstractmethod
+    def source(self) -> KeyringSource:
+        """The keyring as the file names it, re-read when it changes."""
+
+    @abstractmethod
+    def current_alone(self) -> Keyring:
+        """A keyring of the current KEK alone (to check nothing needs the old ones)."""
+
+    @abstractmethod
+    def retire(self) -> int:
+        """Write state 3 (the current KEK alone); how many KEKs it retired."""
+
+
+class SoftwareKeyringFile(RotatableKeyring):
+    """``kek.file``: the KEKs themselves, a new one drawn from the operating system."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    def start(self) -> bool:
+        keys = read_keyring_keys(self.path)
+        if keys.previous:
+            return True
+        rotated = KeyringKeys(os.urandom(KEK_SIZE_BYTES), (keys.current,))
+        write_atomic(self.path, rotated.to_text(), KEYRING_FILE_MODE)
+        return False
+
+    def source(self) -> KeyringSource:
+        return KeyringFile(self.path)
+
+    def current_alone(self) -> Keyring:
+        return KeyringKeys(read_keyring_keys(self.path).current).keyring()
+
+    def retire(self) -> int:
+        keys = read_keyring_keys(self.path)
+        write_atomic(self.path, KeyringKeys(keys.current).to_text(), KEYRING_FILE_MODE)
+        return len(keys.previous)
 
 
 def reseal_pass(items: SealedItems, sealer: Sealer, batch_size: int, report: RotationReport, hook: Hook) -> int:
@@ -106,30 +146,30 @@ def reseal_pass(items: SealedItems, sealer: Sealer, batch_size: int, report: Rot
     return stale
 
 
-def unreadable_with_current_only(items: SealedItems, keys: KeyringKeys, context: str, batch_size: int) -> int:
-    """How many values do not unseal with the current KEK alone."""
-    alone = Sealer(KeyringKeys(keys.current).keyring(), context)
+def unreadable_with_current_only(items: SealedItems, alone: Keyring, context: str, batch_size: int) -> int:
+    """How many values do not unseal with the ``alone`` keyring (the current KEK)."""
+    sealer = Sealer(alone, context)
     failures = 0
     for batch in items.batches(batch_size):
         for item in batch:
             try:
-                alone.unseal(item.sealed, item.identity)
+                sealer.unseal(item.sealed, item.identity)
             except StoreError:
                 failures += 1
     return failures
 
 
-def rotate(keyring_path: Path, items: SealedItems, context: str, batch_size: int = 100, grace_s: float = 15.0,
-           hook: Hook = lambda checkpoint, report: None) -> RotationReport:
-    """Rotate the KEK of the keyring file at ``keyring_path`` for the node whose sealed
-    values ``items`` are (``context``: its KME_ID). ``hook`` is told each checkpoint
-    ("keyring", "resealed:N", "verified")."""
+def rotate(keyring: RotatableKeyring, items: SealedItems, context: str, batch_size: int = 100,
+           grace_s: float = 15.0, hook: Hook = lambda checkpoint, report: None) -> RotationReport:
+    """Rotate the KEK of ``keyring`` for the node whose sealed values ``items`` are
+    (``context``: its KME_ID). ``hook`` is told each checkpoint ("keyring",
+    "resealed:N", "verified")."""
     report = RotationReport()
-    with _locked(keyring_path):
-        keys, report.resumed = start(keyring_path)
+    with _locked(keyring.path):
+        report.resumed = keyring.start()
         switched_at = time.monotonic()
         hook("keyring", report)
-        sealer = Sealer(KeyringFile(keyring_path), context)
+        sealer = Sealer(keyring.source(), context)
         while True:
             report.passes += 1
             stale = reseal_pass(items, sealer, batch_size, report, hook)
@@ -140,12 +180,11 @@ def rotate(keyring_path: Path, items: SealedItems, context: str, batch_size: int
                                     "run it again (both KEKs stay in the keyring)")
             if stale == 0:
                 time.sleep(min(1.0, grace_s))
-        unreadable = unreadable_with_current_only(items, keys, context, batch_size)
+        unreadable = unreadable_with_current_only(items, keyring.current_alone(), context, batch_size)
         if unreadable:
             raise RotationError(f"{unreadable} sealed values do not unseal with the new KEK alone; "
                                 "the old KEKs stay in the keyring")
         hook("verified", report)
-        write_atomic(keyring_path, KeyringKeys(keys.current).to_text(), KEYRING_FILE_MODE)
-        report.retired = len(keys.previous)
+        report.retired = keyring.retire()
     log.info("KEK rotated: %d re-sealed, %d retired", report.resealed, report.retired)
     return report

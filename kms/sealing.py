@@ -16,10 +16,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from kms.errors import ConfigError, StoreError
 from kms.keyring import (KEK_ID_BYTES, KEK_SIZE_BYTES, Kek, Keyring, KeyringFile, KeyringSource, SoftwareKek,
                          StaticKeyring, parse_kek, parse_keyring)
+
+if TYPE_CHECKING:
+    from kms.config import Pkcs11KekConfig
 
 __all__ = ["KEK_SIZE_BYTES", "NONCE_SIZE_BYTES", "Sealer", "keyring_source", "load_kek", "new_kek_hex", "parse_kek"]
 
@@ -101,17 +105,23 @@ def kek_id_of(sealed: bytes) -> bytes | None:
     return sealed[len(_V2_MAGIC):len(_V2_MAGIC) + KEK_ID_BYTES]
 
 
-def keyring_source(file: Path | None = None, env: str | None = None) -> KeyringSource:
-    """A node's keyring from its ``kek`` settings: a file (re-read when it changes) or an
-    environment variable (one KEK or a keyring, fixed for the process's life)."""
+def keyring_source(file: Path | None = None, env: str | None = None,
+                   pkcs11: Pkcs11KekConfig | None = None) -> KeyringSource:
+    """A node's keyring from its ``kek`` settings: a file (re-read when it changes), an
+    environment variable (one KEK or a keyring, fixed for the process's life) or keys in
+    an HSM (``pkcs11``: its keyring file is re-read too)."""
     if file is not None:
         return KeyringFile(Path(file))
+    if pkcs11 is not None:
+        from kms.hsm import HsmKeyringFile  # kms.hsm builds on kms.rotation, which builds on this module
+
+        return HsmKeyringFile.from_config(pkcs11).source()
     if env is not None:
         value = os.environ.get(env)
         if value is None:
             raise ConfigError(f"kek.env: environment variable {env} is not set")
         return StaticKeyring(parse_keyring(value.encode(), "kek.env").keyring())
-    raise ConfigError("kek: give either file or env")
+    raise ConfigError("kek: give one of file, env or pkcs11")
 
 
 def load_kek(file: Path | None = None, env: str | None = None) -> bytes:

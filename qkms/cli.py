@@ -254,12 +254,14 @@ def up(directory: Path) -> None:
 @click.option("--config", "config_path", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def serve(config_path: Path) -> None:
     """Run one node until SIGTERM or Ctrl-C."""
+    from kms.node import check_kek
     from qkms.server import check_link_sources, ensure_listen_port_free, serve as run_node
 
     _configure_logging()
     try:
         config = load_config(config_path)
         check_files(config)
+        check_kek(config)
         check_link_sources(config, config_path)
         ensure_listen_port_free(config)
     except QkmsError as exc:

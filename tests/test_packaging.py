@@ -401,3 +401,19 @@ def test_a_feature_of_a_missing_extra_is_a_one_line_error(plain_install: PlainIn
     assert result.returncode == 1, result.stderr
     assert result.stderr == "Error: a rate-vs-distance plot needs matplotlib: pip install 'qkms[plot]'\n"
     assert result.stdout == "" and list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1500)
+def test_a_kek_in_an_hsm_without_the_hsm_extra_is_a_one_line_error(plain_install: PlainInstall,
+                                                                    tmp_path: Path) -> None:
+    manifest = json.loads(run([plain_install.bin("qkms"), "init", tmp_path / "n", "--json"], cwd=tmp_path).stdout)
+    config_path = Path(manifest["nodes"]["KME-1"]["config"])
+    config = yaml.safe_load(config_path.read_text())
+    config["kek"] = {"pkcs11": {"module": "/usr/lib/softhsm/libsofthsm2.so", "token_label": "qkms",
+                                "pin_env": "QKMS_TEST_HSM_PIN", "keyring": "hsm-keyring"}}
+    config_path.write_text(yaml.safe_dump(config))
+    result = run([plain_install.bin("qkms"), "kek", "init-hsm", "--config", config_path], cwd=tmp_path, check=False)
+    assert result.returncode == 1, result.stderr
+    assert result.stderr == "Error: a KEK in an HSM (kek.pkcs11) needs pkcs11: pip install 'qkms[hsm]'\n"
+    assert not (config_path.parent / "hsm-keyring").exists()

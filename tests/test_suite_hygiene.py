@@ -57,6 +57,7 @@ JUSTIFIED_SKIPS = {
     "tests/integration/connectors/test_tls_psk.py::test_the_python_313_helper_uses_the_same_files":
         "a Python 3.13 interpreter (ssl PSK callbacks)",
     "tests/support/browser.py::require_chromium": "Debian's chromium and chromium-driver",
+    "tests/support/softhsm.py::require_softhsm": "Debian's softhsm2 (softhsm2-util and its PKCS#11 module)",
 }
 
 SEEDED_CONSTRUCTORS = {"Random", "default_rng", "Generator", "SeedSequence", "PCG64", "Philox",

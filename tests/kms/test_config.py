@@ -206,7 +206,7 @@ def test_duplicate_sae_identities_are_named() -> None:
 
 @pytest.mark.parametrize("kek", [{}, {"file": "kek.hex", "env": "QKMS_KEK"}, {"file": None, "env": None}])
 def test_kek_needs_exactly_one_of_file_or_env(kek: dict) -> None:
-    assert config_error(with_change("kek", kek)) == "kek: give exactly one of file or env"
+    assert config_error(with_change("kek", kek)) == "kek: give exactly one of file, env or pkcs11"
 
 
 @pytest.mark.parametrize("kek", [{"file": "kek.hex"}, {"env": "QKMS_KEK"}])
