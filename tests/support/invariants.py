@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 
+from kms.config import pool_id
 from tests.support.network import LocalNetwork
 
 
@@ -37,18 +38,20 @@ class Ledger:
 
 
 def assert_pools_identical(net: LocalNetwork) -> None:
-    """Sync each follower to its owner's head (as the link manager does), then compare every block both hold."""
+    """Sync each follower to its owner's head (as the link manager does), then compare
+    every block both hold, in each link's QKD pool and its PQC pool (``<link>#pqc``)."""
     for link in net.links:
-        for owner in link.nodes:
-            follower = next(n for n in link.nodes if n != owner)
-            leader_pools, follower_pools = net.pools(owner), net.pools(follower)
-            head = leader_pools.head(link.link_id, owner)
-            if head is not None:
-                follower_pools.discard_before(link.link_id, owner, *head)
-            mine = leader_pools.block_digests(link.link_id, owner)
-            theirs = follower_pools.block_digests(link.link_id, owner)
-            common = set(mine) & set(theirs)
-            in_flight = [seq for seq in set(mine) - set(theirs) if seq <= max(theirs, default=-1)]
-            assert in_flight == [], f"{link.link_id}/{owner}: the owner holds blocks its peer never got"
-            differing = [seq for seq in common if mine[seq] != theirs[seq]]
-            assert differing == [], f"{link.link_id}/{owner}: blocks differ between the ends"
+        for pool in (pool_id(link.link_id, "qkd"), pool_id(link.link_id, "pqc")):
+            for owner in link.nodes:
+                follower = next(n for n in link.nodes if n != owner)
+                leader_pools, follower_pools = net.pools(owner), net.pools(follower)
+                head = leader_pools.head(pool, owner)
+                if head is not None:
+                    follower_pools.discard_before(pool, owner, *head)
+                mine = leader_pools.block_digests(pool, owner)
+                theirs = follower_pools.block_digests(pool, owner)
+                common = set(mine) & set(theirs)
+                in_flight = [seq for seq in set(mine) - set(theirs) if seq <= max(theirs, default=-1)]
+                assert in_flight == [], f"{pool}/{owner}: the owner holds blocks its peer never got"
+                differing = [seq for seq in common if mine[seq] != theirs[seq]]
+                assert differing == [], f"{pool}/{owner}: blocks differ between the ends"
