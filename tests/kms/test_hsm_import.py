@@ -120,3 +120,33 @@ def test_a_bad_prefix_is_refused(hsm_keyring: HsmKeyringFile, prefix: str, messa
 
 def test_a_keyring_naming_one_kek_twice_is_refused(hsm_keyring: HsmKeyringFile) -> None:
     assert refusal(hsm_keyring, KeyringKeys(KEYS.current, (KEYS.current,))) == "--from-file: names one KEK twice"
+
+
+class RefusingSecondObject:
+    """A session whose token refuses the second object created, as an HSM may."""
+
+    def __init__(self, session):
+        self.session, self.created = session, 0
+
+    def __getattr__(self, name: str):
+        return getattr(self.session, name)
+
+    def create_object(self, attributes: dict):
+        import pkcs11
+
+        self.created += 1
+        if self.created == 2:
+            raise pkcs11.TemplateInconsistent()
+        return self.session.create_object(attributes)
+
+
+def test_a_key_the_token_refuses_takes_the_ones_before_it_away(hsm_keyring: HsmKeyringFile) -> None:
+    opened = hsm_keyring.token.opened()
+    opened.session = RefusingSecondObject(opened.session)
+    refused = imported_label("qkms-kek-imported", KEYS.previous[0])
+    assert refusal(hsm_keyring) == f"kek.pkcs11: the token refused to import key {refused!r} (TemplateInconsistent)"
+    assert not hsm_keyring.path.exists()
+    opened.session = opened.session.session
+    with pytest.raises(ConfigError, match="no AES key labelled"):
+        hsm_keyring.token.key(opened, imported_label("qkms-kek-imported", KEYS.current))
+    assert import_keyring(hsm_keyring, KEYS).current == imported_label("qkms-kek-imported", KEYS.current)
