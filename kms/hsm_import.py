@@ -30,7 +30,7 @@ def imported_label(prefix: str, key: bytes) -> str:
     return f"{prefix}-{software_kek_id(key).hex()}"
 
 
-def check_prefix(prefix: str) -> None:
+def _check_prefix(prefix: str) -> None:
     if len(prefix) > MAX_PREFIX_LENGTH or not LABEL_PATTERN.match(prefix):
         raise ConfigError(f"--label-prefix: 1 to {MAX_PREFIX_LENGTH} of A-Z a-z 0-9 . _ -")
 
@@ -43,7 +43,7 @@ def import_keyring(keyring: HsmKeyringFile, keys: KeyringKeys, prefix: str = IMP
     the token; a key the token refuses takes the ones created before it away again. The
     file is written last: a crash before it leaves objects that a rerun refuses by
     name (delete them and run it again)."""
-    check_prefix(prefix)
+    _check_prefix(prefix)
     if keyring.path.exists():
         raise ConfigError(f"{SETTING}.keyring: {keyring.path} exists already (import-hsm writes a new one)")
     values = (keys.current, *keys.previous)
