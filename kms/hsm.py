@@ -51,7 +51,7 @@ TAG_BITS = 128
 LABEL_PATTERN = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
-def _pkcs11() -> Any:
+def load_pkcs11() -> Any:
     with optional_dependency(extra="hsm", feature=FEATURE):
         import pkcs11
     return pkcs11
@@ -121,7 +121,7 @@ class Pkcs11Token:
                 del _opened[(self.module, self.token_label)]
 
     def _open_session(self, pid: int) -> Any:
-        pkcs11 = _pkcs11()
+        pkcs11 = load_pkcs11()
         pin = os.environ.get(self.pin_env)
         if pin is None:
             raise ConfigError(f"{SETTING}.pin_env: environment variable {self.pin_env} is not set")
@@ -148,7 +148,7 @@ class Pkcs11Token:
     def key(self, opened: _Opened, label: str) -> Any:
         """The AES key object labelled ``label`` (looked up once per session)."""
         if label not in opened.keys:
-            pkcs11 = _pkcs11()
+            pkcs11 = load_pkcs11()
             try:
                 opened.keys[label] = opened.session.get_key(object_class=pkcs11.ObjectClass.SECRET_KEY,
                                                             key_type=pkcs11.KeyType.AES, label=label)
@@ -161,18 +161,32 @@ class Pkcs11Token:
     def generate_key(self, label: str) -> None:
         """A new AES-256 key in the token: stored, private, sensitive, never extractable,
         for encryption only, with 8 random bytes as its CKA_ID (its kek_id)."""
-        pkcs11 = _pkcs11()
-        attribute = pkcs11.Attribute
+        pkcs11 = load_pkcs11()
         opened = self.opened()
         with opened.lock:
-            if list(opened.session.get_objects({attribute.LABEL: label})):
-                raise ConfigError(f"{SETTING}.keyring: the token already holds a key labelled {label!r}")
+            self.refuse_taken(opened, label)
             opened.session.generate_key(
                 pkcs11.KeyType.AES, KEK_SIZE_BYTES * 8, id=secrets.token_bytes(KEK_ID_BYTES), label=label,
                 store=True, capabilities=pkcs11.MechanismFlag.ENCRYPT | pkcs11.MechanismFlag.DECRYPT,
-                template={attribute.SENSITIVE: True, attribute.EXTRACTABLE: False, attribute.PRIVATE: True,
-                          attribute.WRAP: False, attribute.UNWRAP: False, attribute.SIGN: False,
-                          attribute.VERIFY: False, attribute.DERIVE: False})
+                template=kek_restrictions(pkcs11.Attribute))
+
+    def refuse_taken(self, opened: _Opened, label: str, kek_id: bytes | None = None) -> None:
+        """ConfigError if the token holds an object labelled ``label`` (or one whose
+        CKA_ID is ``kek_id``); the caller holds ``opened.lock``."""
+        attribute = load_pkcs11().Attribute
+        if list(opened.session.get_objects({attribute.LABEL: label})):
+            raise ConfigError(f"{SETTING}.keyring: the token already holds a key labelled {label!r}")
+        for holder in opened.session.get_objects({attribute.ID: kek_id}) if kek_id is not None else ():
+            raise ConfigError(f"{SETTING}: the token already holds a key with CKA_ID {kek_id.hex()} "
+                              f"(labelled {holder[attribute.LABEL]!r})")
+
+
+def kek_restrictions(attribute: Any) -> dict:
+    """What every KEK object qkms makes is: private, sensitive, never extractable, and
+    good for nothing but encryption (no wrap, unwrap, sign, verify or derive)."""
+    return {attribute.SENSITIVE: True, attribute.EXTRACTABLE: False, attribute.PRIVATE: True,
+            attribute.WRAP: False, attribute.UNWRAP: False, attribute.SIGN: False,
+            attribute.VERIFY: False, attribute.DERIVE: False}
 
 
 #: Errors after which the session is no use any more: the next operation opens a new one.
@@ -187,7 +201,7 @@ class Pkcs11Kek(Kek):
         self.token, self.label = token, label
         opened = token.opened()
         with opened.lock:
-            kek_id = bytes(token.key(opened, label)[_pkcs11().Attribute.ID] or b"")
+            kek_id = bytes(token.key(opened, label)[load_pkcs11().Attribute.ID] or b"")
         if len(kek_id) != KEK_ID_BYTES:
             raise ConfigError(f"{SETTING}.keyring: key {label!r} has no 8-byte CKA_ID (make keys with qkms)")
         self.kek_id = kek_id
@@ -202,7 +216,7 @@ class Pkcs11Kek(Kek):
         return self._gcm("decrypt", nonce, ciphertext, aad)
 
     def _gcm(self, operation: str, nonce: bytes, data: bytes, aad: bytes) -> bytes:
-        pkcs11 = _pkcs11()
+        pkcs11 = load_pkcs11()
         opened = self.token.opened()
         with opened.lock:
             try:

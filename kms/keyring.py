@@ -112,7 +112,7 @@ class StaticKeyring(KeyringSource):
         return self._keyring
 
 
-def parse_kek(text: bytes) -> bytes:
+def parse_kek(text: bytes, setting: str = "kek") -> bytes:
     """Accept a KEK as 64 hex characters, Base64 of 32 bytes, or 32 raw bytes."""
     import base64
     import binascii
@@ -127,7 +127,7 @@ def parse_kek(text: bytes) -> bytes:
             return kek
     if len(text) == KEK_SIZE_BYTES:
         return text
-    raise ConfigError("kek: must be 32 bytes given as hex, Base64 or raw bytes")
+    raise ConfigError(f"{setting}: must be 32 bytes given as hex, Base64 or raw bytes")
 
 
 @dataclass(frozen=True, repr=False)
@@ -148,7 +148,7 @@ class KeyringKeys:
 def parse_keyring(text: bytes, setting: str = "kek") -> KeyringKeys:
     """A keyring file's keys: the keyring format, or one KEK (then it is the current one)."""
     if not text.startswith(KEYRING_HEADER.encode()):
-        return KeyringKeys(parse_kek(text))
+        return KeyringKeys(parse_kek(text, setting))
     current, previous = None, []
     for number, line in enumerate(text.decode("ascii", "replace").splitlines()[1:], start=2):
         words = line.split()
@@ -156,7 +156,7 @@ def parse_keyring(text: bytes, setting: str = "kek") -> KeyringKeys:
             continue
         if len(words) != 2 or words[0] not in ("current", "previous"):
             raise ConfigError(f"{setting}: keyring line {number}: expected 'current HEX' or 'previous HEX'")
-        key = parse_kek(words[1].encode())
+        key = parse_kek(words[1].encode(), f"{setting}: keyring line {number}")
         if words[0] == "current":
             if current is not None:
                 raise ConfigError(f"{setting}: keyring names more than one current KEK")

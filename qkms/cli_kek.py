@@ -1,7 +1,8 @@
 """``qkms kek rotate``: a new key-encryption key for a node, every sealed value
 re-sealed under it while the node runs, the old KEK retired (kms.rotation), whether the
 KEKs sit in ``kek.file`` or in an HSM (``kek.pkcs11``, kms.hsm); ``qkms kek init-hsm``:
-a node's first KEK, generated in its HSM."""
+a node's first KEK, generated in its HSM; ``qkms kek import-hsm``: a node's KEKs moved
+from ``kek.file`` into its HSM (kms.hsm_import)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ from pathlib import Path
 import click
 
 from kms.config import KekConfig, load_config
-from kms.errors import QkmsError
+from kms.errors import ConfigError, QkmsError
+from kms.keyring import KeyringKeys, parse_keyring
 from kms.rotation import RotatableKeyring, RotationReport, SoftwareKeyringFile, rotate
 from kms.storage import open_sealed_items
 from kms.storage.embedded_redis import EmbeddedRedis
@@ -108,3 +110,43 @@ def init_hsm_command(config_path: Path, label: str | None) -> None:
     except QkmsError as exc:
         raise click.ClickException(exc.message) from None
     click.echo(f"KEK {made} generated in token {config.kek.pkcs11.token_label}; {config.kek.pkcs11.keyring} names it")
+
+
+@kek.command("import-hsm")
+@click.option("--config", "config_path", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="The node's new config, with kek.pkcs11.")
+@click.option("--from-file", "from_file", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="The node's old kek.file (one KEK or a qkms-keyring-v1 keyring); it is only read.")
+@click.option("--label-prefix", help="Labels are PREFIX-<kek_id hex> (default: qkms-kek-imported).")
+def import_hsm_command(config_path: Path, from_file: Path, label_prefix: str | None) -> None:
+    """Move a node's KEKs from kek.file into the HSM of kek.pkcs11, keeping every sealed value readable.
+
+    Each KEK of the old file becomes a sensitive, non-extractable AES-256 key object in
+    the token whose CKA_ID is the KEK's kek_id, and kek.pkcs11.keyring is written naming
+    them; the user PIN is read from the environment variable kek.pkcs11.pin_env."""
+    from kms.hsm import HsmKeyringFile
+    from kms.hsm_import import IMPORTED_PREFIX, import_keyring
+
+    try:
+        config = load_config(config_path)
+        if config.kek.pkcs11 is None:
+            raise click.ClickException("kek.pkcs11: not set in this config (import-hsm imports into an HSM)")
+        imported = import_keyring(HsmKeyringFile.from_config(config.kek.pkcs11), _old_keyring(from_file),
+                                  label_prefix or IMPORTED_PREFIX)
+    except QkmsError as exc:
+        raise click.ClickException(exc.message) from None
+    count = 1 + len(imported.previous)
+    click.echo(f"{count} KEK(s) imported into token {config.kek.pkcs11.token_label} (current {imported.current}); "
+               f"{config.kek.pkcs11.keyring} names them. {from_file} is unchanged.")
+    click.echo("Next: 1. with the node stopped, use this config (kek.pkcs11) in place of the old one and start it; "
+               f"2. qkms kek rotate --config {config_path} (re-seals everything under a key generated in the HSM); "
+               f"3. destroy {from_file} and its backups; 4. once no backup holds values sealed under them, "
+               "delete the imported key objects from the token with the vendor's tools.")
+
+
+def _old_keyring(path: Path) -> KeyringKeys:
+    """The keys of the old kek.file; ConfigError naming --from-file otherwise."""
+    try:
+        return parse_keyring(path.read_bytes(), f"--from-file {path}")
+    except OSError as exc:
+        raise ConfigError(f"--from-file {path}: cannot read ({exc.strerror})") from None

@@ -2,12 +2,14 @@
 init-hsm` makes the first key, a real `qkms serve` (gunicorn workers forked from the
 master) seals and unseals through the token, and `qkms kek rotate` generates a new key
 in the token and re-seals everything, the node serving throughout; killed mid-way, the
-rotation loses nothing and a rerun finishes. Two nodes with a QKD link between them
+rotation loses nothing and a rerun finishes. A node that ran under `kek.file` moves into
+the token with `qkms kek import-hsm` and still serves the keys reserved before. Two nodes with a QKD link between them
 fill their pools through their link managers under their own HSM keys. The PIN appears
 in no output."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import threading
@@ -18,6 +20,7 @@ import yaml
 
 from kms.config import load_config
 from kms.hsm import HsmKeyringFile, reopen_all
+from kms.keyring import read_keyring_keys, software_kek_id
 from kms.node import node_sealer
 from kms.sealing import kek_id_of
 from kms.storage import open_sealed_items, open_storage
@@ -52,6 +55,20 @@ def qkms(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "qkms", *args], capture_output=True, text=True, timeout=300)
 
 
+def kek_ids_in_store(config_path: Path) -> set[bytes]:
+    """The kek_ids of every value in the store of a node on its embedded Redis."""
+    config = load_config(config_path)
+    redis = config.redis.reached_at(f"unix://{config.redis.data_dir / 'redis.sock'}")
+    items = open_sealed_items(redis, config.kme_id)
+    return {kek_id_of(item.sealed) for batch in items.batches(50) for item in batch}
+
+
+def round_trip(master, slave) -> bool:
+    (key,) = master.enc_keys("sae-2")
+    (fetched,) = slave.dec_keys("sae-1", [key.key_id])
+    return digest(fetched.material) == digest(key.material)
+
+
 def test_a_node_with_its_kek_in_an_hsm_serves_and_is_rotated_without_loss(make_node, softhsm: SoftHsm) -> None:
     node = make_node(saes=("sae-1", "sae-2"), config_overrides={"server": {"workers": 2}}, start=False)
     use_hsm(node.config_path, softhsm)
@@ -64,9 +81,7 @@ def test_a_node_with_its_kek_in_an_hsm_serves_and_is_rotated_without_loss(make_n
     def traffic() -> None:
         try:
             while not stop.is_set():
-                (key,) = master.enc_keys("sae-2")
-                (fetched,) = slave.dec_keys("sae-1", [key.key_id])
-                served.append(digest(fetched.material) == digest(key.material))
+                served.append(round_trip(master, slave))
         except Exception as exc:  # reported by the assertion below
             errors.append(repr(exc))
 
@@ -87,11 +102,58 @@ def test_a_node_with_its_kek_in_an_hsm_serves_and_is_rotated_without_loss(make_n
     assert {key.key_id: digest(key.material) for key in fetched} == waiting
     labels = keyring.labels()
     assert labels.previous == () and labels.current.startswith("qkms-kek-")
-    redis = load_config(node.config_path).redis
-    items = open_sealed_items(redis.reached_at(f"unix://{redis.data_dir / 'redis.sock'}"), "KME-1")
-    current = keyring.current_alone().current.kek_id
-    assert {kek_id_of(item.sealed) for batch in items.batches(50) for item in batch} <= {current}
+    assert kek_ids_in_store(node.config_path) <= {keyring.current_alone().current.kek_id}
     assert softhsm.pin not in rotation.stdout + rotation.stderr + node.process.log_text()
+
+
+def test_a_node_under_a_kek_file_moves_into_the_hsm_without_losing_a_key(make_node, softhsm: SoftHsm) -> None:
+    node = make_node(saes=("sae-1", "sae-2"))
+    master, slave = node.client("sae-1"), node.client("sae-2")
+    waiting = {key.key_id: digest(key.material) for key in master.enc_keys("sae-2", number=10)}
+    old_file = node.config_path.parent / "kek.hex"
+    old_kek_id = software_kek_id(read_keyring_keys(old_file).current)
+    assert kek_ids_in_store(node.config_path) == {old_kek_id}
+    node.process.stop()
+
+    data = yaml.safe_load(node.config_path.read_text())
+    data["kek"] = softhsm.settings(Path("hsm-keyring"))
+    new_config = node.config_path.with_name("config-hsm.yaml")
+    new_config.write_text(yaml.safe_dump(data, sort_keys=False))
+    imported = qkms("kek", "import-hsm", "--config", str(new_config), "--from-file", str(old_file))
+    assert imported.returncode == 0, imported.stdout + imported.stderr
+    assert "1 KEK(s) imported into token qkms-test" in imported.stdout and "qkms kek rotate" in imported.stdout
+    os.replace(new_config, node.config_path)
+    node.process.start()
+    fetched = slave.dec_keys("sae-1", list(waiting))
+    assert {key.key_id: digest(key.material) for key in fetched} == waiting
+    assert round_trip(master, slave)
+    waiting = {key.key_id: digest(key.material) for key in master.enc_keys("sae-2", number=5)}
+    assert kek_ids_in_store(node.config_path) == {old_kek_id}  # sealed by the imported key
+
+    rotation = qkms("kek", "rotate", "--config", str(node.config_path), "--grace-s", "1")
+    assert rotation.returncode == 0, rotation.stdout + rotation.stderr
+    assert "5 values re-sealed" in rotation.stdout and "1 old KEK(s) retired" in rotation.stdout
+    resealed_by = kek_ids_in_store(node.config_path)
+    assert len(resealed_by) == 1 and old_kek_id not in resealed_by
+    fetched = slave.dec_keys("sae-1", list(waiting))
+    assert {key.key_id: digest(key.material) for key in fetched} == waiting
+    assert all(round_trip(master, slave) for _ in range(3))
+
+    old_secret = old_file.read_text().strip()
+    old_file.unlink()
+    waiting = {key.key_id: digest(key.material) for key in master.enc_keys("sae-2", number=5)}
+    node.process.stop()
+    node.process.start()
+    fetched = slave.dec_keys("sae-1", list(waiting))
+    assert {key.key_id: digest(key.material) for key in fetched} == waiting
+    assert round_trip(master, slave)
+    # The token is opened in this process only now: SoftHSM leaves an OpenSSL error
+    # (NO_SUCH_ENGINE) on this thread's queue, which the next TLS read of a client here
+    # would take for its own.
+    keyring = HsmKeyringFile.from_config(load_config(node.config_path).kek.pkcs11)
+    assert resealed_by == {keyring.current_alone().current.kek_id}
+    outputs = imported.stdout + imported.stderr + rotation.stdout + rotation.stderr + node.process.log_text()
+    assert softhsm.pin not in outputs and old_secret not in outputs
 
 
 @pytest.fixture
@@ -163,12 +225,9 @@ def test_two_nodes_fill_their_link_pools_under_their_own_hsm_keys(tmp_path: Path
         net.wait_for_keys(master, "sae-b", 1, 180)
         (key,) = master.enc_keys("sae-b")
         assert [k.material for k in slave.dec_keys("sae-a", [key.key_id])] == [key.material]
-        for kme_id, config_path in configs.items():
-            config = load_config(config_path)
-            redis = config.redis.reached_at(f"unix://{config.redis.data_dir / 'redis.sock'}")
-            items = open_sealed_items(redis, kme_id)
-            sealed_by = {kek_id_of(item.sealed) for batch in items.batches(50) for item in batch}
-            assert sealed_by == {HsmKeyringFile.from_config(config.kek.pkcs11).current_alone().current.kek_id}
+        for config_path in configs.values():
+            keyring = HsmKeyringFile.from_config(load_config(config_path).kek.pkcs11)
+            assert kek_ids_in_store(config_path) == {keyring.current_alone().current.kek_id}
         logs = "".join(path.read_text() for path in (net.root / "logs").iterdir() if path.is_file())
         assert softhsm.pin not in logs
     finally:
