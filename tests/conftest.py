@@ -176,3 +176,14 @@ def make_node(tmp_path: Path):
     for node in nodes:
         node.close_clients()
         node.process.stop()
+
+
+@pytest.fixture
+def softhsm(tmp_path, monkeypatch):
+    """A SoftHSM2 token of this test's own (tests/support/softhsm.py); this process, and
+    the processes it starts, pointed at it; every PKCS#11 session forgotten after."""
+    from kms.hsm import reopen_all
+    from tests.support.softhsm import make_softhsm, point_this_process_at
+
+    yield point_this_process_at(make_softhsm(tmp_path), monkeypatch)
+    reopen_all()

@@ -12,14 +12,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
 import yaml
 
 from kms.config import load_config
-from kms.hsm import HsmKeyringFile, reopen_all
+from kms.hsm import HsmKeyringFile
 from kms.keyring import read_keyring_keys, software_kek_id
 from kms.node import node_sealer
 from kms.sealing import kek_id_of
@@ -27,17 +26,11 @@ from kms.storage import open_sealed_items, open_storage
 from tests.integration.test_kek_rotation import Rotation
 from tests.support.conditions import wait_until
 from tests.support.network import FAST_LINK, LocalNetwork
+from tests.support.rotation_traffic import rotate_while_serving
 from tests.support.sealed_fill import digest, fill, stored_digests
-from tests.support.softhsm import SoftHsm, make_softhsm, point_this_process_at
+from tests.support.softhsm import SoftHsm
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def softhsm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> SoftHsm:
-    """A token of this test's own; this process and the ones it starts are pointed at it."""
-    yield point_this_process_at(make_softhsm(tmp_path), monkeypatch)
-    reopen_all()
 
 
 def use_hsm(config_path: Path, hsm: SoftHsm, label: str = "kek-first") -> None:
@@ -73,33 +66,8 @@ def test_a_node_with_its_kek_in_an_hsm_serves_and_is_rotated_without_loss(make_n
     node = make_node(saes=("sae-1", "sae-2"), config_overrides={"server": {"workers": 2}}, start=False)
     use_hsm(node.config_path, softhsm)
     node.process.start()
-    master, slave = node.client("sae-1"), node.client("sae-2")
-    waiting = {key.key_id: digest(key.material) for key in master.enc_keys("sae-2", number=20)}
     keyring = HsmKeyringFile.from_config(load_config(node.config_path).kek.pkcs11)
-    errors, served, stop = [], [], threading.Event()
-
-    def traffic() -> None:
-        try:
-            while not stop.is_set():
-                served.append(round_trip(master, slave))
-        except Exception as exc:  # reported by the assertion below
-            errors.append(repr(exc))
-
-    worker = threading.Thread(target=traffic)
-    worker.start()
-    try:
-        wait_until(lambda: len(served) >= 5 or errors, "round trips before the rotation", 60)
-        rotation = qkms("kek", "rotate", "--config", str(node.config_path), "--grace-s", "1")
-        count = len(served)
-        wait_until(lambda: len(served) >= count + 5 or errors, "round trips after the rotation", 60)
-    finally:
-        stop.set()
-        worker.join(60)
-    assert rotation.returncode == 0, rotation.stdout + rotation.stderr
-    assert "1 old KEK(s) retired" in rotation.stdout
-    assert errors == [] and all(served)
-    fetched = slave.dec_keys("sae-1", list(waiting))
-    assert {key.key_id: digest(key.material) for key in fetched} == waiting
+    rotation = rotate_while_serving(node)
     labels = keyring.labels()
     assert labels.previous == () and labels.current.startswith("qkms-kek-")
     assert kek_ids_in_store(node.config_path) <= {keyring.current_alone().current.kek_id}

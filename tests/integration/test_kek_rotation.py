@@ -22,7 +22,8 @@ from kms.storage import open_sealed_items, open_storage
 from qkms.cli_kek import PAUSE_ENV
 from qkms.layout import NodePlan, free_port, write_layout
 from tests.support.conditions import wait_until
-from tests.support.sealed_fill import digest, fill, stored_digests
+from tests.support.rotation_traffic import rotate_while_serving
+from tests.support.sealed_fill import fill, stored_digests
 
 pytestmark = pytest.mark.integration
 
@@ -123,33 +124,5 @@ def test_values_of_the_v1_format_are_resealed_too(node_config) -> None:
 
 def test_a_running_node_is_rotated_without_downtime_or_loss(make_node) -> None:
     node = make_node(saes=("sae-1", "sae-2"), config_overrides={"server": {"workers": 2}})
-    master, slave = node.client("sae-1"), node.client("sae-2")
-    waiting = {key.key_id: digest(key.material) for key in master.enc_keys("sae-2", number=20)}
-    errors, served, stop = [], [], threading.Event()
-
-    def traffic() -> None:
-        try:
-            while not stop.is_set():
-                (key,) = master.enc_keys("sae-2")
-                (fetched,) = slave.dec_keys("sae-1", [key.key_id])
-                served.append(digest(fetched.material) == digest(key.material))
-        except Exception as exc:  # reported by the assertion below
-            errors.append(repr(exc))
-
-    worker = threading.Thread(target=traffic)
-    worker.start()
-    try:
-        wait_until(lambda: len(served) >= 5 or errors, "round trips before the rotation", 60)
-        rotation = subprocess.run([sys.executable, "-m", "qkms", "kek", "rotate", "--config", str(node.config_path),
-                                   "--grace-s", "1"], capture_output=True, text=True, timeout=300)
-        count = len(served)
-        wait_until(lambda: len(served) >= count + 5 or errors, "round trips after the rotation", 60)
-    finally:
-        stop.set()
-        worker.join(60)
-    assert rotation.returncode == 0, rotation.stdout + rotation.stderr
-    assert "1 old KEK(s) retired" in rotation.stdout
-    assert errors == [] and all(served)
-    fetched = slave.dec_keys("sae-1", list(waiting))
-    assert {key.key_id: digest(key.material) for key in fetched} == waiting
+    rotate_while_serving(node)
     assert read_keyring_keys(load_config(node.config_path).kek.file).previous == ()

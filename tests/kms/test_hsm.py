@@ -18,18 +18,9 @@ from kms.hsm import HsmKeyringFile, KeyLabels, Pkcs11Kek, Pkcs11Token, parse_key
 from kms.keyring import Keyring, KeyringFile
 from kms.sealing import Sealer, kek_id_of, keyring_source
 from tests.kms.test_config import config_error, with_change
-from tests.support.softhsm import SoftHsm, make_softhsm, point_this_process_at
+from tests.support.softhsm import SoftHsm
 
 KEY_ID = "6f1c0b4e-8d1f-4a55-9d3e-0d4b2c1a9e77"
-
-
-@pytest.fixture
-def softhsm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> SoftHsm:
-    """A token of this test's own, this process pointed at it."""
-    from kms.hsm import reopen_all
-
-    yield point_this_process_at(make_softhsm(tmp_path), monkeypatch)
-    reopen_all()
 
 
 def token_of(hsm: SoftHsm) -> Pkcs11Token:

@@ -11,21 +11,14 @@ from pathlib import Path
 import pytest
 
 from kms.errors import ConfigError
-from kms.hsm import HsmKeyringFile, KeyLabels, Pkcs11Kek, Pkcs11Token, reopen_all
+from kms.hsm import HsmKeyringFile, KeyLabels, Pkcs11Kek, Pkcs11Token
 from kms.hsm_import import import_keyring, imported_label
 from kms.keyring import KeyringKeys, software_kek_id
 from kms.sealing import Sealer, kek_id_of
-from tests.support.softhsm import SoftHsm, make_softhsm, point_this_process_at
+from tests.support.softhsm import SoftHsm
 
 KEY_ID = "6f1c0b4e-8d1f-4a55-9d3e-0d4b2c1a9e77"
 KEYS = KeyringKeys(bytes(range(32)), (bytes(range(32, 64)), bytes(range(64, 96))))
-
-
-@pytest.fixture
-def softhsm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> SoftHsm:
-    """A token of this test's own, this process pointed at it."""
-    yield point_this_process_at(make_softhsm(tmp_path), monkeypatch)
-    reopen_all()
 
 
 @pytest.fixture

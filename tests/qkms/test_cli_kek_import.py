@@ -10,18 +10,12 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from kms.hsm import parse_key_labels, reopen_all
+from kms.hsm import parse_key_labels
 from kms.keyring import KeyringKeys, software_kek_id
 from kms.sealing import new_kek_hex
 from qkms.cli import main
 from tests.kms.test_config import with_change
-from tests.support.softhsm import SoftHsm, make_softhsm, point_this_process_at
-
-
-@pytest.fixture
-def softhsm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> SoftHsm:
-    yield point_this_process_at(make_softhsm(tmp_path), monkeypatch)
-    reopen_all()
+from tests.support.softhsm import SoftHsm
 
 
 @pytest.fixture
