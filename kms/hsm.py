@@ -25,6 +25,8 @@ correct use of it).
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import logging
 import os
 import re
@@ -121,6 +123,12 @@ class Pkcs11Token:
                 del _opened[(self.module, self.token_label)]
 
     def _open_session(self, pid: int) -> Any:
+        try:
+            return self._open_new_session(pid)
+        finally:
+            clear_openssl_errors()
+
+    def _open_new_session(self, pid: int) -> Any:
         pkcs11 = load_pkcs11()
         pin = os.environ.get(self.pin_env)
         if pin is None:
@@ -187,6 +195,40 @@ def kek_restrictions(attribute: Any) -> dict:
     return {attribute.SENSITIVE: True, attribute.EXTRACTABLE: False, attribute.PRIVATE: True,
             attribute.WRAP: False, attribute.UNWRAP: False, attribute.SIGN: False,
             attribute.VERIFY: False, attribute.DERIVE: False}
+
+
+def clear_openssl_errors() -> None:
+    """Empty this thread's OpenSSL error queue in every libcrypto loaded here.
+
+    A PKCS#11 module built on OpenSSL (SoftHSM2) can leave an error there when it starts
+    (seen: ENGINE NO_SUCH_ENGINE). Python's ssl module shares the queue: the next TLS read
+    on this thread that would only wait for data (every gevent greenlet of a worker is on
+    one thread) raises that error instead, and a client's connection dies."""
+    for library in _libcrypto_handles():
+        library.ERR_clear_error()
+
+
+_libcrypto: list[Any] | None = None
+
+
+def _libcrypto_handles() -> list[Any]:
+    global _libcrypto
+    if _libcrypto is None:
+        try:
+            with open("/proc/self/maps", encoding="ascii", errors="replace") as maps:
+                paths = {line.split()[-1] for line in maps if "libcrypto" in line and line.rstrip().endswith(
+                    tuple(f".so{suffix}" for suffix in ("", ".3", ".1.1")))}
+        except OSError:
+            paths = set()
+        found = ctypes.util.find_library("crypto")
+        handles = []
+        for path in sorted(paths) or ([found] if found else []):
+            try:
+                handles.append(ctypes.CDLL(path))
+            except OSError:
+                continue
+        _libcrypto = [handle for handle in handles if hasattr(handle, "ERR_clear_error")]
+    return _libcrypto
 
 
 #: Errors after which the session is no use any more: the next operation opens a new one.

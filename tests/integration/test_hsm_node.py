@@ -115,9 +115,6 @@ def test_a_node_under_a_kek_file_moves_into_the_hsm_without_losing_a_key(make_no
     fetched = slave.dec_keys("sae-1", list(waiting))
     assert {key.key_id: digest(key.material) for key in fetched} == waiting
     assert round_trip(master, slave)
-    # The token is opened in this process only now: SoftHSM leaves an OpenSSL error
-    # (NO_SUCH_ENGINE) on this thread's queue, which the next TLS read of a client here
-    # would take for its own.
     keyring = HsmKeyringFile.from_config(load_config(node.config_path).kek.pkcs11)
     assert resealed_by == {keyring.current_alone().current.kek_id}
     outputs = imported.stdout + imported.stderr + rotation.stdout + rotation.stderr + node.process.log_text()

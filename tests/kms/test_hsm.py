@@ -6,6 +6,7 @@ reopened after fork, the HSM keyring file and its rotation states, and the error
 from __future__ import annotations
 
 import os
+import ssl
 import sys
 import threading
 from pathlib import Path
@@ -16,6 +17,7 @@ from kms.config import parse_config
 from kms.errors import ConfigError, MissingExtra, StoreError
 from kms.hsm import HsmKeyringFile, KeyLabels, Pkcs11Kek, Pkcs11Token, parse_key_labels
 from kms.keyring import Keyring, KeyringFile
+from kms.pki import CertificateAuthority
 from kms.sealing import Sealer, kek_id_of, keyring_source
 from tests.kms.test_config import config_error, with_change
 from tests.support.softhsm import SoftHsm
@@ -243,3 +245,40 @@ def test_a_session_forgotten_while_logged_in_is_reopened_without_a_second_login(
     first = token.opened()
     token.forget(first)  # the process is still logged in: a new login would be refused
     assert token.opened() is not first and sealer.unseal(sealed, KEY_ID) == b"material"
+
+
+def _tls_pair_waiting_for_data(tmp_path: Path) -> ssl.SSLObject:
+    """The client end of a TLS connection (memory BIOs, this thread) whose handshake is
+    done and that has no data to read: a read must only say "want read"."""
+    issued = CertificateAuthority.create("test CA").issue_node_certificate("A")
+    issued.save(tmp_path / "tls.crt", tmp_path / "tls.key")
+    server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_context.load_cert_chain(tmp_path / "tls.crt", tmp_path / "tls.key")
+    client_context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    client_context.check_hostname, client_context.verify_mode = False, ssl.CERT_NONE
+    wires = [(ssl.MemoryBIO(), ssl.MemoryBIO()) for _ in range(2)]  # (incoming, outgoing) per end
+    server = server_context.wrap_bio(*wires[0], server_side=True)
+    client = client_context.wrap_bio(*wires[1])
+    finished = {id(server): False, id(client): False}
+    while not all(finished.values()):
+        for end, (incoming, outgoing), (peer_in, _) in ((server, wires[0], wires[1]), (client, wires[1], wires[0])):
+            try:
+                end.do_handshake()
+                finished[id(end)] = True
+            except ssl.SSLWantReadError:
+                pass
+            peer_in.write(outgoing.read())
+    return client
+
+
+def test_opening_the_token_leaves_no_openssl_error_for_the_next_tls_read(softhsm: SoftHsm,
+                                                                          tmp_path: Path) -> None:
+    """SoftHSM2 leaves ENGINE NO_SUCH_ENGINE on the thread's OpenSSL error queue when it
+    starts; a gevent worker's next TLS read that only waits for data (any client's, all
+    greenlets share the thread) would raise it and drop that client's connection."""
+    client = _tls_pair_waiting_for_data(tmp_path)
+    with pytest.raises(ssl.SSLWantReadError):
+        client.read(16)
+    token_of(softhsm).opened()
+    with pytest.raises(ssl.SSLWantReadError):
+        client.read(16)
