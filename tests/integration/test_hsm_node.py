@@ -24,7 +24,6 @@ from kms.node import node_sealer
 from kms.sealing import kek_id_of
 from kms.storage import open_sealed_items, open_storage
 from tests.integration.test_kek_rotation import Rotation
-from tests.support.conditions import wait_until
 from tests.support.network import FAST_LINK, LocalNetwork
 from tests.support.rotation_traffic import rotate_while_serving
 from tests.support.sealed_fill import digest, fill, stored_digests
@@ -142,11 +141,7 @@ def test_an_hsm_rotation_killed_mid_way_loses_nothing_and_a_rerun_finishes(hsm_n
     keyring = HsmKeyringFile.from_config(config.kek.pkcs11)
     expected = fill(open_storage(config.redis, config.kme_id, node_sealer(config)))
 
-    rotation = Rotation(hsm_node_config, checkpoint)
-    wait_until(lambda: f"paused at {checkpoint}" in rotation.lines or rotation.process.poll() is not None,
-               f"the rotation to reach {checkpoint}", 60)
-    assert f"paused at {checkpoint}" in rotation.lines, rotation.lines
-    rotation.kill9()
+    Rotation(hsm_node_config, checkpoint).kill9_when_paused()
     items = open_sealed_items(config.redis, config.kme_id)
     assert len(keyring.labels().previous) == 1
     assert stored_digests(items, node_sealer(config)) == expected

@@ -43,6 +43,7 @@ class Rotation:
     """`qkms kek rotate` in a subprocess, its output collected line by line."""
 
     def __init__(self, config: Path, pause: str | None = None, *extra: str):
+        self.pause = pause
         env = {**os.environ, **({PAUSE_ENV: pause} if pause else {})}
         self.process = subprocess.Popen(
             [sys.executable, "-m", "qkms", "kek", "rotate", "--config", str(config), "--batch-size", "1",
@@ -54,6 +55,13 @@ class Rotation:
     def _read(self) -> None:
         for line in self.process.stdout:
             self.lines.append(line.rstrip())
+
+    def kill9_when_paused(self) -> None:
+        """SIGKILL once the rotation reports it paused at its checkpoint (``pause``)."""
+        wait_until(lambda: f"paused at {self.pause}" in self.lines or self.process.poll() is not None,
+                   f"the rotation to reach {self.pause}", 60)
+        assert f"paused at {self.pause}" in self.lines, self.lines
+        self.kill9()
 
     def kill9(self) -> None:
         self.process.send_signal(signal.SIGKILL)
@@ -82,11 +90,7 @@ def test_a_rotation_killed_at_any_checkpoint_loses_nothing_and_a_rerun_finishes(
     original_kek = read_keyring_keys(config.kek.file).current
     expected = fill(open_storage(config.redis, config.kme_id, node_sealer(config)))
 
-    rotation = Rotation(node_config, checkpoint)
-    wait_until(lambda: f"paused at {checkpoint}" in rotation.lines or rotation.process.poll() is not None,
-               f"the rotation to reach {checkpoint}", 60)
-    assert f"paused at {checkpoint}" in rotation.lines, rotation.lines
-    rotation.kill9()
+    Rotation(node_config, checkpoint).kill9_when_paused()
 
     digests, _, keks = state(node_config)
     assert digests == expected  # every value readable with the keyring the kill left
