@@ -44,7 +44,9 @@ class RedisNode:
         lines = [f"port {self.port}", "bind 127.0.0.1", f"dir {self.directory}", "protected-mode yes",
                  f"logfile {self.directory / 'redis.log'}"]
         if not self.sentinel:
-            lines += ["appendonly yes", "appendfsync always", 'save ""']
+            # A replica's full sync starts at once (Redis 7 waits 5 s by default for
+            # more replicas to share one diskless transfer).
+            lines += ["appendonly yes", "appendfsync always", 'save ""', "repl-diskless-sync-delay 0"]
         return lines + self.extra
 
     def client(self) -> redis.Redis:
