@@ -30,6 +30,14 @@ def _open_append(path: Path) -> int:
     return fd
 
 
+def _same_file(fd: int, path: Path) -> bool:
+    """Whether ``fd`` is the file now at ``path``."""
+    try:
+        return os.fstat(fd).st_ino == os.stat(path).st_ino
+    except FileNotFoundError:
+        return False
+
+
 class SharedRotatingFileHandler(logging.Handler):
     """Appends each record as one line to ``path``, rotating it past ``max_bytes`` and
     keeping ``backups`` older files, safely across processes (see the module docs)."""
@@ -37,10 +45,12 @@ class SharedRotatingFileHandler(logging.Handler):
     def __init__(self, path: Path, max_bytes: int, backups: int):
         super().__init__(logging.INFO)
         self.path = Path(path)
+        self.lock_path = self.path.with_name(self.path.name + ".lock")
         self.max_bytes = max_bytes
         self.backups = backups
         self._fd: int | None = None
-        self._fd_pid: int | None = None
+        self._lock_fd: int | None = None
+        self._pid: int | None = None
         self._local = threading.Lock()
 
     def emit(self, record: logging.LogRecord) -> None:
@@ -52,32 +62,48 @@ class SharedRotatingFileHandler(logging.Handler):
             self.handleError(record)
 
     def _append(self, line: bytes) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o750)
-        lock = os.open(self.path.with_name(self.path.name + ".lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
-                       AUDIT_FILE_MODE)
+        lock = self._locked()
         try:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            fd = self._current_fd()
-            if os.fstat(fd).st_size + len(line) > self.max_bytes and os.fstat(fd).st_size > 0:
+            fd, size = self._current_file()
+            if size + len(line) > self.max_bytes and size > 0:
                 self._rotate()
-                fd = self._current_fd()
+                fd, _ = self._current_file()
             os.write(fd, line)
         finally:
-            os.close(lock)  # releases the flock
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
-    def _current_fd(self) -> int:
-        """This process's descriptor of the file now at ``path`` (reopened after a fork or
-        after another process rotated it)."""
-        try:
-            same = self._fd is not None and self._fd_pid == os.getpid() and \
-                os.fstat(self._fd).st_ino == os.stat(self.path).st_ino
-        except FileNotFoundError:
-            same = False
-        if not same:
-            if self._fd is not None and self._fd_pid == os.getpid():
-                os.close(self._fd)
-            self._fd, self._fd_pid = _open_append(self.path), os.getpid()
-        return self._fd
+    def _locked(self) -> int:
+        """This process's descriptor of the lock file now at ``lock_path``, flocked.
+
+        Both descriptors stay open between writes (opened again after a fork: a
+        descriptor inherited from the parent would share the parent's flock); the lock
+        file is opened again if it was deleted or replaced, so that every process locks
+        the same one, and its directory is made again if it was removed."""
+        if self._pid != os.getpid():
+            for inherited in (self._fd, self._lock_fd):
+                if inherited is not None:  # the parent's copies; its flock is its own
+                    os.close(inherited)
+            self._fd = self._lock_fd = None
+            self._pid = os.getpid()
+        while True:
+            if self._lock_fd is None:
+                self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o750)
+                self._lock_fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, AUDIT_FILE_MODE)
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+            if _same_file(self._lock_fd, self.lock_path):
+                return self._lock_fd
+            os.close(self._lock_fd)  # releases the flock on a lock file no one else sees
+            self._lock_fd = None
+
+    def _current_file(self) -> tuple[int, int]:
+        """This process's descriptor of the file now at ``path`` (opened again after
+        another process rotated it) and that file's size."""
+        if self._fd is not None and not _same_file(self._fd, self.path):
+            os.close(self._fd)
+            self._fd = None
+        if self._fd is None:
+            self._fd = _open_append(self.path)
+        return self._fd, os.fstat(self._fd).st_size
 
     def _rotate(self) -> None:
         if self.backups == 0:
@@ -91,9 +117,11 @@ class SharedRotatingFileHandler(logging.Handler):
 
     def close(self) -> None:
         with self._local:
-            if self._fd is not None and self._fd_pid == os.getpid():
-                os.close(self._fd)
-            self._fd = None
+            if self._pid == os.getpid():
+                for fd in (self._fd, self._lock_fd):
+                    if fd is not None:
+                        os.close(fd)
+            self._fd = self._lock_fd = None
         super().close()
 
 
