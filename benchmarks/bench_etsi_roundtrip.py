@@ -272,10 +272,11 @@ def one_node_layout(root: Path) -> dict:
 
 
 def configure_node(config_path: Path, server: dict, redis: dict | None = None, appendfsync: str = "always",
-                   port: int | None = None) -> int:
+                   port: int | None = None, limits: bool = True) -> int:
     """Rewrite the layout's node config: gunicorn ``server`` settings, the config ``redis``
     section (default: the embedded Redis with ``appendfsync``), ``port`` (default: as
-    written). Returns the port the node will listen on."""
+    written), per-SAE ``limits`` on (far above what the node serves) or off. Returns the
+    port the node will listen on."""
     config = yaml.safe_load(config_path.read_text())
     config["server"] = server
     if redis is None:
@@ -285,9 +286,10 @@ def configure_node(config_path: Path, server: dict, redis: dict | None = None, a
     if port is not None:
         config["listen"]["port"] = port
     # Every client process is the same SAE pair: per-SAE limits stay on (their cost
-    # is measured) but far above what the node can serve.
-    config["limits"] = {"requests_per_s_per_sae": 1e6, "request_burst_per_sae": 10**6,
-                        "concurrent_requests_per_sae": 10_000}
+    # is measured) but far above what the node can serve; off, admission makes no
+    # Redis call at all.
+    config["limits"] = {"requests_per_s_per_sae": 1e6 if limits else None, "request_burst_per_sae": 10**6,
+                        "concurrent_requests_per_sae": 10_000 if limits else None}
     config_path.write_text(yaml.safe_dump(config))
     return config["listen"]["port"]
 
@@ -302,19 +304,21 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=8, help="threads per worker (gthread)")
     parser.add_argument("--appendfsync", default="always", choices=["always", "everysec"])
     parser.add_argument("--client", default="wire", choices=sorted(CLIENTS))
+    parser.add_argument("--limits", default="on", choices=["on", "off"],
+                        help="per-SAE rate and concurrency limits (off: their Redis calls are not made)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="qkms-bench-") as tmp:
         root = Path(tmp)
         manifest = one_node_layout(root)
         config_path = Path(manifest["nodes"]["KME-1"]["config"])
         server = {"worker_class": args.worker_class, "workers": args.workers, "threads": args.threads}
-        port = configure_node(config_path, server, appendfsync=args.appendfsync)
+        port = configure_node(config_path, server, appendfsync=args.appendfsync, limits=args.limits == "on")
         node = NodeProcess(config_path, port, root / "node.log").start()
         try:
             for clients in args.clients:
                 result = measure(manifest, args.client, clients, args.processes, args.seconds, [node.process.pid])
                 result.update(worker_class=args.worker_class, workers=args.workers, threads=args.threads,
-                              appendfsync=args.appendfsync, client=args.client,
+                              appendfsync=args.appendfsync, client=args.client, limits=args.limits,
                               client_processes=min(args.processes or clients, clients))
                 print(json.dumps(result), flush=True)
         finally:
