@@ -16,6 +16,7 @@ import fcntl
 import logging
 import os
 import threading
+import weakref
 from pathlib import Path
 
 from kms.config import AuditConfig
@@ -28,6 +29,18 @@ def _open_append(path: Path) -> int:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, AUDIT_FILE_MODE)
     os.fchmod(fd, AUDIT_FILE_MODE)
     return fd
+
+
+#: Every handler of this process, so that a forked child lets go of its parent's files.
+_HANDLERS: weakref.WeakSet[SharedRotatingFileHandler] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for handler in list(_HANDLERS):
+        handler._forget_parent_files()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _same_file(fd: int, path: Path) -> bool:
@@ -50,7 +63,17 @@ class SharedRotatingFileHandler(logging.Handler):
         self.backups = backups
         self._fd: int | None = None
         self._lock_fd: int | None = None
-        self._pid: int | None = None
+        self._local = threading.Lock()
+        _HANDLERS.add(self)
+
+    def _forget_parent_files(self) -> None:
+        """In a child, at the fork: close the parent's descriptors (a copy of the lock
+        file's would share the parent's flock, and would keep it held if the parent died
+        holding it) and drop a thread lock another parent thread may have held."""
+        for inherited in (self._fd, self._lock_fd):
+            if inherited is not None:
+                os.close(inherited)
+        self._fd = self._lock_fd = None
         self._local = threading.Lock()
 
     def emit(self, record: logging.LogRecord) -> None:
@@ -75,16 +98,10 @@ class SharedRotatingFileHandler(logging.Handler):
     def _locked(self) -> int:
         """This process's descriptor of the lock file now at ``lock_path``, flocked.
 
-        Both descriptors stay open between writes (opened again after a fork: a
-        descriptor inherited from the parent would share the parent's flock); the lock
-        file is opened again if it was deleted or replaced, so that every process locks
-        the same one, and its directory is made again if it was removed."""
-        if self._pid != os.getpid():
-            for inherited in (self._fd, self._lock_fd):
-                if inherited is not None:  # the parent's copies; its flock is its own
-                    os.close(inherited)
-            self._fd = self._lock_fd = None
-            self._pid = os.getpid()
+        Both descriptors stay open between writes (a forked child closes its copies,
+        :meth:`_forget_parent_files`); the lock file is opened again if it was deleted or
+        replaced, so that every process locks the same one, and its directory is made
+        again if it was removed."""
         while True:
             if self._lock_fd is None:
                 self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o750)
@@ -117,10 +134,9 @@ class SharedRotatingFileHandler(logging.Handler):
 
     def close(self) -> None:
         with self._local:
-            if self._pid == os.getpid():
-                for fd in (self._fd, self._lock_fd):
-                    if fd is not None:
-                        os.close(fd)
+            for fd in (self._fd, self._lock_fd):
+                if fd is not None:
+                    os.close(fd)
             self._fd = self._lock_fd = None
         super().close()
 
