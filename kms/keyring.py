@@ -218,9 +218,10 @@ class KeyringFile(KeyringSource):
         return self._keyring
 
 
-def read_keyring_keys(path: Path) -> KeyringKeys:
-    """The raw keys of a keyring file (for rotating it)."""
+def read_keyring_keys(path: Path, setting: str = "kek.file") -> KeyringKeys:
+    """The raw keys of a keyring file (for rotating it, or moving them into an HSM);
+    errors name ``setting``."""
     try:
-        return parse_keyring(Path(path).read_bytes(), "kek.file")
+        return parse_keyring(Path(path).read_bytes(), setting)
     except OSError as exc:
-        raise ConfigError(f"kek.file: cannot read ({exc.strerror})") from None
+        raise ConfigError(f"{setting}: cannot read ({exc.strerror})") from None

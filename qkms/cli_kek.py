@@ -15,8 +15,8 @@ from pathlib import Path
 import click
 
 from kms.config import KekConfig, load_config
-from kms.errors import ConfigError, QkmsError
-from kms.keyring import KeyringKeys, parse_keyring
+from kms.errors import QkmsError
+from kms.keyring import read_keyring_keys
 from kms.rotation import RotatableKeyring, RotationReport, SoftwareKeyringFile, rotate
 from kms.storage import open_sealed_items
 from kms.storage.embedded_redis import EmbeddedRedis
@@ -131,8 +131,8 @@ def import_hsm_command(config_path: Path, from_file: Path, label_prefix: str | N
         config = load_config(config_path)
         if config.kek.pkcs11 is None:
             raise click.ClickException("kek.pkcs11: not set in this config (import-hsm imports into an HSM)")
-        imported = import_keyring(HsmKeyringFile.from_config(config.kek.pkcs11), _old_keyring(from_file),
-                                  label_prefix or IMPORTED_PREFIX)
+        old_keys = read_keyring_keys(from_file, f"--from-file {from_file}")
+        imported = import_keyring(HsmKeyringFile.from_config(config.kek.pkcs11), old_keys, label_prefix or IMPORTED_PREFIX)
     except QkmsError as exc:
         raise click.ClickException(exc.message) from None
     count = 1 + len(imported.previous)
@@ -143,10 +143,3 @@ def import_hsm_command(config_path: Path, from_file: Path, label_prefix: str | N
                f"3. destroy {from_file} and its backups; 4. once no backup holds values sealed under them, "
                "delete the imported key objects from the token with the vendor's tools.")
 
-
-def _old_keyring(path: Path) -> KeyringKeys:
-    """The keys of the old kek.file; ConfigError naming --from-file otherwise."""
-    try:
-        return parse_keyring(path.read_bytes(), f"--from-file {path}")
-    except OSError as exc:
-        raise ConfigError(f"--from-file {path}: cannot read ({exc.strerror})") from None
