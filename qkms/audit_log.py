@@ -43,12 +43,13 @@ def _after_fork_in_child() -> None:
 os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-def _same_file(fd: int, path: Path) -> bool:
-    """Whether ``fd`` is the file now at ``path``."""
+def _status_if_same(fd: int, path: Path) -> os.stat_result | None:
+    """The status of ``fd`` if it is the file now at ``path``, else None."""
     try:
-        return os.fstat(fd).st_ino == os.stat(path).st_ino
+        status = os.fstat(fd)
+        return status if status.st_ino == os.stat(path).st_ino else None
     except FileNotFoundError:
-        return False
+        return None
 
 
 class SharedRotatingFileHandler(logging.Handler):
@@ -107,7 +108,7 @@ class SharedRotatingFileHandler(logging.Handler):
                 self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o750)
                 self._lock_fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, AUDIT_FILE_MODE)
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
-            if _same_file(self._lock_fd, self.lock_path):
+            if _status_if_same(self._lock_fd, self.lock_path) is not None:
                 return self._lock_fd
             os.close(self._lock_fd)  # releases the flock on a lock file no one else sees
             self._lock_fd = None
@@ -115,11 +116,12 @@ class SharedRotatingFileHandler(logging.Handler):
     def _current_file(self) -> tuple[int, int]:
         """This process's descriptor of the file now at ``path`` (opened again after
         another process rotated it) and that file's size."""
-        if self._fd is not None and not _same_file(self._fd, self.path):
+        if self._fd is not None:
+            status = _status_if_same(self._fd, self.path)
+            if status is not None:
+                return self._fd, status.st_size
             os.close(self._fd)
-            self._fd = None
-        if self._fd is None:
-            self._fd = _open_append(self.path)
+        self._fd = _open_append(self.path)
         return self._fd, os.fstat(self._fd).st_size
 
     def _rotate(self) -> None:
