@@ -32,15 +32,15 @@ import textwrap
 import threading
 from pathlib import Path
 
-import yaml
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.bench_etsi_roundtrip import measure, one_node_layout  # noqa: E402
+from kms.config import load_config  # noqa: E402
 from qkms.runner import stop_process, wait_for_port  # noqa: E402
 
-#: One key container, as enc_keys and dec_keys answer for a single 256-bit key.
+#: One key container of the size enc_keys and dec_keys answer for a single 256-bit key
+#: (fixed placeholder bytes, never a key: these servers make none).
 BODY = json.dumps({"keys": [{"key_ID": "bc490419-7d60-487f-adc1-4ddcc177c139",
                              "key": "wHHVxRwDJs3/bXd38GHP3oe4svTuRpZS0yCC7x4Ly+s="}]}).encode()
 RESPONSE = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n"
@@ -59,10 +59,8 @@ FLASK_APP = textwrap.dedent(f"""
 
 def tls_settings(manifest: dict) -> tuple[str, str, str]:
     """The node's certificate, key and CA from the layout's node config."""
-    config = yaml.safe_load(Path(manifest["nodes"]["KME-1"]["config"]).read_text())
-    tls = config["tls"]
-    base = Path(manifest["nodes"]["KME-1"]["config"]).parent
-    return tuple(str((base / tls[name]).resolve()) for name in ("cert", "key", "ca"))
+    tls = load_config(Path(manifest["nodes"]["KME-1"]["config"])).tls
+    return str(tls.cert), str(tls.key), str(tls.ca)
 
 
 def serve_threads(port: int, cert: str, key: str, ca: str) -> None:
