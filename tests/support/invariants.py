@@ -44,14 +44,18 @@ def assert_pools_identical(net: LocalNetwork) -> None:
         for pool in (pool_id(link.link_id, "qkd"), pool_id(link.link_id, "pqc")):
             for owner in link.nodes:
                 follower = next(n for n in link.nodes if n != owner)
-                leader_pools, follower_pools = net.pools(owner), net.pools(follower)
-                head = leader_pools.head(pool, owner)
-                if head is not None:
-                    follower_pools.discard_before(pool, owner, *head)
-                mine = leader_pools.block_digests(pool, owner)
-                theirs = follower_pools.block_digests(pool, owner)
-                common = set(mine) & set(theirs)
-                in_flight = [seq for seq in set(mine) - set(theirs) if seq <= max(theirs, default=-1)]
-                assert in_flight == [], f"{pool}/{owner}: the owner holds blocks its peer never got"
-                differing = [seq for seq in common if mine[seq] != theirs[seq]]
-                assert differing == [], f"{pool}/{owner}: blocks differ between the ends"
+                _assert_follower_holds_owners_blocks(net, pool, owner, follower)
+
+
+def _assert_follower_holds_owners_blocks(net: LocalNetwork, pool: str, owner: str, follower: str) -> None:
+    leader_pools, follower_pools = net.pools(owner), net.pools(follower)
+    head = leader_pools.head(pool, owner)
+    if head is not None:
+        follower_pools.discard_before(pool, owner, *head)
+    mine = leader_pools.block_digests(pool, owner)
+    theirs = follower_pools.block_digests(pool, owner)
+    common = set(mine) & set(theirs)
+    in_flight = [seq for seq in set(mine) - set(theirs) if seq <= max(theirs, default=-1)]
+    assert in_flight == [], f"{pool}/{owner}: the owner holds blocks its peer never got"
+    differing = [seq for seq in common if mine[seq] != theirs[seq]]
+    assert differing == [], f"{pool}/{owner}: blocks differ between the ends"
