@@ -144,7 +144,9 @@ class SharedRotatingFileHandler(logging.Handler):
 
 
 def install_audit_log(settings: AuditConfig) -> SharedRotatingFileHandler:
-    """Send this process's audit entries to the node's audit file (once per process)."""
+    """Send this process's audit entries to the node's audit file, and there only: the
+    trail stays out of the server log, which would otherwise grow by a line per key
+    (once per process)."""
     logger = logging.getLogger(AUDIT_LOGGER)
     for handler in logger.handlers:
         if isinstance(handler, SharedRotatingFileHandler) and handler.path == Path(settings.file):
@@ -153,6 +155,7 @@ def install_audit_log(settings: AuditConfig) -> SharedRotatingFileHandler:
     handler.setFormatter(logging.Formatter("%(message)s"))
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
+    logger.propagate = False
     return handler
 
 

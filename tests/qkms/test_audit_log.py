@@ -1,6 +1,6 @@
 """The node's audit file (qkms/audit_log.py): whole lines from several processes, none
 lost or repeated across rotations, modes 0640, a removed directory or lock file made
-again."""
+again, and entries that go to the file only."""
 
 from __future__ import annotations
 
@@ -12,7 +12,11 @@ import shutil
 import stat
 from pathlib import Path
 
-from qkms.audit_log import AUDIT_FILE_MODE, SharedRotatingFileHandler, audit_files
+import pytest
+
+from kms import audit
+from kms.config import AuditConfig
+from qkms.audit_log import AUDIT_FILE_MODE, AUDIT_LOGGER, SharedRotatingFileHandler, audit_files, install_audit_log
 
 WRITERS = 4
 LINES_PER_WRITER = 400
@@ -84,3 +88,21 @@ def test_a_removed_directory_and_lock_file_are_made_again(tmp_path: Path) -> Non
     _write(handler, 2, 3)
     handler.close()
     assert [(line["writer"], line["index"]) for line in _lines(path)] == [(2, 0), (2, 1), (2, 2)]
+
+
+def test_installed_audit_entries_reach_the_audit_file_and_not_the_server_log(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    logger = logging.getLogger(AUDIT_LOGGER)
+    saved = (list(logger.handlers), logger.level, logger.propagate)
+    path = tmp_path / "audit.jsonl"
+    handler = install_audit_log(AuditConfig(file=path))
+    try:
+        with caplog.at_level(logging.INFO):
+            audit.record("dec_keys", "sae-2", ["k-1"], node="KME-1")
+        assert [(line["event"], line["key_IDs"]) for line in _lines(path)] == [("dec_keys", ["k-1"])]
+        assert [record for record in caplog.records if record.name == AUDIT_LOGGER] == []
+    finally:
+        handler.close()
+        logger.handlers[:] = saved[0]
+        logger.setLevel(saved[1])
+        logger.propagate = saved[2]
