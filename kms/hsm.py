@@ -40,7 +40,7 @@ from typing import Any
 from kms.config import Pkcs11KekConfig
 from kms.errors import ConfigError, StoreError
 from kms.extras import optional_dependency
-from kms.keyring import KEK_ID_BYTES, KEK_SIZE_BYTES, Kek, Keyring, KeyringFile, KeyringSource
+from kms.keyring import KEK_ID_BYTES, KEK_SIZE_BYTES, Kek, Keyring, KeyringFile, KeyringSource, current_and_previous
 from kms.pki.files import write_atomic
 from kms.rotation import KEYRING_FILE_MODE, RotatableKeyring
 
@@ -294,22 +294,14 @@ def parse_key_labels(text: bytes) -> KeyLabels:
     lines = text.decode("ascii", "replace").splitlines()
     if not lines or lines[0].strip() != HSM_KEYRING_HEADER:
         raise ConfigError(f"{setting}: not an HSM keyring (first line must be {HSM_KEYRING_HEADER})")
-    current, previous = None, []
-    for number, line in enumerate(lines[1:], start=2):
-        words = line.split()
-        if not words or words[0].startswith("#"):
-            continue
-        if len(words) != 2 or words[0] not in ("current", "previous") or not LABEL_PATTERN.match(words[1]):
-            raise ConfigError(f"{setting}: line {number}: expected 'current LABEL' or 'previous LABEL'")
-        if words[0] == "previous":
-            previous.append(words[1])
-        elif current is not None:
-            raise ConfigError(f"{setting}: names more than one current key")
-        else:
-            current = words[1]
-    if current is None:
-        raise ConfigError(f"{setting}: names no current key")
-    return KeyLabels(current, tuple(previous))
+    current, previous = current_and_previous(lines[1:], 2, f"{setting}:", "LABEL", "key", _label)
+    return KeyLabels(current, previous)
+
+
+def _label(word: str, where: str) -> str:
+    if not LABEL_PATTERN.match(word):
+        raise ConfigError(f"{where}: expected 'current LABEL' or 'previous LABEL'")
+    return word
 
 
 def new_key_label() -> str:

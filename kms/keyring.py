@@ -24,11 +24,14 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from kms.errors import ConfigError, StoreError
+
+T = TypeVar("T")
 
 log = logging.getLogger("qkms.keyring")
 
@@ -149,23 +152,35 @@ def parse_keyring(text: bytes, setting: str = "kek") -> KeyringKeys:
     """A keyring file's keys: the keyring format, or one KEK (then it is the current one)."""
     if not text.startswith(KEYRING_HEADER.encode()):
         return KeyringKeys(parse_kek(text, setting))
+    lines = text.decode("ascii", "replace").splitlines()[1:]
+    current, previous = current_and_previous(lines, 2, f"{setting}: keyring", "HEX", "KEK",
+                                             lambda word, where: parse_kek(word.encode(), where))
+    return KeyringKeys(current, previous)
+
+
+def current_and_previous(lines: list[str], first_number: int, where: str, token: str, noun: str,
+                         value: Callable[[str, str], T]) -> tuple[T, tuple[T, ...]]:
+    """The ``current`` item and the ``previous`` ones that the lines of a rotation file
+    (a KEK keyring, an HSM keyring; numbered from ``first_number``) name: exactly one
+    ``current TOKEN`` line, any ``previous TOKEN`` lines, blank lines and ``#`` comments.
+    ``value(word, where_of_line)`` reads one TOKEN; ConfigError names ``where`` and the line."""
     current, previous = None, []
-    for number, line in enumerate(text.decode("ascii", "replace").splitlines()[1:], start=2):
+    for number, line in enumerate(lines, start=first_number):
         words = line.split()
         if not words or words[0].startswith("#"):
             continue
         if len(words) != 2 or words[0] not in ("current", "previous"):
-            raise ConfigError(f"{setting}: keyring line {number}: expected 'current HEX' or 'previous HEX'")
-        key = parse_kek(words[1].encode(), f"{setting}: keyring line {number}")
-        if words[0] == "current":
-            if current is not None:
-                raise ConfigError(f"{setting}: keyring names more than one current KEK")
-            current = key
+            raise ConfigError(f"{where} line {number}: expected 'current {token}' or 'previous {token}'")
+        item = value(words[1], f"{where} line {number}")
+        if words[0] == "previous":
+            previous.append(item)
+        elif current is not None:
+            raise ConfigError(f"{where} names more than one current {noun}")
         else:
-            previous.append(key)
+            current = item
     if current is None:
-        raise ConfigError(f"{setting}: keyring names no current KEK")
-    return KeyringKeys(current, tuple(previous))
+        raise ConfigError(f"{where} names no current {noun}")
+    return current, tuple(previous)
 
 
 def _file_version(path: Path) -> tuple[int, int, int]:
