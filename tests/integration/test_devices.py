@@ -185,7 +185,7 @@ def test_a_device_fault_degrades_health_without_any_key_request(net) -> None:
 
 
 def test_no_key_material_in_the_logs(net, ledger) -> None:
-    logs = net.log_text()  # the nodes' and the mock devices' logs
+    logs = net.log_text() + net.audit_text()  # the nodes' and the mock devices' logs, the audit trails
     assert ledger.material
     leaked = sum(1 for m in ledger.material if base64.b64encode(m).decode() in logs or m.hex() in logs)
     assert leaked == 0

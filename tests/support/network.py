@@ -15,6 +15,7 @@ from kms.storage.redis_client import redis_client
 from kms.storage.redis_pool import RedisPoolStore
 from kms.storage.redis_store import RedisKeyStore
 from kms.sealing import Sealer, load_kek
+from qkms.audit_log import audit_files
 from qkms.cli import link_plan
 from qkms.layout import NodePlan, free_port, write_layout
 from qkms.link_status import fetch_link_state, link_manager_line
@@ -162,3 +163,8 @@ class LocalNetwork:
 
     def log_text(self) -> str:
         return "".join(path.read_text(errors="replace") for path in sorted((self.root / "logs").glob("*.log")))
+
+    def audit_text(self) -> str:
+        """Every node's audit trail (its audit file and the rotated ones)."""
+        return "".join(path.read_text(errors="replace") for node in self.manifest["nodes"].values()
+                       for path in audit_files(load_config(node["config"]).audit.file))
