@@ -6,6 +6,9 @@ answer every request with one fixed ETSI key container:
 
 * ``flask``: a hello-world Flask app in gunicorn with qkms's gevent worker settings
   (``worker_class gevent``, the node's certificate, client certificates required);
+* ``flask-node-worker``: the same app in the node's own gevent worker
+  (``qkms.gevent_worker.NodeWorker`` with its default settings: handshake, header and
+  request deadlines, request framing checks, responses in one TLS record);
 * ``threads``: the least Python can do per request, a blocking TLS socket per
   connection in its own thread, the request read and a fixed answer written with no
   HTTP library, no WSGI and no framework.
@@ -14,7 +17,7 @@ Each server runs as ``--workers`` processes sharing the port (SO_REUSEPORT), on 
 two cores as the clients. What a server reaches here bounds what any node built on it
 can reach: the node must also parse JSON, talk to Redis and seal keys.
 
-    .venv/bin/python benchmarks/bench_http_floor.py --server threads flask
+    .venv/bin/python benchmarks/bench_http_floor.py --server threads flask flask-node-worker
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
+import os
 import signal
 import socket
 import ssl
@@ -115,15 +119,20 @@ def start_threads(port: int, workers: int, tls: tuple[str, str, str]) -> list[mp
     return processes
 
 
-def start_flask(port: int, workers: int, tls: tuple[str, str, str], directory: Path) -> subprocess.Popen:
+#: gunicorn worker class of each Flask server.
+FLASK_WORKERS = {"flask": "gevent", "flask-node-worker": "qkms.gevent_worker.NodeWorker"}
+
+
+def start_flask(port: int, workers: int, tls: tuple[str, str, str], directory: Path,
+                worker_class: str) -> subprocess.Popen:
     (directory / "floor_app.py").write_text(FLASK_APP)
     cert, key, ca = tls
     return subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "--chdir", str(directory), "--bind", f"127.0.0.1:{port}",
-         "--workers", str(workers), "--worker-class", "gevent", "--reuse-port",
+         "--workers", str(workers), "--worker-class", worker_class, "--reuse-port",
          "--certfile", cert, "--keyfile", key, "--ca-certs", ca, "--cert-reqs", str(int(ssl.CERT_REQUIRED)),
          "--log-level", "warning", "floor_app:app"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": str(ROOT)})
 
 
 def run(server: str, args: argparse.Namespace) -> dict:
@@ -135,7 +144,7 @@ def run(server: str, args: argparse.Namespace) -> dict:
             processes = start_threads(port, args.workers, tls)
             pids = [p.pid for p in processes]
         else:
-            gunicorn = start_flask(port, args.workers, tls, Path(tmp))
+            gunicorn = start_flask(port, args.workers, tls, Path(tmp), FLASK_WORKERS[server])
             pids = [gunicorn.pid]
         try:
             wait_for_port("127.0.0.1", port, 60, None)
@@ -154,7 +163,7 @@ def run(server: str, args: argparse.Namespace) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--server", nargs="+", default=["threads", "flask"], choices=["threads", "flask"])
+    parser.add_argument("--server", nargs="+", default=["threads", "flask"], choices=["threads", *FLASK_WORKERS])
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--processes", type=int, default=2, help="client processes")
     parser.add_argument("--workers", type=int, default=2, help="server processes")
