@@ -144,9 +144,9 @@ class SharedRotatingFileHandler(logging.Handler):
 
 
 def install_audit_log(settings: AuditConfig) -> SharedRotatingFileHandler:
-    """Send this process's audit entries to the node's audit file, and there only: the
-    trail stays out of the server log, which would otherwise grow by a line per key
-    (once per process)."""
+    """Send this process's audit entries to the node's audit file and nowhere else (once
+    per process): the trail stays out of the server log, which would otherwise grow by
+    a line per key."""
     logger = logging.getLogger(AUDIT_LOGGER)
     for handler in logger.handlers:
         if isinstance(handler, SharedRotatingFileHandler) and handler.path == Path(settings.file):

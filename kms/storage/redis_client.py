@@ -47,10 +47,12 @@ class ReadinessParser(_HiredisParser):
     (made on every command) asks the kernel directly.
 
     redis-py asks with ``select.poll``, which gevent's monkey-patching replaces by a
-    cooperative poll costing ~10 µs per call even with a zero timeout, about a fifth of
-    a command's CPU in the node's gevent worker. A zero-timeout check never waits, so
-    the original ``poll`` serves it without blocking the worker; a socket that reports
-    data, or a check with a timeout, goes on to redis-py's own code."""
+    cooperative poll: in the node's gevent worker a command then cost its sender 65–67 µs
+    of CPU, 47–53 µs with the kernel's ``poll`` (benchmarks/bench_redis_call.py). A
+    zero-timeout check never waits, so the original ``poll`` serves it without blocking
+    the worker; a socket that reports data, or a check with a timeout, goes on to
+    redis-py's own code. Reads the parser's ``_sock`` and ``_reader``, as redis-py 5 to 8
+    name them."""
 
     def can_read(self, timeout: float = 0) -> bool:
         sock, reader = self._sock, self._reader
