@@ -30,22 +30,18 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from cryptography import x509  # noqa: E402
 from cryptography.hazmat.primitives.serialization import Encoding  # noqa: E402
 
 from benchmarks.bench_etsi_roundtrip import configure_node, one_node_layout  # noqa: E402
 from etsi_api.auth import PEER_CERT_ENVIRON_KEY  # noqa: E402
 from kms.config import RedisConfig, load_config  # noqa: E402
+from kms.pki.files import read_certificate  # noqa: E402
 from kms.storage.embedded_redis import EmbeddedRedis  # noqa: E402
 from qkms.audit_log import AUDIT_LOGGER  # noqa: E402
 
 
-PROFILE_ORDER = os.environ.get("QKMS_PROFILE_ORDER", "cumulative")
-
-
 def certificate_der(manifest: dict, sae_id: str) -> bytes:
-    pem = Path(manifest["saes"][sae_id]["cert"]).read_bytes()
-    return x509.load_pem_x509_certificate(pem).public_bytes(Encoding.DER)
+    return read_certificate(manifest["saes"][sae_id]["cert"]).public_bytes(Encoding.DER)
 
 
 def environ(method: str, path: str, query: str, body: bytes, peer_der: bytes) -> dict:
@@ -86,7 +82,7 @@ def close_audit_handlers() -> None:
         handler.close()
 
 
-def measure(limits: bool, round_trips: int, profile: bool) -> dict:
+def measure(limits: bool, round_trips: int, profile_order: str | None) -> dict:
     from qkms.server import NodeServer
 
     with tempfile.TemporaryDirectory(prefix="qkms-bench-app-") as tmp:
@@ -107,10 +103,10 @@ def measure(limits: bool, round_trips: int, profile: bool) -> dict:
             for _ in range(round_trips):
                 trips.one()
             cpu_ms = (time.process_time() - start) / round_trips * 1e3
-            if profile:
+            if profile_order:
                 profiler = cProfile.Profile(time.process_time)
                 profiler.runcall(lambda: [trips.one() for _ in range(round_trips)])
-                pstats.Stats(profiler, stream=sys.stderr).sort_stats(PROFILE_ORDER).print_stats(50)
+                pstats.Stats(profiler, stream=sys.stderr).sort_stats(profile_order).print_stats(50)
             close_audit_handlers()
     return {"limits": "on" if limits else "off", "round_trips": round_trips, "cpu_ms_per_round_trip": round(cpu_ms, 3)}
 
@@ -119,7 +115,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--limits", nargs="+", default=["on", "off"], choices=["on", "off"])
     parser.add_argument("--round-trips", type=int, default=3000)
-    parser.add_argument("--profile", action="store_true", help="also print a cProfile of the round trips (stderr)")
+    parser.add_argument("--profile", nargs="?", const="cumulative", choices=["cumulative", "tottime"],
+                        help="also print a cProfile of the round trips (stderr), sorted by this column")
     args = parser.parse_args()
     for limits in args.limits:
         print(json.dumps(measure(limits == "on", args.round_trips, args.profile)), flush=True)
