@@ -13,7 +13,7 @@ from hypothesis import settings
 
 from adapters.etsi014_client import Etsi014Client
 from kms.config import load_config
-from kms.storage.embedded_redis import EmbeddedRedis
+from kms.storage.embedded_redis import EmbeddedRedis, embedded_url
 from kms.storage.redis_client import redis_client
 from kms.sealing import KEK_SIZE_BYTES
 from qkms.layout import NodePlan, free_port, write_layout
@@ -153,7 +153,7 @@ class SingleNode:
         ``limits.concurrent_requests_per_sae`` set): the tickets in its admission set
         (layout: kms/storage/redis_admission.py)."""
         config = load_config(self.config_path)
-        client = redis_client(f"unix://{config.redis.data_dir / 'redis.sock'}")
+        client = redis_client(embedded_url(config.redis.data_dir))
         try:
             return client.zcard(f"qkms:{{{config.kme_id}}}:adm:sae:{sae_id}:busy")
         finally:

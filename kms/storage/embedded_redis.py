@@ -60,6 +60,12 @@ def _socket_path(data_dir: Path) -> Path:
     return Path(tempfile.gettempdir()) / f"qkms-redis-{digest}.sock"
 
 
+def embedded_url(data_dir: Path) -> str:
+    """Where the embedded server of ``data_dir`` listens (running or not): its socket in
+    the data dir, or under the temp dir when that path is too long for AF_UNIX."""
+    return f"unix://{_socket_path(Path(data_dir))}"
+
+
 class EmbeddedRedis:
     """Start, reach and stop one private redis-server for a data directory."""
 
@@ -73,7 +79,7 @@ class EmbeddedRedis:
 
     @property
     def url(self) -> str:
-        return f"unix://{self.socket_path}"
+        return embedded_url(self.data_dir)
 
     def _config_text(self) -> str:
         return "\n".join([

@@ -23,6 +23,7 @@ from kms.keyring import read_keyring_keys, software_kek_id
 from kms.node import node_sealer
 from kms.sealing import kek_id_of
 from kms.storage import open_sealed_items, open_storage
+from kms.storage.embedded_redis import embedded_url
 from tests.integration.test_kek_rotation import Rotation
 from tests.support.network import FAST_LINK, LocalNetwork
 from tests.support.rotation_traffic import rotate_while_serving
@@ -50,7 +51,7 @@ def qkms(*args: str) -> subprocess.CompletedProcess:
 def kek_ids_in_store(config_path: Path) -> set[bytes]:
     """The kek_ids of every value in the store of a node on its embedded Redis."""
     config = load_config(config_path)
-    redis = config.redis.reached_at(f"unix://{config.redis.data_dir / 'redis.sock'}")
+    redis = config.redis.reached_at(embedded_url(config.redis.data_dir))
     items = open_sealed_items(redis, config.kme_id)
     return {kek_id_of(item.sealed) for batch in items.batches(50) for item in batch}
 

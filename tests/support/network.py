@@ -11,6 +11,7 @@ import httpx
 from adapters.etsi014_client import Etsi014Client
 from kms.config import load_config
 from kms.keys import KeyBlock
+from kms.storage.embedded_redis import embedded_url
 from kms.storage.redis_client import redis_client
 from kms.storage.redis_pool import RedisPoolStore
 from kms.storage.redis_store import RedisKeyStore
@@ -113,7 +114,7 @@ class LocalNetwork:
 
     def _open(self, kme_id: str):
         config = load_config(self.manifest["nodes"][kme_id]["config"])
-        client = redis_client(f"unix://{config.redis.data_dir / 'redis.sock'}")
+        client = redis_client(embedded_url(config.redis.data_dir))
         return client, Sealer(load_kek(config.kek.file, config.kek.env), kme_id)
 
     def pools(self, kme_id: str) -> RedisPoolStore:
