@@ -19,12 +19,19 @@ from kms.sealing import KEK_SIZE_BYTES
 from qkms.layout import NodePlan, free_port, write_layout
 from tests.support.backends import Backend, MemoryBackend, RedisBackend
 from tests.support.processes import NodeProcess, RedisServerProcess
+from tests.support.quiet_bytes import explain_comparison
 from tests.support.redis_topologies import ClusterSet, SentinelSet
 
 # Property tests check what is computed, never how fast: on a loaded machine one example
 # can be descheduled past Hypothesis's default 200 ms deadline.
 settings.register_profile("qkms", deadline=None)
 settings.load_profile("qkms")
+
+
+def pytest_assertrepr_compare(config, op: str, left, right) -> list[str] | None:
+    """A failed comparison of byte strings shows sizes and digests, never the bytes
+    (tests/support/quiet_bytes.py)."""
+    return explain_comparison(op, left, right)
 
 
 @pytest.fixture
