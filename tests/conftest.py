@@ -34,6 +34,16 @@ def pytest_assertrepr_compare(config, op: str, left, right) -> list[str] | None:
     return explain_comparison(op, left, right)
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Schemathesis gives the test of every API operation its test function's node ID
+    (only the item's name holds the operation). pytest-xdist schedules by node ID and
+    ran one operation per test; each item's ID ends with its name instead."""
+    for item in items:
+        parent_id, _, last = item.nodeid.rpartition("::")
+        if parent_id and last != item.name:
+            item._id = item.parent.id.child(item.name)  # pytest >= 9 has no public setter
+
+
 @pytest.fixture
 def kek() -> bytes:
     """A fresh random key-encryption key."""
