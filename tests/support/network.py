@@ -16,8 +16,8 @@ from kms.storage.redis_client import redis_client
 from kms.storage.redis_pool import RedisPoolStore
 from kms.storage.redis_store import RedisKeyStore
 from kms.sealing import Sealer, load_kek
-from qkms.audit_log import audit_files
 from qkms.cli import link_plan
+from qkms.cli_audit import node_audit_files
 from qkms.layout import NodePlan, free_port, write_layout
 from qkms.link_status import fetch_link_state, link_manager_line
 from qkms.runner import RunningNode, sae_client, start_node, stop_all, wait_for_keys, wait_listening
@@ -166,6 +166,7 @@ class LocalNetwork:
         return "".join(path.read_text(errors="replace") for path in sorted((self.root / "logs").glob("*.log")))
 
     def audit_text(self) -> str:
-        """Every node's audit trail (its audit file and the rotated ones)."""
-        return "".join(path.read_text(errors="replace") for node in self.manifest["nodes"].values()
-                       for path in audit_files(load_config(node["config"]).audit.file))
+        """Every node's audit trail (its audit file and the rotated ones), as ``qkms audit``
+        finds them."""
+        return "".join(path.read_text(errors="replace") for paths in node_audit_files(self.root).values()
+                       for path in paths)
